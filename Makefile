@@ -1,0 +1,39 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+# Where the demo keeps its catalog, model and report.
+DATA_DIR ?= data/catalog
+# A Binance kline file to use instead of downloading (for offline machines).
+HISTORY ?=
+SYMBOL ?= BTC/USDT
+TIMEFRAME ?= 1m
+DAYS ?= 7
+
+.PHONY: install test demo clean
+
+install: $(BIN)/.installed
+
+# Re-install when the package definition changes. torch==2.13.0 is pinned in pyproject.toml, so
+# pip never pulls a second torch in behind it.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+ifeq ($(strip $(HISTORY)),)
+	$(BIN)/nautilus-lstm download --exchange binance --symbol $(SYMBOL) --timeframe $(TIMEFRAME) \
+		--since $(DAYS)d --data-dir $(DATA_DIR)
+else
+	$(BIN)/nautilus-lstm import-klines $(HISTORY) --exchange binance --symbol $(SYMBOL) \
+		--timeframe $(TIMEFRAME) --data-dir $(DATA_DIR)
+endif
+	@echo "History is in the catalog at $(DATA_DIR)."
+
+clean:
+	rm -rf $(VENV) data build *.egg-info
