@@ -1,0 +1,37 @@
+"""Shared test fixtures.
+
+Real market data comes from one setting: ``NAUTILUS_LSTM_DATA`` (default ``../shared/data``
+beside the project root). Without it the tests that need it are skipped with a reason naming
+the setting; under CI (``CI=true``) its absence is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_SETTING = "NAUTILUS_LSTM_DATA"
+
+FIXTURE_7D = "fixture_btcusdt_1m_2025-05-20_7d.csv.gz"
+BTC_1M = "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
+ETH_1M = "ethusdt_1m_2025-05-20_2025-08-18.csv.gz"
+BTC_1H = "btcusdt_1h_2017-08-17_2025-12-31.csv.gz"
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get(DATA_SETTING, PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real Binance kline files."""
+    folder = shared_data_dir()
+    if not (folder / FIXTURE_7D).is_file():
+        reason = f"real market data not found at {folder}: set {DATA_SETTING} to the shared/data folder"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder
