@@ -153,17 +153,16 @@ def load_bars(
     if not bars:
         held = ", ".join(sorted(_bar_types(catalog))) or "none"
         raise CatalogError(f"{catalog_path} holds no {bar_type} bars in that range (bar types held: {held})")
-    frame = pd.DataFrame(
-        {
-            "open": [b.open.as_double() for b in bars],
-            "high": [b.high.as_double() for b in bars],
-            "low": [b.low.as_double() for b in bars],
-            "close": [b.close.as_double() for b in bars],
-            "volume": [b.volume.as_double() for b in bars],
-        },
-        index=pd.DatetimeIndex([b.ts_event for b in bars], tz="UTC", name="close_time"),
-    )
-    return frame
+    # Nautilus holds fixed-point values; as_double() can miss the decimal by an ulp, so round
+    # back to the bars' own precision to get exactly the prices the exchange sent.
+    price_digits, size_digits = bars[0].close.precision, bars[0].volume.precision
+    columns = {
+        name: np.round([getattr(b, name).as_double() for b in bars], price_digits)
+        for name in ("open", "high", "low", "close")
+    }
+    columns["volume"] = np.round([b.volume.as_double() for b in bars], size_digits)
+    index = pd.DatetimeIndex([b.ts_event for b in bars], tz="UTC", name="close_time")
+    return pd.DataFrame(columns, index=index)
 
 
 def _bar_types(catalog: ParquetDataCatalog) -> list[str]:
