@@ -1,0 +1,141 @@
+"""The training config: a small typed TOML file with four sections.
+
+``[data]`` says which bars, ``[features]`` which features (see :mod:`models.features`),
+``[model]`` the network's shape, ``[training]`` how to fit it and ``[evaluation]`` the
+walk-forward folds. Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    catalog: str = "data/catalog"
+    bar_type: str = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+    start: str = ""
+    end: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.1
+    quantiles: tuple[float, ...] = ()
+    burn_in: int = 64
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    horizon: int = 15
+    sequence_length: int = 512
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    max_epochs: int = 20
+    patience: int = 3
+    val_fraction: float = 0.15
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    folds: int = 4
+    first_test_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: dict = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config") -> TrainConfig:
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(sections)}")
+        values = {}
+        for name, section in raw.items():
+            if name == "features":
+                values[name] = dict(section)
+                continue
+            section_cls = sections[name].default_factory
+            values[name] = _section(section_cls, section, f"{source} [{name}]")
+        config = cls(**values)
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        checks = [
+            (self.model.hidden_size > 0 and self.model.num_layers > 0, "[model] hidden_size and num_layers must be positive"),
+            (0 <= self.model.dropout < 1, "[model] dropout must be in [0, 1)"),
+            (all(0 < q < 1 for q in self.model.quantiles), "[model] quantiles must lie in (0, 1)"),
+            (list(self.model.quantiles) == sorted(set(self.model.quantiles)), "[model] quantiles must be increasing"),
+            (self.model.burn_in >= 0, "[model] burn_in must be >= 0"),
+            (self.training.horizon >= 1, "[training] horizon must be >= 1"),
+            (self.training.sequence_length > self.model.burn_in, "[training] sequence_length must exceed [model] burn_in"),
+            (self.training.batch_size >= 1 and self.training.max_epochs >= 1, "[training] batch_size and max_epochs must be >= 1"),
+            (0 < self.training.val_fraction < 1, "[training] val_fraction must be in (0, 1)"),
+            (self.training.device in ("auto", "cpu", "cuda"), "[training] device must be auto, cpu or cuda"),
+            (self.evaluation.folds >= 1, "[evaluation] folds must be >= 1"),
+            (0 < self.evaluation.first_test_fraction < 1, "[evaluation] first_test_fraction must be in (0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{source}: {message}")
+
+    def override(self, **sections: dict) -> TrainConfig:
+        """A copy with some fields replaced, e.g. ``override(training={"seed": 3})``; None values are ignored."""
+        changed = {}
+        for name, fields in sections.items():
+            fields = {k: v for k, v in fields.items() if v is not None}
+            if fields:
+                changed[name] = dataclasses.replace(getattr(self, name), **fields)
+        config = dataclasses.replace(self, **changed)
+        config.validate("overrides")
+        return config
+
+
+def load_config(path: Path | None = None) -> TrainConfig:
+    """Read a TOML config (the shipped default when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ValueError(f"no config file at {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    return TrainConfig.from_dict(raw, source=str(path))
+
+
+def _section(section_cls, raw: dict, where: str):
+    known = {f.name: f for f in dataclasses.fields(section_cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    values = {}
+    for key, value in raw.items():
+        default = known[key].default
+        if isinstance(default, tuple):
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if type(value) is not type(default):
+            raise ValueError(f"{where}: {key} must be {type(default).__name__}, not {value!r}")
+        values[key] = value
+    return section_cls(**values)
