@@ -1,0 +1,151 @@
+"""A trained model on disk: everything needed to predict exactly as in training.
+
+An artifact is a directory:
+
+- ``weights.pt``: the network's state dict, loaded with ``torch.load(weights_only=True)`` so a
+  tampered file cannot run code;
+- ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
+  and its fingerprint, the fitted scaler and target scale, the data fingerprint, metrics and the
+  library versions it was made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.config import TrainConfig
+from models.dataset import Scaler
+from models.features import FeatureSpec
+from models.network import LSTMConfig, LSTMForecaster
+
+FORMAT_VERSION = 1
+WEIGHTS = "weights.pt"
+MANIFEST = "artifact.json"
+
+
+class ArtifactError(ValueError):
+    """An artifact that is missing, malformed, or does not fit what it is used for."""
+
+
+@dataclass
+class Artifact:
+    config: TrainConfig
+    lstm: LSTMConfig
+    feature_spec: FeatureSpec
+    scaler: Scaler
+    target_scale: float
+    data: dict
+    metrics: dict
+    model: LSTMForecaster
+
+    @property
+    def bar_type(self) -> str:
+        return self.data["bar_type"]
+
+
+def data_fingerprint(bars: pd.DataFrame, instrument_id: str, bar_type: str) -> dict:
+    """What the model was trained on: instrument, bar type, first and last bar, content hash."""
+    values = np.ascontiguousarray(bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64))
+    digest = hashlib.sha256(bars.index.asi8.tobytes() + values.tobytes()).hexdigest()
+    return {
+        "instrument_id": instrument_id,
+        "bar_type": bar_type,
+        "bars": len(bars),
+        "first_bar_close": bars.index[0].isoformat(),
+        "last_bar_close": bars.index[-1].isoformat(),
+        "sha256": digest,
+    }
+
+
+def library_versions() -> dict:
+    names = ["nautilus_trader", "torch", "numpy", "pandas", "ccxt"]
+    return {"python": platform.python_version(), **{name: version(name) for name in names}}
+
+
+def save_artifact(path: Path, artifact: Artifact) -> None:
+    """Write to a sibling temp directory, then rename: a crash never leaves half an artifact."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in artifact.model.state_dict().items()}, staging / WEIGHTS)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "config": artifact.config.to_dict(),
+        "lstm": artifact.lstm.to_dict(),
+        "feature_spec": artifact.feature_spec.to_dict(),
+        "feature_fingerprint": artifact.feature_spec.fingerprint(),
+        "scaler": artifact.scaler.to_dict(),
+        "target_scale": artifact.target_scale,
+        "data": artifact.data,
+        "metrics": artifact.metrics,
+        "versions": library_versions(),
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        os.replace(path, old)
+        os.replace(staging, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, path)
+
+
+def load_artifact(
+    path: Path, bar_type: str | None = None, feature_spec: FeatureSpec | None = None, device: str = "cpu"
+) -> Artifact:
+    """Load and check an artifact; a mismatch with what the caller expects is an error, not a warning."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file() or not (path / WEIGHTS).is_file():
+        raise ArtifactError(f"{path} is not a model artifact (no {MANIFEST} and {WEIGHTS}); train one with `nautilus-lstm train`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{manifest_path}: not valid JSON: {exc}") from None
+    found = manifest.get("format_version")
+    if found != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: artifact format version {found}, this code reads version {FORMAT_VERSION}; retrain it")
+    spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    if spec.fingerprint() != manifest["feature_fingerprint"]:
+        raise ArtifactError(
+            f"{path}: its features were computed by a different feature definition "
+            f"({manifest['feature_fingerprint']} vs {spec.fingerprint()} now); retrain it"
+        )
+    if feature_spec is not None and feature_spec.fingerprint() != spec.fingerprint():
+        raise ArtifactError(f"{path}: trained on feature spec {spec.to_dict()}, not {feature_spec.to_dict()}")
+    if bar_type is not None and str(bar_type) != manifest["data"]["bar_type"]:
+        raise ArtifactError(f"{path}: trained on {manifest['data']['bar_type']} bars, not {bar_type}")
+
+    lstm = LSTMConfig.from_dict(manifest["lstm"])
+    model = LSTMForecaster(lstm)
+    model.load_state_dict(torch.load(path / WEIGHTS, map_location=device, weights_only=True))
+    model.eval()
+    return Artifact(
+        config=TrainConfig.from_dict(manifest["config"], source=str(manifest_path)),
+        lstm=lstm,
+        feature_spec=spec,
+        scaler=Scaler.from_dict(manifest["scaler"]),
+        target_scale=float(manifest["target_scale"]),
+        data=manifest["data"],
+        metrics=manifest["metrics"],
+        model=model,
+    )
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in {MANIFEST}")

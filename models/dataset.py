@@ -1,0 +1,93 @@
+"""From bars to the arrays the network trains on: features, target, scaling, sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.features import FeatureSpec, compute_features, forward_log_return
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Rows are bars after the features' warm-up, in time order."""
+
+    index: pd.DatetimeIndex  # bar close times
+    features: np.ndarray  # (rows, n_features) float64
+    target: np.ndarray  # (rows,) forward log return; NaN where the horizon runs past the data
+    close: np.ndarray  # (rows,) close prices, for baselines that need them
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def build_dataset(bars: pd.DataFrame, spec: FeatureSpec, horizon: int) -> Dataset:
+    features = compute_features(bars, spec)
+    target = forward_log_return(bars, horizon)
+    defined = features.notna().all(axis=1).to_numpy()
+    if not defined.any():
+        raise ValueError(f"{len(bars)} bars are too few: the features need {spec.warmup_bars} bars of warm-up")
+    first = int(np.argmax(defined))
+    if not defined[first:].all():
+        row = first + int(np.argmax(~defined[first:]))
+        raise ValueError(f"features are undefined at {features.index[row]} after warm-up; check the bars there")
+    return Dataset(
+        index=features.index[first:],
+        features=features.to_numpy(dtype=np.float64)[first:],
+        target=target.to_numpy(dtype=np.float64)[first:],
+        close=bars["close"].to_numpy(dtype=np.float64)[first:],
+    )
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature standardization, fitted on training rows only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> Scaler:
+        std = features.std(axis=0)
+        # A constant feature would divide by zero; leave it centred and unscaled.
+        return cls(mean=features.mean(axis=0), std=np.where(std > 0, std, 1.0))
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Scaler:
+        return cls(mean=np.asarray(raw["mean"], dtype=np.float64), std=np.asarray(raw["std"], dtype=np.float64))
+
+
+def sequences(
+    features: np.ndarray, target: np.ndarray, rows: range, length: int, burn_in: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``rows`` into overlapping sequences for truncated backpropagation through time.
+
+    Each sequence starts from a zero state; its first ``burn_in`` steps only build context and
+    are masked out of the loss. Consecutive sequences overlap by ``burn_in``, so every row after
+    the first ``burn_in`` is in the loss exactly once. Returns (x, y, mask) with shapes
+    (n, length, n_features), (n, length), (n, length).
+    """
+    if len(rows) < length:
+        raise ValueError(f"{len(rows)} training rows are fewer than one sequence of {length}")
+    stride = length - burn_in
+    starts = list(range(rows.start, rows.stop - length + 1, stride))
+    if starts[-1] + length < rows.stop:
+        starts.append(rows.stop - length)  # the tail, aligned to the end
+    x = np.stack([features[s : s + length] for s in starts])
+    y = np.stack([target[s : s + length] for s in starts])
+    mask = np.ones_like(y, dtype=bool)
+    mask[:, :burn_in] = False
+    if len(starts) > 1:
+        # Steps of the tail sequence already counted by the one before it.
+        already = (starts[-2] + length) - starts[-1]
+        mask[-1, : max(burn_in, already)] = False
+    mask &= ~np.isnan(y)
+    return x, np.nan_to_num(y), mask

@@ -1,0 +1,248 @@
+"""Fitting the LSTM, top to bottom.
+
+1. Standardize features with statistics of the fitting rows only; scale the target by its
+   fitting-row standard deviation, so the loss is O(1) whatever the asset's volatility.
+2. Cut the fitting rows into overlapping sequences with a burn-in (see models.dataset).
+3. AdamW over shuffled sequences; after each epoch, predict the whole series in one stateful
+   pass (exactly what the strategy does bar by bar) and score the validation rows.
+4. Keep the best epoch; stop after ``patience`` epochs without improvement.
+5. A checkpoint after every epoch makes the run resumable.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from nautilus_trader.model.data import BarType
+from tqdm import tqdm
+
+from backtests.catalog import load_bars
+from models.artifact import Artifact, data_fingerprint, save_artifact
+from models.config import TrainConfig
+from models.dataset import Dataset, Scaler, build_dataset, sequences
+from models.features import FeatureSpec, default_spec
+from models.metrics import forecast_metrics
+from models.network import LSTMConfig, LSTMForecaster, pick_device
+from models.splits import Split, min_gap, train_val_split
+
+log = logging.getLogger(__name__)
+
+PREDICT_CHUNK = 8192  # bars per forward call when predicting a long series; state carries across
+
+
+@dataclass
+class FitResult:
+    model: LSTMForecaster
+    scaler: Scaler
+    target_scale: float
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+    return torch.device("cuda") if name == "cuda" else pick_device()
+
+
+def lstm_config(config: TrainConfig, n_features: int, seed: int) -> LSTMConfig:
+    return LSTMConfig(
+        n_features=n_features,
+        hidden_size=config.model.hidden_size,
+        num_layers=config.model.num_layers,
+        dropout=config.model.dropout,
+        quantiles=tuple(config.model.quantiles),
+        burn_in=config.model.burn_in,
+        seed=seed,
+    )
+
+
+def fit(
+    config: TrainConfig,
+    data: Dataset,
+    split: Split,
+    seed: int | None = None,
+    checkpoint: Path | None = None,
+    desc: str = "train",
+) -> FitResult:
+    seed = config.training.seed if seed is None else seed
+    training = config.training
+    device = resolve_device(training.device)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+
+    fit_rows = slice(split.fit.start, split.fit.stop)
+    scaler = Scaler.fit(data.features[fit_rows])
+    target_scale = float(np.nanstd(data.target[fit_rows]))
+    if not target_scale > 0:
+        raise ValueError("the training target has no variance: too few bars or a constant price")
+    features = scaler.transform(data.features).astype(np.float32)
+    target = (data.target / target_scale).astype(np.float32)
+
+    x, y, mask = sequences(features, target, split.fit, training.sequence_length, config.model.burn_in)
+    x, y, mask = (torch.from_numpy(a).to(device) for a in (x, y, mask))
+    model = LSTMForecaster(lstm_config(config, data.features.shape[1], seed)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
+
+    first_epoch, best_loss, best_epoch, best_state, history = 0, float("inf"), -1, None, []
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        first_epoch, best_loss, best_epoch = saved["epoch"] + 1, saved["best_loss"], saved["best_epoch"]
+        best_state, history = saved["best_model"], _history_from(saved)
+        log.info("%s: resumed from %s after epoch %d", desc, checkpoint, saved["epoch"] + 1)
+
+    bad_epochs = sum(1 for h in history if h["epoch"] > best_epoch)
+    for epoch in range(first_epoch, training.max_epochs):
+        if bad_epochs >= training.patience:
+            break
+        model.train()
+        order = torch.randperm(len(x), generator=generator).to(device)
+        losses = []
+        batches = range(0, len(order), training.batch_size)
+        for start in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{training.max_epochs}", leave=False, disable=None):
+            batch = order[start : start + training.batch_size]
+            prediction, _ = model(x[batch])
+            loss = model.loss(prediction, y[batch], mask[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+
+        val_loss = validation_loss(model, features, target, split)
+        improved = val_loss < best_loss
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
+        if improved:
+            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        bad_epochs = 0 if improved else bad_epochs + 1
+        log.info(
+            "%s epoch %d/%d: train loss %.4f, val loss %.4f%s",
+            desc, epoch + 1, training.max_epochs, history[-1]["train_loss"], val_loss, " (best)" if improved else "",
+        )
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history)
+
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(model, scaler, target_scale, best_epoch, history, time.perf_counter() - started)
+
+
+@torch.no_grad()
+def predict_series(model: LSTMForecaster, scaled_features: np.ndarray) -> np.ndarray:
+    """The batch path: one stateful pass over the whole series, zero state at its first row.
+
+    Returns (rows, n_outputs) in the scaled target's units. Equal to stepping the model bar by
+    bar from the same first row, which is what the strategy does.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    outputs, state = [], None
+    for start in range(0, len(scaled_features), PREDICT_CHUNK):
+        chunk = torch.as_tensor(scaled_features[start : start + PREDICT_CHUNK], dtype=torch.float32, device=device)
+        prediction, state = model(chunk.unsqueeze(0), state)
+        outputs.append(prediction[0].cpu().numpy())
+    return np.concatenate(outputs).astype(np.float64)
+
+
+@torch.no_grad()
+def validation_loss(model: LSTMForecaster, features: np.ndarray, target: np.ndarray, split: Split) -> float:
+    # Predict from the first row so the validation rows see the same context the strategy would.
+    prediction = predict_series(model, features[: split.val.stop])[split.val.start :]
+    rows = target[split.val.start : split.val.stop]
+    known = ~np.isnan(rows)
+    loss = model.loss(
+        torch.as_tensor(prediction[None], dtype=torch.float32),
+        torch.as_tensor(np.nan_to_num(rows)[None], dtype=torch.float32),
+        torch.as_tensor(known[None]),
+    )
+    return float(loss)
+
+
+def _save_checkpoint(path, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "epoch": epoch,
+        "best_loss": best_loss,
+        "best_epoch": best_epoch,
+        "best_model": best_state,
+        "history": torch.tensor([[h["epoch"], h["train_loss"], h["val_loss"]] for h in history], dtype=torch.float64),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)  # a kill mid-save keeps the previous checkpoint
+
+
+def _history_from(saved: dict) -> list[dict]:
+    return [
+        {"epoch": int(row[0]), "train_loss": float(row[1]), "val_loss": float(row[2])}
+        for row in saved["history"].tolist()
+    ]
+
+
+def load_training_bars(config: TrainConfig) -> pd.DataFrame:
+    start = pd.Timestamp(config.data.start, tz="UTC") if config.data.start else None
+    end = pd.Timestamp(config.data.end, tz="UTC") if config.data.end else None
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"empty date range: start {config.data.start} is not before end {config.data.end}")
+    return load_bars(Path(config.data.catalog), config.data.bar_type, start=start, end=end)
+
+
+def train_model(config: TrainConfig, out: Path) -> Artifact:
+    """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact."""
+    bars = load_training_bars(config)
+    spec = FeatureSpec.from_dict(config.features) if config.features else default_spec()
+    data = build_dataset(bars, spec, config.training.horizon)
+    gap = min_gap(config.training.horizon, config.model.burn_in)
+    split = train_val_split(len(data), config.training.val_fraction, gap)
+    log.info(
+        "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
+        len(bars), config.data.bar_type, len(split.fit), len(split.val), gap,
+    )
+    result = fit(config, data, split, checkpoint=Path(out) / "checkpoint" / "last.pt")
+
+    scaled = result.scaler.transform(data.features)
+    prediction = predict_series(result.model, scaled)[:, result.model.point_index] * result.target_scale
+    val = slice(split.val.start, split.val.stop)
+    metrics = {
+        "validation": forecast_metrics(data.target[val], prediction[val], horizon=config.training.horizon),
+        "best_epoch": result.best_epoch + 1,
+        "epochs_run": len(result.history),
+        "history": result.history,
+        "train_seconds": result.seconds,
+        "device": str(next(result.model.parameters()).device),
+    }
+    instrument_id = str(BarType.from_str(config.data.bar_type).instrument_id)
+    artifact = Artifact(
+        config=config,
+        lstm=result.model.config,
+        feature_spec=spec,
+        scaler=result.scaler,
+        target_scale=result.target_scale,
+        data=data_fingerprint(bars, instrument_id, config.data.bar_type) | {
+            "fit_rows": [split.fit.start, split.fit.stop],
+            "val_rows": [split.val.start, split.val.stop],
+            "first_row_close": data.index[0].isoformat(),
+        },
+        metrics=metrics,
+        model=result.model.cpu(),
+    )
+    save_artifact(Path(out), artifact)
+    return artifact
