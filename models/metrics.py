@@ -43,7 +43,7 @@ def forecast_metrics(
     """
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    _check_horizon(horizon)
+    check_horizon(horizon)
     if y_true.ndim != 1 or y_pred.shape != y_true.shape:
         raise ValueError(f"y_true and y_pred must be 1-D of one length, got {y_true.shape} and {y_pred.shape}")
     if np.isinf(y_true).any():
@@ -150,7 +150,7 @@ def diebold_mariano(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, 
     Identical losses at every point give (0, 1): no evidence of a difference. NaN with fewer
     than 2h points (and at least 2), too few for h-1 autocovariances and the correction.
     """
-    _check_horizon(horizon)
+    check_horizon(horizon)
     y_true, pred_a, pred_b = (np.asarray(v, dtype=np.float64) for v in (y_true, pred_a, pred_b))
     if not (y_true.shape == pred_a.shape == pred_b.shape) or y_true.ndim != 1:
         raise ValueError("y_true, pred_a and pred_b must be 1-D of one length")
@@ -272,7 +272,8 @@ def aggregate_over_seeds(runs: Sequence[Mapping[str, float]]) -> dict[str, dict[
     return summary
 
 
-def _check_horizon(horizon: int) -> None:
+def check_horizon(horizon: int) -> None:
+    """Raise unless ``horizon`` is a positive whole number of bars."""
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be a positive integer number of bars, got {horizon!r}")
 
