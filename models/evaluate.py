@@ -1,0 +1,149 @@
+"""Out-of-sample evaluation: the LSTM and every baseline on the same walk-forward folds.
+
+For each fold the LSTM is trained afresh (once per seed) on the fold's past, and every
+baseline is fitted on the same past; all of them forecast the same test rows from the same
+features. Metrics are pooled over the test folds per seed, then reported as mean ± std over
+seeds, with per-fold figures beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from models.artifact import load_artifact  # noqa: E402
+from models.baselines import BASELINES, lagged_log_returns  # noqa: E402
+from models.dataset import build_dataset  # noqa: E402
+from models.metrics import aggregate_over_seeds, cumulative_ic, forecast_metrics  # noqa: E402
+from models.splits import min_gap, walk_forward  # noqa: E402
+from models.train import fit, load_training_bars, predict_series  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+REPORTED = ["mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic", "rank_ic", "dm_pvalue_vs_zero"]
+
+
+def evaluate(artifact_path: Path, start: str | None = None, end: str | None = None, seeds: int = 3, out: Path | None = None) -> dict:
+    artifact = load_artifact(artifact_path)
+    config = artifact.config.override(data={"start": start, "end": end})
+    horizon = config.training.horizon
+    bars = load_training_bars(config)
+    data = build_dataset(bars, artifact.feature_spec, horizon)
+    gap = min_gap(horizon, config.model.burn_in)
+    splits = walk_forward(
+        len(data), config.evaluation.folds, config.evaluation.first_test_fraction, config.training.val_fraction, gap
+    )
+    past_returns = lagged_log_returns(data.close, max(BASELINES[name](horizon).n_lags for name in BASELINES))
+    test_rows = np.concatenate([np.arange(s.test.start, s.test.stop) for s in splits])
+    predictions: dict[str, np.ndarray] = {}
+    runs: dict[str, list[dict]] = {}
+    folds: dict[str, list[list[dict]]] = {}
+
+    for seed in range(config.training.seed, config.training.seed + seeds):
+        forecast = np.full(len(data), np.nan)
+        for split in splits:
+            result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
+            scaled = result.scaler.transform(data.features[: split.test.stop])
+            point = predict_series(result.model, scaled)[:, result.model.point_index] * result.target_scale
+            forecast[split.test.start : split.test.stop] = point[split.test.start :]
+        _record("lstm", forecast, data.target, splits, test_rows, horizon, runs, folds)
+        predictions.setdefault("lstm", forecast)
+
+    for name, make in BASELINES.items():
+        forecast = np.full(len(data), np.nan)
+        for split in splits:
+            past = slice(0, split.val.stop)  # everything the LSTM saw, fitting and early stopping
+            model = make(horizon).fit(data.features[past], past_returns[past], data.target[past])
+            test = slice(split.test.start, split.test.stop)
+            forecast[test] = model.predict(data.features[test], past_returns[test])
+        # Baselines are deterministic: every seed gives the same numbers (std 0).
+        for _ in range(seeds):
+            _record(name, forecast, data.target, splits, test_rows, horizon, runs, folds)
+        predictions[name] = forecast
+
+    report = {
+        "horizon": horizon,
+        "seeds": list(range(config.training.seed, config.training.seed + seeds)),
+        "data": artifact.data | {"evaluated_bars": len(bars), "start": config.data.start, "end": config.data.end},
+        "folds": [
+            {"fold": s.fold, "fit": [s.fit.start, s.fit.stop], "val": [s.val.start, s.val.stop],
+             "test": [s.test.start, s.test.stop], "test_first_close": data.index[s.test.start].isoformat(),
+             "test_last_close": data.index[s.test.stop - 1].isoformat()}
+            for s in splits
+        ],
+        "models": {
+            name: {
+                **{key: value for key, value in aggregate_over_seeds(runs[name]).items() if key in REPORTED + ["n"]},
+                "folds": [aggregate_over_seeds([seed_folds[k] for seed_folds in folds[name]]) for k in range(len(splits))],
+            }
+            for name in runs
+        },
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+        plot_predicted_vs_realized(predictions, data.target, test_rows, out / "predicted_vs_realized.png")
+        plot_cumulative_ic(folds, out / "cumulative_ic.png")
+    return report
+
+
+def _record(name, forecast, target, splits, test_rows, horizon, runs, folds) -> None:
+    runs.setdefault(name, []).append(forecast_metrics(target[test_rows], forecast[test_rows], horizon=horizon))
+    folds.setdefault(name, []).append(
+        [forecast_metrics(target[s.test.start : s.test.stop], forecast[s.test.start : s.test.stop], horizon=horizon) for s in splits]
+    )
+
+
+def summary_table(report: dict) -> str:
+    """A Markdown table of the pooled out-of-sample metrics, mean ± std over seeds."""
+    header = "| model | " + " | ".join(REPORTED) + " |"
+    lines = [header, "|" + "---|" * (len(REPORTED) + 1)]
+    for name, entry in report["models"].items():
+        cells = []
+        for key in REPORTED:
+            mean, std = entry[key]["mean"], entry[key]["std"]
+            cells.append("n/a" if np.isnan(mean) else f"{mean:.4g} ± {std:.2g}" if std and not np.isnan(std) else f"{mean:.4g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.ndarray, path: Path) -> None:
+    shown = [name for name in ("lstm", "ridge", "momentum") if name in predictions]
+    figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.5), squeeze=False)
+    realized = target[rows]
+    known = ~np.isnan(realized)
+    for axis, name in zip(axes[0], shown):
+        predicted = predictions[name][rows]
+        axis.scatter(predicted[known], realized[known], s=2, alpha=0.2)
+        axis.axhline(0, color="grey", lw=0.5)
+        axis.axvline(0, color="grey", lw=0.5)
+        axis.set_title(f"{name}: out-of-sample")
+        axis.set_xlabel("predicted log return")
+        axis.set_ylabel("realized log return")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_cumulative_ic(folds: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, seed_folds in folds.items():
+        table = cumulative_ic(seed_folds[0])
+        if table["cumulative_ic"].notna().any():
+            axis.plot(table["fold"] + 1, table["cumulative_ic"], marker="o", label=name)
+    axis.axhline(0, color="grey", lw=0.5)
+    axis.set_xlabel("test fold")
+    axis.set_ylabel("cumulative IC (first seed)")
+    axis.set_title("Information coefficient accumulated over walk-forward folds")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
