@@ -22,7 +22,7 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.wranglers import BarDataWrangler
 
 from backtests.instruments import max_decimals
-from backtests.klines import PRICE_COLUMNS
+from backtests.klines import PRICE_COLUMNS, to_bars_frame
 from backtests.timeframes import Timeframe, close_time_ns
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,7 @@ def to_nautilus_bars(bars: pd.DataFrame, bar_type: BarType, instrument: Instrume
             "volumes have %d decimals; rounded to %s's size precision of %d",
             size_decimals, instrument.id, instrument.size_precision,
         )
-    close_ns = close_time_ns(bars["open_time"].to_numpy(dtype=np.int64), timeframe)
-    frame = pd.DataFrame(
-        bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64),
-        columns=["open", "high", "low", "close", "volume"],
-        index=pd.DatetimeIndex(close_ns, tz="UTC", name="timestamp"),
-    )
+    frame = to_bars_frame(bars, timeframe).rename_axis("timestamp")
     return BarDataWrangler(bar_type, instrument).process(frame)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backtests.timeframes import Timeframe, close_time_ns
+
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
 _LAYOUTS = (6, 12)
@@ -107,3 +109,14 @@ def _numeric_column(column: pd.Series, name: str, lines: np.ndarray, path: Path)
         row = int(np.argmax(np.isnan(values)))
         raise KlineFileError(path, int(lines[row]), "open_time is missing")
     return values
+
+
+def to_bars_frame(klines: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
+    """Klines (open times in ms) → the canonical bars frame: float64 OHLCV indexed by CLOSE time (UTC).
+
+    This is the layout :func:`backtests.catalog.load_bars` returns and the models consume.
+    """
+    close_ns = close_time_ns(klines["open_time"].to_numpy(dtype=np.int64), timeframe)
+    columns = ["open", "high", "low", "close", "volume"]
+    index = pd.DatetimeIndex(close_ns, tz="UTC", name="close_time")
+    return pd.DataFrame(klines[columns].to_numpy(dtype=np.float64), columns=columns, index=index)

@@ -18,8 +18,8 @@ from nautilus_trader.indicators import (
     SimpleMovingAverage,
 )
 
-from backtests.klines import read_klines
-from backtests.timeframes import close_time_ns, parse_timeframe
+from backtests.klines import read_klines, to_bars_frame
+from backtests.timeframes import parse_timeframe
 from models.features import (
     FeatureSpec,
     OnlineFeatures,
@@ -34,12 +34,7 @@ NAUTILUS_TOLERANCE = 1e-12
 
 
 def kline_bars(path, timeframe: str = "1m") -> pd.DataFrame:
-    """A kline file as the canonical bars frame: float OHLCV indexed by bar CLOSE time (UTC)."""
-    klines = read_klines(path)
-    close_ns = close_time_ns(klines["open_time"].to_numpy(np.int64), parse_timeframe(timeframe))
-    columns = ["open", "high", "low", "close", "volume"]
-    index = pd.DatetimeIndex(close_ns, tz="UTC", name="close_time")
-    return pd.DataFrame(klines[columns].to_numpy(np.float64), columns=columns, index=index)
+    return to_bars_frame(read_klines(path), parse_timeframe(timeframe))
 
 
 def stream(bars: pd.DataFrame, online: OnlineFeatures) -> list:
