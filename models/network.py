@@ -128,10 +128,10 @@ class StreamingLSTM:
     """Advances a trained LSTMForecaster one bar at a time, carrying (h, c) between calls.
 
     NumPy float32 on preallocated arrays, chosen by measurement (median µs per step, 2 layers,
-    hidden 64, 16 features, one thread, 2-core AMD EPYC): 10 here, 12 in float64, 19 for torch ops on
-    preallocated tensors, 27 for torch.lstm_cell, 114 for a one-step nn.LSTM call. Each torch
-    call costs microseconds of dispatch, more than the arithmetic at this size. Float32
-    matches the torch model to ~1e-7 as well as float64 does.
+    hidden 64, 16 features, one thread, 2-core AMD EPYC): 10 here, 12 in float64, 19 for torch
+    ops on preallocated tensors, 27 for torch.lstm_cell, 114 for a one-step nn.LSTM call. Each
+    torch call costs microseconds of dispatch, more than the arithmetic at this size. Float32
+    matches the torch model to ~1e-7, as float64 does.
     """
 
     def __init__(self, model: LSTMForecaster):
