@@ -116,7 +116,10 @@ def load_artifact(
     found = manifest.get("format_version")
     if found != FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format version {found}, this code reads version {FORMAT_VERSION}; retrain it")
-    spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    try:
+        spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: its feature spec does not fit this code ({exc}); retrain it") from None
     if spec.fingerprint() != manifest["feature_fingerprint"]:
         raise ArtifactError(
             f"{path}: its features were computed by a different feature definition "
@@ -129,7 +132,11 @@ def load_artifact(
 
     lstm = LSTMConfig.from_dict(manifest["lstm"])
     model = LSTMForecaster(lstm)
-    model.load_state_dict(torch.load(path / WEIGHTS, map_location=device, weights_only=True))
+    try:
+        weights = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
+    except Exception as exc:  # weights_only refuses anything but tensors and plain containers
+        raise ArtifactError(f"{path / WEIGHTS}: not loadable as plain weights ({type(exc).__name__}); refusing it") from None
+    model.load_state_dict(weights)
     model.eval()
     return Artifact(
         config=TrainConfig.from_dict(manifest["config"], source=str(manifest_path)),

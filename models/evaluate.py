@@ -51,7 +51,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         for split in splits:
             result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
             scaled = result.scaler.transform(data.features[: split.test.stop])
-            point = predict_series(result.model, scaled)[:, result.model.point_index] * result.target_scale
+            point = predict_series(result.model, scaled)[:, result.model.config.point_index] * result.target_scale
             forecast[split.test.start : split.test.stop] = point[split.test.start :]
         _record("lstm", forecast, data.target, splits, test_rows, horizon, runs, folds)
         predictions.setdefault("lstm", forecast)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -97,11 +98,23 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
 
     first_epoch, best_loss, best_epoch, best_state, history = 0, float("inf"), -1, None, []
+    # What must match for a checkpoint to be resumed: the config (bar the stopping rule and the
+    # device), the seed and the rows. A resumed run then continues exactly where it stopped.
+    settings = config.override(training={"max_epochs": 1, "patience": 1, "device": "auto"}).to_dict()
+    run_key = json.dumps(
+        {"config": settings, "seed": seed, "fit": [split.fit.start, split.fit.stop], "rows": len(data)}, sort_keys=True
+    )
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        if saved["run"] != run_key:
+            raise ValueError(
+                f"{checkpoint} belongs to a run with another config, seed or data; "
+                "delete it or train into another --out"
+            )
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
         first_epoch, best_loss, best_epoch = saved["epoch"] + 1, saved["best_loss"], saved["best_epoch"]
         best_state, history = saved["best_model"], _history_from(saved)
         log.info("%s: resumed from %s after epoch %d", desc, checkpoint, saved["epoch"] + 1)
@@ -135,7 +148,7 @@ def fit(
             desc, epoch + 1, training.max_epochs, history[-1]["train_loss"], val_loss, " (best)" if improved else "",
         )
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history)
+            _save_checkpoint(checkpoint, run_key, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history)
 
     model.load_state_dict(best_state)
     model.eval()
@@ -173,11 +186,13 @@ def validation_loss(model: LSTMForecaster, features: np.ndarray, target: np.ndar
     return float(loss)
 
 
-def _save_checkpoint(path, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history) -> None:
+def _save_checkpoint(path, run_key, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "run": run_key,
         "epoch": epoch,
         "best_loss": best_loss,
         "best_epoch": best_epoch,
@@ -219,7 +234,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     result = fit(config, data, split, checkpoint=Path(out) / "checkpoint" / "last.pt")
 
     scaled = result.scaler.transform(data.features)
-    prediction = predict_series(result.model, scaled)[:, result.model.point_index] * result.target_scale
+    prediction = predict_series(result.model, scaled)[:, result.model.config.point_index] * result.target_scale
     val = slice(split.val.start, split.val.stop)
     metrics = {
         "validation": forecast_metrics(data.target[val], prediction[val], horizon=config.training.horizon),
