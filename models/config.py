@@ -35,12 +35,12 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     horizon: int = 15
-    sequence_length: int = 512
-    batch_size: int = 32
+    sequence_length: int = 256
+    batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    max_epochs: int = 20
-    patience: int = 3
+    max_epochs: int = 30
+    patience: int = 5
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
