@@ -5,8 +5,8 @@ An artifact is a directory:
 - ``weights.pt``: the network's state dict, loaded with ``torch.load(weights_only=True)`` so a
   tampered file cannot run code;
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
-  and its fingerprint, the fitted scaler and target scale, the data fingerprint, metrics and the
-  library versions it was made with.
+  and its fingerprint, the fitted scaler and target scale, the data fingerprint, metrics, the
+  ridge baseline fitted on the same rows (a benchmark for backtests) and the library versions.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Artifact:
     data: dict
     metrics: dict
     model: LSTMForecaster
+    ridge: dict  # the ridge baseline fitted on the same rows and features: coef, intercept, alpha
 
     @property
     def bar_type(self) -> str:
@@ -89,6 +90,7 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
         "target_scale": artifact.target_scale,
         "data": artifact.data,
         "metrics": artifact.metrics,
+        "ridge": artifact.ridge,
         "versions": library_versions(),
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
@@ -147,6 +149,7 @@ def load_artifact(
         data=manifest["data"],
         metrics=manifest["metrics"],
         model=model,
+        ridge=manifest["ridge"],
     )
 
 

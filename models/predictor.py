@@ -57,3 +57,27 @@ class OnlinePredictor:
         self._scaled *= self._inv_std
         outputs = self.network.step(self._scaled)
         return outputs * self._target_scale
+
+
+class OnlineRidge:
+    """The artifact's ridge baseline on the same online features: a benchmark for the LSTM."""
+
+    point_index = 0
+
+    def __init__(self, artifact: Artifact):
+        self.features = OnlineFeatures(artifact.feature_spec)
+        self._coef = np.asarray(artifact.ridge["coef"], dtype=np.float64)
+        self._intercept = float(artifact.ridge["intercept"])
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.features.warmup_bars
+
+    def reset(self) -> None:
+        self.features.reset()
+
+    def update(self, close_time_ns: int, open_: float, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+        row = self.features.update(close_time_ns, open_, high, low, close, volume)
+        if row is None:
+            return None
+        return np.array([row @ self._coef + self._intercept])

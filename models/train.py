@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from backtests.catalog import load_bars
 from models.artifact import Artifact, data_fingerprint, save_artifact
+from models.baselines import RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
 from models.features import FeatureSpec, default_spec
@@ -244,6 +245,8 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "train_seconds": result.seconds,
         "device": str(next(result.model.parameters()).device),
     }
+    fit_rows = slice(split.fit.start, split.fit.stop)
+    ridge = RidgeForecast(config.training.horizon).fit(data.features[fit_rows], None, data.target[fit_rows])
     instrument_id = str(BarType.from_str(config.data.bar_type).instrument_id)
     artifact = Artifact(
         config=config,
@@ -258,6 +261,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         },
         metrics=metrics,
         model=result.model.cpu(),
+        ridge={"coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_)},
     )
     save_artifact(Path(out), artifact)
     return artifact
