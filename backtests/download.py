@@ -74,9 +74,7 @@ class _Market:
     timeframe: Timeframe
 
 
-def download_ohlcv(
-    request: DownloadRequest, retry: RetryPolicy = RetryPolicy(), page_limit: int = PAGE_LIMIT
-) -> HistoryResult:
+def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy()) -> HistoryResult:
     """Fetch the complete bars the catalog lacks in the request's window and write them, page by page."""
     started = time.monotonic()
     market = _open_market(request, retry)
@@ -109,7 +107,7 @@ def download_ohlcv(
     with tqdm(total=expected, unit="bar", desc=f"{market.symbol} {market.timeframe}", disable=None) as progress:
         for first, last in ranges:
             fetched = []
-            for rows in _pages(market, first, last, page_limit):
+            for rows in _pages(market, first, last):
                 fetched.append(_store_page(request, market, rows, tally))
                 progress.update(len(rows))
             if fetched:
@@ -158,14 +156,14 @@ def _missing_open_ranges(catalog_path: Path, market: _Market, first_open_ms: int
     return [(open_time_ms(start, tf), open_time_ms(end, tf)) for start, end in missing if start <= end]
 
 
-def _pages(market: _Market, first_open_ms: int, last_open_ms: int, page_limit: int) -> Iterator[list[list]]:
+def _pages(market: _Market, first_open_ms: int, last_open_ms: int) -> Iterator[list[list]]:
     """ccxt OHLCV rows with open times in [first, last], a page per request, oldest first."""
     cursor = first_open_ms
     while cursor <= last_open_ms:
         rows = market.calls.run(
             f"fetch {market.symbol} {market.timeframe} bars from {_utc(cursor)}",
             lambda: market.exchange.fetch_ohlcv(
-                market.symbol, market.timeframe.text, since=cursor, limit=page_limit, params={"until": last_open_ms}
+                market.symbol, market.timeframe.text, since=cursor, limit=PAGE_LIMIT, params={"until": last_open_ms}
             ),
         )
         rows = [row for row in rows if cursor <= row[0] <= last_open_ms]  # not every exchange honours until
