@@ -6,10 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from backtests.catalog import DEFAULT_CATALOG
 from backtests.history import import_klines
-from backtests.instruments import MARKETS
-from backtests.validation import PLACEHOLDER_POLICIES
+from scripts.options import add_bar_options
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +27,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("path", type=Path, help="the kline file (.csv or .csv.gz)")
     parser.add_argument("--exchange", default="binance", help="exchange the data came from (default: binance)")
-    parser.add_argument("--symbol", required=True, help="unified symbol, e.g. BTC/USDT")
-    parser.add_argument("--timeframe", required=True, help="bar interval in ccxt notation, e.g. 1m, 1h")
-    parser.add_argument("--market", choices=MARKETS, default="spot", help="spot or USDT-M futures (default: spot)")
-    parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_CATALOG, help=f"catalog directory (default: {DEFAULT_CATALOG})"
-    )
-    parser.add_argument(
-        "--placeholders",
-        choices=PLACEHOLDER_POLICIES,
-        default="drop",
-        help="what to do with flat zero-volume outage bars: drop them (default; they become gaps) or keep them",
-    )
+    add_bar_options(parser)
     parser.set_defaults(run=run)
 
 
