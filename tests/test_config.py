@@ -33,6 +33,6 @@ def test_bad_configs_name_file_and_field(tmp_path, text, message):
 
 def test_overrides_ignore_none_and_validate():
     config = load_config().override(training={"seed": 7, "max_epochs": None}, data={"start": "2025-06-01"})
-    assert config.training.seed == 7 and config.training.max_epochs == 20 and config.data.start == "2025-06-01"
+    assert config.training.seed == 7 and config.training.max_epochs == TrainConfig().training.max_epochs and config.data.start == "2025-06-01"
     with pytest.raises(ValueError, match="max_epochs must be >= 1"):
         load_config().override(training={"max_epochs": 0})
