@@ -1,0 +1,253 @@
+"""Performance statistics of a backtest, from its fills and the bars it traded on.
+
+Everything is computed from one small table of fills (``FILL_COLUMNS``): ``ts`` (tz-aware UTC
+time of the fill), ``side`` ("BUY"/"SELL"), ``quantity`` (base units, positive), ``price`` and
+``fee`` (quote currency, positive = paid). :func:`fills_from_nautilus` builds it from Nautilus's
+``trader.generate_fills_report()``.
+
+Equity is marked to market at every bar close, in quote currency, from cash flows:
+``equity_t = starting + sum over fills applied by t of (-signed_qty * price - fee) + position_t * close_t``.
+A fill is applied at the first bar close at or after its time. This is the equity of a spot CASH
+account (quote balance + base held at the close) and of a linear (USDT-M) perpetual on a MARGIN
+account (balance + unrealized PnL) alike; funding payments are not modelled.
+
+Statistics (:func:`performance_stats`). ``equity_start`` is the equity before any fill: the first
+bar's equity with that bar's fills undone, so a fee paid on the first bar counts against the run.
+
+- ``total_return``: ``equity_end / equity_start - 1``.
+- ``annual_return``: mean daily return x ``periods_per_year`` (365: crypto trades every day).
+- ``sharpe``: mean daily return / standard deviation of daily returns (n - 1) x sqrt(365);
+  Nautilus's ``SharpeRatio``. NaN with fewer than two days or no variation.
+- ``sortino``: mean daily return / sqrt(sum of squared negative daily returns / number of days)
+  x sqrt(365); Nautilus's ``SortinoRatio``. NaN with fewer than two days or no losing day.
+- ``max_drawdown``: the largest fall from a running peak of equity (``equity_start`` included),
+  as a positive fraction of that peak; 0.0 if equity never falls.
+- ``cagr``: ``(equity_end / equity_start) ** (1 / years) - 1``, years = span of the bar index
+  (first to last bar close) / 365 days. NaN for a zero span or negative equity.
+- ``calmar``: ``cagr / max_drawdown``; NaN if there is no drawdown.
+- ``trades``: completed round trips. A round trip runs from flat to flat; a fill that flips the
+  position closes one round trip and opens the next, its quantity, cash and fee split between them.
+  A position still open after the last bar is not a round trip (its PnL is in the equity).
+- ``win_rate``: share of round trips whose PnL after fees is above zero; NaN if there are none.
+- ``turnover``: traded notional (sum of quantity x price) / ``equity_start``.
+- ``fees``: total fees paid, quote currency.
+- ``exposure``: share of bars that end with a non-zero position.
+- ``bars``: number of bars; ``run_seconds``: passed through.
+
+Daily returns are those of the equity at each UTC midnight (the close of the day's last bar),
+the first taken against ``equity_start``; a final partial day counts as a day, and a day without
+bars has a zero return.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from nautilus_trader.analysis import SharpeRatio, SortinoRatio, WinRate
+from nautilus_trader.model.objects import Money
+
+FILL_COLUMNS = ["ts", "side", "quantity", "price", "fee"]
+STAT_KEYS = (
+    "total_return", "annual_return", "sharpe", "sortino", "max_drawdown", "cagr", "calmar",
+    "win_rate", "trades", "turnover", "fees", "exposure", "bars", "run_seconds",
+)
+DAYS_PER_YEAR = 365
+_DAY = pd.Timedelta(days=1)
+# Positions are sums of float quantities: a residue this small relative to the fills is flat.
+_FLAT_TOLERANCE = 1e-9
+
+
+def fills_from_nautilus(report: pd.DataFrame) -> pd.DataFrame:
+    """``trader.generate_fills_report()`` (one row per fill event) → the fills table, in time order.
+
+    The per-order ``generate_order_fills_report()`` would merge partial fills into an average
+    price, so the per-fill report is the one used. The report must hold one strategy's fills of
+    one instrument (filter it by ``strategy_id`` first), with fees in the quote currency.
+    """
+    if report.empty:
+        return empty_fills()
+    for column in ("strategy_id", "instrument_id"):
+        if report[column].nunique() > 1:
+            raise ValueError(f"the fills report mixes several {column}s; pass one strategy's fills of one instrument")
+    fees = [Money.from_str(str(text)) for text in report["commission"]]
+    wrong = {fee.currency.code for fee in fees} - set(report["currency"])
+    if wrong:
+        raise ValueError(f"fees paid in {sorted(wrong)}, not the quote currency: they cannot be priced from the fills")
+    fills = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(report["ts_event"], utc=True).array,
+            "side": report["order_side"].astype(str).to_numpy(),
+            "quantity": [float(str(q)) for q in report["last_qty"]],
+            "price": [float(str(p)) for p in report["last_px"]],
+            "fee": [fee.as_double() for fee in fees],
+        }
+    )
+    return fills.sort_values("ts", kind="stable", ignore_index=True)
+
+
+def empty_fills() -> pd.DataFrame:
+    """A fills table without fills (a strategy that never traded)."""
+    return pd.DataFrame(
+        {
+            "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+            "side": pd.Series(dtype=object),
+            "quantity": pd.Series(dtype=float),
+            "price": pd.Series(dtype=float),
+            "fee": pd.Series(dtype=float),
+        }
+    )
+
+
+def position_series(fills: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
+    """Signed base position held after each bar (long > 0), exactly 0.0 when flat."""
+    traded = _per_bar(_signed_quantity(fills), fills, index).cumsum()
+    flat = np.abs(traded) <= _flat_tolerance(fills)
+    return pd.Series(np.where(flat, 0.0, traded), index=index, name="position")
+
+
+def equity_curve(fills: pd.DataFrame, close: pd.Series, starting_equity: float) -> pd.Series:
+    """Mark-to-market equity at every bar close, quote currency (see the module docstring).
+
+    Nautilus 1.221's ``CashAccount`` books quote currency only for the part of a fill that closes
+    the open position, so after a spot fill that flips long to short its USDT balance falls short
+    of this curve by the opening leg's notional. Spot strategies should not flip.
+    """
+    cash = starting_equity + _per_bar(_cash_flows(fills), fills, close.index).cumsum()
+    position = position_series(fills, close.index).to_numpy()
+    return pd.Series(cash + position * close.to_numpy(dtype=float), index=close.index, name="equity")
+
+
+def performance_stats(
+    equity: pd.Series,
+    fills: pd.DataFrame,
+    close: pd.Series,
+    run_seconds: float,
+    periods_per_year: int | None = None,
+) -> dict:
+    """The report's statistics, keys ``STAT_KEYS``, defined in the module docstring.
+
+    ``equity`` is :func:`equity_curve` of ``fills`` on ``close``. ``periods_per_year`` is the
+    number of daily returns in a year used to annualize the mean return, Sharpe and Sortino
+    (365 if None, as crypto trades every day).
+    """
+    if not equity.index.equals(close.index):
+        raise ValueError("equity and close must share one bar index")
+    per_year = periods_per_year or DAYS_PER_YEAR
+    start = opening_equity(equity, fills, close)
+    end = float(equity.iloc[-1])
+    daily = daily_returns(equity, start)
+    max_dd = max_drawdown(pd.concat([pd.Series([start]), equity], ignore_index=True))
+    growth = compound_annual_growth(start, end, equity.index[-1] - equity.index[0])
+    trips = round_trip_pnls(fills)
+    return {
+        "total_return": end / start - 1.0,
+        "annual_return": float(daily.mean()) * per_year,
+        "sharpe": _nautilus_ratio(SharpeRatio(period=per_year), daily),
+        "sortino": _nautilus_ratio(SortinoRatio(period=per_year), daily),
+        "max_drawdown": max_dd,
+        "cagr": growth,
+        "calmar": growth / max_dd if max_dd > 0 else math.nan,
+        # Nautilus's WinRate answers 0.0 for no trades; no trades means no win rate.
+        "win_rate": float(WinRate().calculate_from_realized_pnls(trips)) if trips else math.nan,
+        "trades": len(trips),
+        "turnover": float((fills["quantity"] * fills["price"]).sum()) / start,
+        "fees": float(fills["fee"].sum()),
+        "exposure": float((position_series(fills, close.index) != 0.0).mean()),
+        "bars": len(equity),
+        "run_seconds": run_seconds,
+    }
+
+
+def opening_equity(equity: pd.Series, fills: pd.DataFrame, close: pd.Series) -> float:
+    """Equity before any fill: the first bar's equity with that bar's fills undone."""
+    first_bar = _bar_numbers(fills, close.index) == 0
+    at_open = fills.loc[first_bar]
+    held = float(_signed_quantity(at_open).sum())
+    return float(equity.iloc[0]) - float(_cash_flows(at_open).sum()) - held * float(close.iloc[0])
+
+
+def daily_returns(equity: pd.Series, start: float) -> pd.Series:
+    """Returns of the equity at each UTC midnight, the first against ``start`` (equity before any fill)."""
+    day_ends = equity.resample(_DAY, closed="right", label="right").last().ffill()
+    # A run whose first bar closes at midnight has a day end at its start: not a day of trading.
+    day_ends = day_ends[day_ends.index > equity.index[0]]
+    levels = np.concatenate([[start], day_ends.to_numpy()])
+    return pd.Series(levels[1:] / levels[:-1] - 1.0, index=day_ends.index, name="daily_return")
+
+
+def drawdown(equity: pd.Series) -> pd.Series:
+    """Fall below the running peak at each point, as a positive fraction of the peak."""
+    return 1.0 - equity / equity.cummax()
+
+
+def max_drawdown(equity: pd.Series) -> float:
+    return float(drawdown(equity).max())
+
+
+def compound_annual_growth(start: float, end: float, span: pd.Timedelta) -> float:
+    years = span / (DAYS_PER_YEAR * _DAY)
+    ratio = end / start
+    if years <= 0 or ratio < 0:
+        return math.nan
+    return ratio ** (1.0 / years) - 1.0
+
+
+def round_trip_pnls(fills: pd.DataFrame) -> list[float]:
+    """PnL after fees of each completed round trip, in the order they close."""
+    tolerance = _flat_tolerance(fills)
+    position, pnl, pnls = 0.0, 0.0, []
+    for signed, flow in zip(_signed_quantity(fills), _cash_flows(fills)):
+        after = position + signed
+        if abs(after) <= tolerance:
+            after = 0.0
+        flips = position * after < 0
+        # The share of this fill that belongs to the round trip open before it.
+        share = abs(position) / abs(signed) if flips else 1.0
+        pnl += share * flow
+        if position != 0.0 and (after == 0.0 or flips):
+            pnls.append(pnl)
+            pnl = 0.0
+        pnl += (1.0 - share) * flow
+        position = after
+    return pnls
+
+
+def _nautilus_ratio(statistic, daily: pd.Series) -> float:
+    # Nautilus's SortinoRatio (1.221) answers a number for a single day; one day has no spread.
+    if len(daily) < 2:
+        return math.nan
+    # Nautilus sums returns within a UTC day; ours are already one per day, keyed at midnight.
+    return float(statistic.calculate_from_returns({ts.value: r for ts, r in daily.items()}))
+
+
+def _signed_quantity(fills: pd.DataFrame) -> np.ndarray:
+    sides = fills["side"].to_numpy()
+    unknown = set(sides) - {"BUY", "SELL"}
+    if unknown:
+        raise ValueError(f"fill sides must be BUY or SELL, not {sorted(unknown)}")
+    return np.where(sides == "BUY", 1.0, -1.0) * fills["quantity"].to_numpy(dtype=float)
+
+
+def _cash_flows(fills: pd.DataFrame) -> np.ndarray:
+    """Quote currency received by each fill: minus what a buy pays, plus what a sell gets, less the fee."""
+    return -_signed_quantity(fills) * fills["price"].to_numpy(dtype=float) - fills["fee"].to_numpy(dtype=float)
+
+
+def _bar_numbers(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """The bar each fill is applied at: the first bar close at or after the fill."""
+    bars = index.searchsorted(pd.DatetimeIndex(fills["ts"]), side="left")
+    if (bars >= len(index)).any():
+        late = fills["ts"].iloc[int(np.argmax(bars >= len(index)))]
+        raise ValueError(f"a fill at {late} comes after the last bar close {index[-1]}")
+    return bars
+
+
+def _per_bar(values: np.ndarray, fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """Sum of per-fill ``values`` over the fills applied at each bar."""
+    return np.bincount(_bar_numbers(fills, index), weights=values, minlength=len(index))
+
+
+def _flat_tolerance(fills: pd.DataFrame) -> float:
+    return _FLAT_TOLERANCE * float(fills["quantity"].max()) if len(fills) else 0.0
