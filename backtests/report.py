@@ -1,0 +1,73 @@
+"""The backtest report folder: stats.json, fills.csv, positions.csv, predictions.parquet, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from nautilus_trader.model.data import Bar
+
+from backtests.plots import plot_equity, plot_trades
+from backtests.runner import BacktestSettings, StrategyRun
+from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
+
+
+def close_series(bars: list[Bar]) -> pd.Series:
+    index = pd.DatetimeIndex([b.ts_event for b in bars], tz="UTC", name="close_time")
+    return pd.Series([b.close.as_double() for b in bars], index=index, name="close")
+
+
+def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], settings: BacktestSettings) -> dict:
+    """Write the report of ``runs`` (the first is the strategy, the rest its benchmarks); return stats."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    close = close_series(bars)
+    stats, curves, fills = {}, {}, {}
+    for name, run in runs.items():
+        fills[name] = fills_from_nautilus(run.fills)
+        curves[name] = equity_curve(fills[name], close, settings.starting_balance)
+        stats[name] = performance_stats(curves[name], fills[name], close, run.seconds)
+
+    main, *benchmarks = runs
+    report = {
+        **stats[main],
+        "benchmarks": {name: stats[name] for name in benchmarks},
+        "settings": {
+            "model": str(settings.model_path),
+            "bar_type": settings.bar_type,
+            "first_bar_close": close.index[0].isoformat(),
+            "last_bar_close": close.index[-1].isoformat(),
+            "starting_balance": settings.starting_balance,
+            "strategy": settings.strategy,
+        },
+    }
+    (out / "stats.json").write_text(json.dumps(report, indent=2, default=_json_number))
+    runs[main].fills.to_csv(out / "fills.csv")
+    runs[main].positions.to_csv(out / "positions.csv")
+    if runs[main].predictions is not None:
+        runs[main].predictions.to_parquet(out / "predictions.parquet")
+    plot_equity(curves, out / "equity.png", title=f"Equity: {main} and benchmarks, {settings.bar_type}")
+    plot_trades(close, fills[main], out / "trades.png", title=f"{settings.bar_type}: {main} fills")
+    return report
+
+
+def stats_table(report: dict) -> str:
+    """The key figures of the strategy and each benchmark, one row each."""
+    keys = ["total_return", "sharpe", "max_drawdown", "trades", "win_rate", "fees", "exposure"]
+    rows = {"lstm": report, **report["benchmarks"]}
+    lines = ["| strategy | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for name, stats in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(stats[key]) for key in keys) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _json_number(value):
+    return float(value)
