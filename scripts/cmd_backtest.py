@@ -1,0 +1,94 @@
+"""``nautilus-lstm backtest``: the strategy and its benchmarks on Nautilus's engine, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from backtests.catalog import DEFAULT_CATALOG
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "backtest",
+        help="backtest a model artifact with Nautilus, beside buy-and-hold, EMA-cross and ridge benchmarks",
+        description=(
+            "Run LSTMStrategy on the catalog's bars with Nautilus's BacktestEngine and the venue's fees, then run "
+            "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
+            "decision rule fed by the artifact's ridge baseline. Orders fill on the bar after the decision. "
+            "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png. "
+            "With --walk-forward, retrain on a trailing window before each test window and stitch the windows."
+        ),
+        epilog=(
+            "example: nautilus-lstm backtest --model artifacts/btc-1m --start 2025-08-01 --end 2025-08-18 --out reports/bt\n"
+            "         nautilus-lstm backtest --model artifacts/btc-1m --walk-forward --train-days 30 --test-days 7 --out reports/wf"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model artifact directory (from `nautilus-lstm train`)")
+    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help=f"catalog directory (default: {DEFAULT_CATALOG})")
+    parser.add_argument("--bar-type", help="bars to trade on (default: the artifact's bar type)")
+    parser.add_argument("--start", help="first bar close, ISO date/time UTC (default: the first bar in the catalog)")
+    parser.add_argument("--end", help="last bar close, ISO date/time UTC (default: the last)")
+    parser.add_argument("--out", type=Path, default=Path("reports/backtest"), help="report folder (default: reports/backtest)")
+    parser.add_argument("--balance", type=float, default=10_000.0, help="starting balance in quote currency (default: 10000)")
+    parser.add_argument("--notional", type=float, default=1_000.0, help="position size in quote currency (default: 1000)")
+    parser.add_argument("--entry-threshold", type=float, help="forecast (log return) needed to trade (default: round-trip taker fee + margin)")
+    parser.add_argument("--maker-fee", type=float, help="override the venue's maker fee rate (default: the instrument's)")
+    parser.add_argument("--taker-fee", type=float, help="override the venue's taker fee rate (default: the instrument's)")
+    parser.add_argument("--walk-forward", action="store_true", help="retrain on a trailing window before each test window")
+    parser.add_argument("--train-days", type=float, default=30.0, help="with --walk-forward: days to train on (default: 30)")
+    parser.add_argument("--test-days", type=float, default=7.0, help="with --walk-forward: days per test window (default: 7)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backtests.report import stats_table, write_report
+    from backtests.runner import BacktestSettings, run_all
+    from models.artifact import load_artifact
+
+    artifact = load_artifact(args.model, bar_type=args.bar_type)
+    strategy = {"order_notional": args.notional}
+    if args.entry_threshold is not None:
+        strategy["entry_threshold"] = args.entry_threshold
+    settings = BacktestSettings(
+        model_path=args.model,
+        catalog=args.catalog,
+        bar_type=args.bar_type or artifact.bar_type,
+        start=_time(args.start),
+        end=_time(args.end),
+        starting_balance=args.balance,
+        maker_fee=args.maker_fee,
+        taker_fee=args.taker_fee,
+        strategy=strategy,
+    )
+    trained_until = pd.Timestamp(artifact.data["last_bar_close"])
+    if not args.walk_forward and (settings.start is None or settings.start <= trained_until):
+        log.warning(
+            "the backtest starts before the model's training data ends (%s): these results are IN-SAMPLE; "
+            "use --start after that, or --walk-forward", trained_until,
+        )
+    if args.walk_forward:
+        from backtests.walk_forward import run_walk_forward
+
+        report = run_walk_forward(settings, args.train_days, args.test_days, args.out)
+    else:
+        bars, runs = run_all(settings)
+        report = write_report(args.out, bars, runs, settings)
+    print(stats_table(report))
+    print(f"report written to {args.out}")
+    return 0
+
+
+def _time(text: str | None) -> pd.Timestamp | None:
+    if not text:
+        return None
+    try:
+        return pd.Timestamp(text, tz="UTC")
+    except ValueError:
+        raise ValueError(f"not a date or time: {text!r} (use e.g. 2025-08-01 or 2025-08-01T12:00)") from None
