@@ -118,6 +118,7 @@ class LSTMStrategy(Strategy):
         self._interval_ns = 0
         self._last_ts = 0
         self._warming = False
+        self._start_ns = 0
         self._pending: list[Bar] = []
         self._bars_since_gap = 0
         self._side = FLAT
@@ -160,6 +161,7 @@ class LSTMStrategy(Strategy):
             f"short {'on' if self.rule.allow_short else 'off'}, warming up on {warmup} bars"
         )
         now = self.clock.utc_now()
+        self._start_ns = now.value
         self._warming = True
         self.request_bars(
             config.bar_type,
@@ -171,11 +173,14 @@ class LSTMStrategy(Strategy):
 
     def on_historical_data(self, data) -> None:
         if isinstance(data, Bar) and data.bar_type == self.config.bar_type:
-            self._update(data, trade=False)
+            if data.ts_event >= self._start_ns:
+                self._pending.append(data)  # closed after we started: a bar to trade on, not history
+            else:
+                self._update(data, trade=False)
 
     def _on_warmup_done(self, request_id) -> None:
         self._warming = False
-        pending, self._pending = self._pending, []
+        pending, self._pending = sorted(self._pending, key=lambda bar: bar.ts_event), []
         for bar in pending:
             self._update(bar, trade=True)
         self.log.info(f"warm-up done at {pd.Timestamp(self._last_ts, tz='UTC') if self._last_ts else 'no bars'}: ready")
@@ -231,6 +236,10 @@ class LSTMStrategy(Strategy):
         stop = stop_triggered(self._side, self._entry_price, close, self.config.stop_loss, self.config.take_profit)
         if stop is not None:
             return FLAT, stop
+        instrument_id = self.instrument.id
+        if self.cache.orders_inflight_count(instrument_id=instrument_id) or self.cache.orders_open_count(instrument_id=instrument_id):
+            # The venue has not answered the last order yet: the position it leaves is unknown.
+            return self._side, "an order is still in flight: no new decision"
         delay = self.clock.timestamp_ns() - ts
         if delay > self.config.max_bar_delay_bars * self._interval_ns:
             return self._side, f"stale bar ({delay / self._interval_ns:.1f} intervals old): no trade"
