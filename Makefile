@@ -8,7 +8,12 @@ DATA_DIR ?= data/catalog
 HISTORY ?=
 SYMBOL ?= BTC/USDT
 TIMEFRAME ?= 1m
+BAR_TYPE ?= BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL
+# Days of history to download, and the last days of it kept out of training for the backtest.
 DAYS ?= 7
+TEST_DAYS ?= 2
+MODEL ?= artifacts/demo
+REPORT ?= reports/demo
 
 .PHONY: install test demo clean
 
@@ -33,7 +38,8 @@ else
 	$(BIN)/nautilus-lstm import-klines $(HISTORY) --exchange binance --symbol $(SYMBOL) \
 		--timeframe $(TIMEFRAME) --data-dir $(DATA_DIR)
 endif
-	@echo "History is in the catalog at $(DATA_DIR)."
+	$(BIN)/nautilus-lstm train --catalog $(DATA_DIR) --bar-type $(BAR_TYPE) --holdout-days $(TEST_DAYS) --out $(MODEL)
+	$(BIN)/nautilus-lstm backtest --model $(MODEL) --catalog $(DATA_DIR) --out $(REPORT)
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) data artifacts reports build *.egg-info

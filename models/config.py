@@ -21,6 +21,7 @@ class DataConfig:
     bar_type: str = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
     start: str = ""
     end: str = ""
+    holdout_days: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class TrainConfig:
             (all(0 < q < 1 for q in self.model.quantiles), "[model] quantiles must lie in (0, 1)"),
             (list(self.model.quantiles) == sorted(set(self.model.quantiles)), "[model] quantiles must be increasing"),
             (self.model.burn_in >= 0, "[model] burn_in must be >= 0"),
+            (self.data.holdout_days >= 0, "[data] holdout_days must be >= 0"),
             (self.training.horizon >= 1, "[training] horizon must be >= 1"),
             (self.training.sequence_length > self.model.burn_in, "[training] sequence_length must exceed [model] burn_in"),
             (self.training.batch_size >= 1 and self.training.max_epochs >= 1, "[training] batch_size and max_epochs must be >= 1"),

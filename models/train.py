@@ -218,7 +218,12 @@ def load_training_bars(config: TrainConfig) -> pd.DataFrame:
     end = pd.Timestamp(config.data.end, tz="UTC") if config.data.end else None
     if start is not None and end is not None and start >= end:
         raise ValueError(f"empty date range: start {config.data.start} is not before end {config.data.end}")
-    return load_bars(Path(config.data.catalog), config.data.bar_type, start=start, end=end)
+    bars = load_bars(Path(config.data.catalog), config.data.bar_type, start=start, end=end)
+    if config.data.holdout_days:
+        bars = bars.loc[: bars.index[-1] - pd.Timedelta(days=config.data.holdout_days)]
+        if bars.empty:
+            raise ValueError(f"holding out {config.data.holdout_days} days leaves no bars to train on")
+    return bars
 
 
 def train_model(config: TrainConfig, out: Path) -> Artifact:

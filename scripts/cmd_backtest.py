@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model", type=Path, required=True, help="model artifact directory (from `nautilus-lstm train`)")
     parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help=f"catalog directory (default: {DEFAULT_CATALOG})")
     parser.add_argument("--bar-type", help="bars to trade on (default: the artifact's bar type)")
-    parser.add_argument("--start", help="first bar close, ISO date/time UTC (default: the first bar in the catalog)")
+    parser.add_argument(
+        "--start", help="first bar close, ISO date/time UTC (default: the first bar after the model's training data)"
+    )
     parser.add_argument("--end", help="last bar close, ISO date/time UTC (default: the last)")
     parser.add_argument("--out", type=Path, default=Path("reports/backtest"), help="report folder (default: reports/backtest)")
     parser.add_argument("--balance", type=float, default=10_000.0, help="starting balance in quote currency (default: 10000)")
@@ -53,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from models.artifact import load_artifact
 
     artifact = load_artifact(args.model, bar_type=args.bar_type)
+    trained_until = pd.Timestamp(artifact.data["last_bar_close"])
+    # By default trade only bars the model has never seen: those after its training data.
+    start = _time(args.start) if args.start else None if args.walk_forward else trained_until + pd.Timedelta(1, unit="ns")
     strategy = {"order_notional": args.notional}
     if args.entry_threshold is not None:
         strategy["entry_threshold"] = args.entry_threshold
@@ -60,14 +65,13 @@ def run(args: argparse.Namespace) -> int:
         model_path=args.model,
         catalog=args.catalog,
         bar_type=args.bar_type or artifact.bar_type,
-        start=_time(args.start),
+        start=start,
         end=_time(args.end),
         starting_balance=args.balance,
         maker_fee=args.maker_fee,
         taker_fee=args.taker_fee,
         strategy=strategy,
     )
-    trained_until = pd.Timestamp(artifact.data["last_bar_close"])
     if not args.walk_forward and (settings.start is None or settings.start <= trained_until):
         log.warning(
             "the backtest starts before the model's training data ends (%s): these results are IN-SAMPLE; "

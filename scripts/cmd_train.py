@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     parser.add_argument("--bar-type", help="e.g. BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL (config [data] bar_type)")
     parser.add_argument("--start", help="first bar close to use, ISO date/time UTC (config [data] start)")
     parser.add_argument("--end", help="last bar close to use, ISO date/time UTC (config [data] end)")
+    parser.add_argument(
+        "--holdout-days", type=float,
+        help="keep the last N days out of training, for an out-of-sample backtest (config [data] holdout_days)",
+    )
     parser.add_argument("--max-epochs", type=int, help="epoch limit (config [training] max_epochs)")
     parser.add_argument("--seed", type=int, help="random seed (config [training] seed)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (config [training] device)")
@@ -37,7 +41,8 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     return load_config(args.config).override(
-        data={"catalog": args.catalog, "bar_type": args.bar_type, "start": args.start, "end": args.end},
+        data={"catalog": args.catalog, "bar_type": args.bar_type, "start": args.start, "end": args.end,
+              "holdout_days": args.holdout_days},
         training={"max_epochs": args.max_epochs, "seed": args.seed, "device": args.device},
     )
 
