@@ -16,9 +16,11 @@ Lifecycle:
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide
@@ -79,6 +81,12 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
         Log every bar's decision on one line (paper and live runs), not only changes.
     close_positions_on_stop : bool, default True
         Flatten the position when the strategy stops.
+    inference_threads : int, default 1
+        Torch threads for this process's inference; one avoids oversubscribing the cores the
+        engine and the feed also need (per-bar work is far too small to gain from more).
+    measure_latency : bool, default False
+        Record the wall time of each live bar's work (features, LSTM step, decision) in
+        ``latencies_ns``, for the benchmark.
     """
 
     instrument_id: InstrumentId
@@ -101,6 +109,8 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     max_bar_delay_bars: float = 2.0
     log_decisions: bool = False
     close_positions_on_stop: bool = True
+    inference_threads: int = 1
+    measure_latency: bool = False
 
 
 class LSTMStrategy(Strategy):
@@ -114,6 +124,7 @@ class LSTMStrategy(Strategy):
         self.predictor: OnlinePredictor | OnlineRidge | None = None
         self.rule: DecisionRule | None = None
         self.records: list[tuple] = []  # (close ns, outputs..., side, reason) per forecast bar
+        self.latencies_ns: list[int] = []
         self.output_names: list[str] = []
         self._interval_ns = 0
         self._last_ts = 0
@@ -136,6 +147,7 @@ class LSTMStrategy(Strategy):
             raise ValueError(f"instrument {config.instrument_id} is not in the cache: add it before starting the strategy")
         if config.bar_type.instrument_id != config.instrument_id:
             raise ValueError(f"bar type {config.bar_type} is not for instrument {config.instrument_id}")
+        torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self.predictor = OnlinePredictor(artifact) if config.forecaster == "lstm" else OnlineRidge(artifact)
         quantiles = artifact.lstm.quantiles if config.forecaster == "lstm" else ()
@@ -189,7 +201,12 @@ class LSTMStrategy(Strategy):
         if self._warming:
             self._pending.append(bar)  # a live bar that beat the history: keep it for later
             return
-        self._update(bar, trade=True)
+        if self.config.measure_latency:
+            started = time.perf_counter_ns()
+            self._update(bar, trade=True)
+            self.latencies_ns.append(time.perf_counter_ns() - started)
+        else:
+            self._update(bar, trade=True)
 
     def on_stop(self) -> None:
         if self.config.close_positions_on_stop and self.instrument is not None:

@@ -1,0 +1,97 @@
+"""Benchmark: per-bar latency inside the strategy, backtest throughput, batch prediction, training.
+
+Prints one JSON object. Everything is measured in this one process on real bars, so the ratios
+compare like with like on a noisy machine:
+
+    python scripts/bench.py [--data ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz]
+
+- per_bar_latency_us: wall time of LSTMStrategy's work per live bar (online features, one
+  LSTM step, decision), measured inside the strategy over every backtest bar;
+- backtest_bars_per_s: the LSTM strategy and a no-op strategy (subscribes, does nothing) over
+  the same bars, engine and venue; ratio = lstm / noop;
+- batch_windows_per_s: offline predictions per second (one stateful pass over the series);
+- train_seconds: training the shipped default config on the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.trading.strategy import Strategy
+
+from backtests.catalog import load_bars
+from backtests.history import import_klines
+from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
+from models.config import load_config
+from models.dataset import build_dataset
+from models.train import predict_series, train_model
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
+BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+
+
+class NoopConfig(StrategyConfig, frozen=True):
+    bar_type: BarType
+
+
+class Noop(Strategy):
+    """Receives every bar and does nothing: the engine's own cost."""
+
+    def on_start(self) -> None:
+        self.subscribe_bars(self.config.bar_type)
+
+    def on_bar(self, bar: Bar) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
+    parser.add_argument("--work", type=Path, help="folder for the catalog and model (default: a temp folder)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-"))
+    catalog, model = work / "catalog", work / "model"
+    import_klines(args.data, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+
+    config = load_config().override(data={"catalog": str(catalog), "bar_type": BAR_TYPE})
+    train_threads = torch.get_num_threads()
+    started = time.perf_counter()
+    artifact = train_model(config, model)
+    train_seconds = time.perf_counter() - started
+
+    # Every bar of the file: throughput, not returns, is measured here.
+    settings = BacktestSettings(model_path=model, catalog=catalog, bar_type=BAR_TYPE, strategy={"measure_latency": True})
+    instrument, bars = load_inputs(settings)
+    strategy = lstm_strategy(settings)
+    lstm_run = run_strategy("lstm", strategy, settings, instrument, bars)
+    noop_run = run_strategy("noop", Noop(NoopConfig(bar_type=BarType.from_str(BAR_TYPE))), settings, instrument, bars)
+    latencies_us = np.array(strategy.latencies_ns) / 1_000
+
+    data = build_dataset(load_bars(catalog, BAR_TYPE), artifact.feature_spec, config.training.horizon)
+    scaled = artifact.scaler.transform(data.features)
+    started = time.perf_counter()
+    predict_series(artifact.model, scaled)
+    batch_seconds = time.perf_counter() - started
+
+    lstm_rate, noop_rate = len(bars) / lstm_run.seconds, len(bars) / noop_run.seconds
+    print(json.dumps({
+        "bars": len(bars),
+        "per_bar_latency_us": {"median": float(np.median(latencies_us)), "p99": float(np.percentile(latencies_us, 99)),
+                               "bars_measured": int(latencies_us.size)},
+        "backtest_bars_per_s": {"lstm": lstm_rate, "noop": noop_rate, "ratio": lstm_rate / noop_rate},
+        "batch_windows_per_s": len(scaled) / batch_seconds,
+        "train_seconds": train_seconds,
+        "torch_threads": {"inference": strategy.config.inference_threads, "training": train_threads},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
