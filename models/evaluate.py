@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.artifact import load_artifact  # noqa: E402
@@ -86,6 +87,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
             for name in runs
         },
     }
+    report["verdict"] = verdict(report)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -110,9 +112,23 @@ def summary_table(report: dict) -> str:
         cells = []
         for key in REPORTED:
             mean, std = entry[key]["mean"], entry[key]["std"]
-            cells.append("n/a" if np.isnan(mean) else f"{mean:.4g} ± {std:.2g}" if std and not np.isnan(std) else f"{mean:.4g}")
+            # Deterministic baselines repeat per seed: a std at rounding level is no spread.
+            spread = not np.isnan(std) and std > 1e-9 * max(1.0, abs(mean))
+            cells.append("n/a" if np.isnan(mean) else f"{mean:.4g} ± {std:.2g}" if spread else f"{mean:.4g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def verdict(report: dict, level: float = 0.05) -> str:
+    """One honest sentence: does the LSTM beat the random walk out of sample?"""
+    lstm = report["models"]["lstm"]
+    ratio, pvalue = lstm["rmse_ratio_vs_zero"]["mean"], lstm["dm_pvalue_vs_zero"]["mean"]
+    if ratio < 1 and pvalue < level:
+        return (f"The LSTM beats the zero-return (random walk) forecast out of sample: RMSE ratio {ratio:.4f}, "
+                f"Diebold-Mariano p = {pvalue:.3g} (mean over seeds).")
+    worse = "worse than" if ratio > 1 else "no better than"
+    return (f"The LSTM does NOT beat the zero-return (random walk) forecast out of sample: RMSE ratio {ratio:.4f} "
+            f"({worse} the random walk), Diebold-Mariano p = {pvalue:.3g} (mean over seeds).")
 
 
 def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.ndarray, path: Path) -> None:
@@ -126,6 +142,8 @@ def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.n
         axis.axhline(0, color="grey", lw=0.5)
         axis.axvline(0, color="grey", lw=0.5)
         axis.set_title(f"{name}: out-of-sample")
+        axis.xaxis.set_major_locator(MaxNLocator(5))
+        axis.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
         axis.set_xlabel("predicted log return")
         axis.set_ylabel("realized log return")
     figure.tight_layout()
@@ -137,9 +155,10 @@ def plot_cumulative_ic(folds: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, seed_folds in folds.items():
         table = cumulative_ic(seed_folds[0])
-        if table["cumulative_ic"].notna().any():
+        if table["ic"].notna().any():  # a constant forecast has no IC: leave it out, not as zeros
             axis.plot(table["fold"] + 1, table["cumulative_ic"], marker="o", label=name)
     axis.axhline(0, color="grey", lw=0.5)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("test fold")
     axis.set_ylabel("cumulative IC (first seed)")
     axis.set_title("Information coefficient accumulated over walk-forward folds")

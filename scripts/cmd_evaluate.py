@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.artifact / "evaluation"
     report = evaluate(args.artifact, start=args.start, end=args.end, seeds=args.seeds, out=out)
     print(summary_table(report))
+    print(report["verdict"])
     print(f"report written to {out / 'metrics.json'}")
     return 0

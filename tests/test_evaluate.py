@@ -50,6 +50,8 @@ def test_results_are_honest_about_a_random_walk(evaluated):
     assert 0.4 < lstm["directional_accuracy"]["mean"] < 0.6
     assert np.isnan(report["models"]["zero"]["ic"]["mean"])  # a constant forecast has no IC
     assert lstm["rmse_ratio_vs_zero"]["std"] > 0  # seeds differ
+    beats = lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
+    assert report["verdict"].startswith("The LSTM beats" if beats else "The LSTM does NOT beat")
 
 
 def test_plots_are_written(evaluated):
