@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from nautilus_trader.model.data import Bar
 from backtests.plots import plot_equity, plot_trades
 from backtests.runner import BacktestSettings, StrategyRun
 from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
+from models.jsonio import dumps
 
 
 def close_series(bars: list[Bar]) -> pd.Series:
@@ -43,7 +43,7 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
             "strategy": settings.strategy,
         },
     }
-    (out / "stats.json").write_text(json.dumps(report, indent=2, default=_json_number))
+    (out / "stats.json").write_text(dumps(report))
     runs[main].fills.to_csv(out / "fills.csv")
     runs[main].positions.to_csv(out / "positions.csv")
     if runs[main].predictions is not None:
@@ -64,10 +64,6 @@ def stats_table(report: dict) -> str:
 
 
 def _cell(value) -> str:
-    if isinstance(value, float) and math.isnan(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _json_number(value):
-    return float(value)

@@ -27,6 +27,7 @@ import torch
 from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FeatureSpec
+from models.jsonio import dumps
 from models.network import LSTMConfig, LSTMForecaster
 
 FORMAT_VERSION = 1
@@ -93,7 +94,7 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
         "ridge": artifact.ridge,
         "versions": library_versions(),
     }
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default))
+    (staging / MANIFEST).write_text(dumps(manifest))
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         os.replace(path, old)
@@ -151,11 +152,3 @@ def load_artifact(
         model=model,
         ridge=manifest["ridge"],
     )
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in {MANIFEST}")

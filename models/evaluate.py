@@ -8,7 +8,6 @@ seeds, with per-fold figures beside them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 from models.artifact import load_artifact  # noqa: E402
 from models.baselines import BASELINES, lagged_log_returns  # noqa: E402
 from models.dataset import build_dataset  # noqa: E402
+from models.jsonio import dumps  # noqa: E402
 from models.metrics import aggregate_over_seeds, cumulative_ic, forecast_metrics  # noqa: E402
 from models.splits import min_gap, walk_forward  # noqa: E402
 from models.train import fit, load_training_bars, predict_series  # noqa: E402
@@ -91,7 +91,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+        (out / "metrics.json").write_text(dumps(report))
         plot_predicted_vs_realized(predictions, data.target, test_rows, out / "predicted_vs_realized.png")
         plot_cumulative_ic(folds, out / "cumulative_ic.png")
     return report
@@ -111,7 +111,7 @@ def summary_table(report: dict) -> str:
     for name, entry in report["models"].items():
         cells = []
         for key in REPORTED:
-            mean, std = entry[key]["mean"], entry[key]["std"]
+            mean, std = (np.nan if v is None else v for v in (entry[key]["mean"], entry[key]["std"]))
             # Deterministic baselines repeat per seed: a std at rounding level is no spread.
             spread = not np.isnan(std) and std > 1e-9 * max(1.0, abs(mean))
             cells.append("n/a" if np.isnan(mean) else f"{mean:.4g} ± {std:.2g}" if spread else f"{mean:.4g}")

@@ -109,7 +109,9 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
     assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}
-    stats = json.loads((tmp_path / "stats.json").read_text())
+    text = (tmp_path / "stats.json").read_text()
+    assert "NaN" not in text  # strict JSON: undefined figures are null
+    stats = json.loads(text)
     assert set(STAT_KEYS) <= set(stats)
     for name, entry in stats["benchmarks"].items():
         assert set(entry) == set(STAT_KEYS), name
