@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from backtests.history import import_klines
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_SETTING = "NAUTILUS_LSTM_DATA"
 
@@ -35,3 +37,12 @@ def shared_data() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return folder
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory, shared_data) -> Path:
+    """A catalog of the 7-day BTC/USDT 1m fixture, shared by the tests that only read it."""
+    path = tmp_path_factory.mktemp("catalog")
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
+                  market="spot", catalog_path=path)
+    return path

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from backtests.catalog import load_bars
-from backtests.history import import_klines
 from models.artifact import ArtifactError, load_artifact, save_artifact
 from models.config import TrainConfig
 from models.dataset import build_dataset, sequences
@@ -16,17 +15,8 @@ from models.features import default_spec
 from models.predictor import OnlinePredictor, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import fit, train_model
-from tests.conftest import FIXTURE_7D
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory, shared_data):
-    path = tmp_path_factory.mktemp("catalog")
-    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
-                  market="spot", catalog_path=path)
-    return path
 
 
 def tiny_config(catalog, **training) -> TrainConfig:

@@ -1,0 +1,218 @@
+"""Walk-forward backtests: retrain on a trailing window, trade the next one out of sample, stitch.
+
+Windows. Test windows of ``test_days`` follow one another from ``start + train_days`` (start: the
+settings' start, else the first bar) to the last bar; the last one may be shorter. A bar belongs
+to the window its close time falls in, ``[test_start, test_end)``. Window k's model is the base
+artifact's config retrained (same features, network, epochs and seed) on the bars closing in
+``[test_start - purge - train_days, test_start - purge)``, where ``purge`` is ``horizon`` bars:
+the target of the last training bar ends on the bar before the test window at the latest, so no
+training target sees a test bar. Artifacts go to ``OUT/windows/NN/model``; a re-run reuses a
+finished one trained on the same config and resumes an unfinished one from its checkpoint.
+
+Context. Each window runs like a plain backtest (backtests.runner), one fresh engine per strategy.
+The strategy's warm-up request is served from the catalog, so the window's new model is warmed on
+the bars just before the window (the previous test window's) and forecasts the window's first
+bar from a warm state: no zero padding and no lost bars.
+
+Money. Each strategy starts window k+1 with its equity at the end of window k, so the stitched
+equity curve is continuous. A position still open after a window's last bar is closed at that
+bar's close by a synthetic taker fill charged the venue's taker fee; it appears in fills.csv as
+order type ``WINDOW_END`` (client order id ``WINDOW-END-NN``), while positions.csv, Nautilus's own
+report, still lists that position as open. The next window starts flat. An order decided on a
+window's last bar would fill on the next window's first bar, in another engine, so it never fills;
+the next window decides afresh. The benchmarks restart per window too: buy-and-hold buys again
+(paying the fee again) and the EMA cross rebuilds its averages. The strategy's drawdown kill
+switch measures from each window's start.
+
+Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
+computed over the stitched equity, fills, positions and predictions (each with a ``window``
+column), plus ``windows.json``: each window's train and test ranges, model and statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Money
+from tqdm import tqdm
+
+from backtests.report import close_series, write_report
+from backtests.runner import BacktestSettings, StrategyRun, benchmark_strategies, load_inputs, lstm_strategy, run_strategy
+from backtests.stats import equity_curve, fills_from_nautilus, performance_stats, position_series
+from models.artifact import Artifact, ArtifactError, load_artifact
+from models.config import TrainConfig
+from models.train import train_model
+
+log = logging.getLogger(__name__)
+
+_NS = pd.Timedelta(1, unit="ns")  # the config's end is inclusive: one tick before the range's end
+
+
+@dataclass(frozen=True)
+class Window:
+    """One retrain-and-trade step; ranges are of bar close times, start included, end excluded."""
+
+    number: int
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+
+def plan_windows(
+    start: pd.Timestamp, end: pd.Timestamp, train: pd.Timedelta, test: pd.Timedelta, purge: pd.Timedelta
+) -> list[Window]:
+    """Test windows of ``test`` from ``start + train`` until ``end`` (excluded), each with its training range."""
+    windows, test_start = [], start + train
+    while test_start < end:
+        test_end = min(test_start + test, end)
+        windows.append(Window(len(windows) + 1, test_start - purge - train, test_start - purge, test_start, test_end))
+        test_start = test_end
+    return windows
+
+
+def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path) -> dict:
+    """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats."""
+    if train_days <= 0 or test_days <= 0:
+        raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
+    out = Path(out)
+    instrument, bars = load_inputs(settings)
+    base = load_artifact(settings.model_path).config
+    interval = BarType.from_str(settings.bar_type).spec.timedelta
+    closes = close_series(bars).index
+    windows = plan_windows(
+        settings.start if settings.start is not None else closes[0],
+        closes[-1] + interval,  # where the bar after the last would close
+        pd.Timedelta(days=train_days),
+        pd.Timedelta(days=test_days),
+        purge=base.training.horizon * interval,
+    )
+    if not windows:
+        raise ValueError(f"{closes[0]} to {closes[-1]} leaves nothing to test after {train_days} days of training")
+
+    balances = defaultdict(lambda: settings.starting_balance)
+    parts, traded, summary = defaultdict(list), [], []
+    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+        window_bars = bars[closes.searchsorted(window.test_start) : closes.searchsorted(window.test_end)]
+        if not window_bars:
+            log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
+            continue
+        log.info(
+            "window %d/%d: train on %s to %s, test on %s to %s",
+            window.number, len(windows), window.train_start, window.train_end, window.test_start, window.test_end,
+        )
+        model_dir = out / "windows" / f"{window.number:02d}" / "model"
+        artifact = window_model(base, settings, window, model_dir)
+        runs, stats = trade_window(replace(settings, model_path=model_dir), instrument, window_bars, balances, window.number)
+        for name, run in runs.items():
+            parts[name].append((window.number, run))
+            balances[name] = stats[name]["ending_equity"]
+        traded += window_bars
+        summary.append(window_summary(window, artifact, model_dir, window_bars, stats))
+
+    stitched = {name: stitch(name, runs) for name, runs in parts.items()}
+    report = write_report(out, traded, stitched, settings)
+    (out / "windows.json").write_text(json.dumps(summary, indent=2, default=float))
+    return report
+
+
+def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, path: Path) -> Artifact:
+    """The base config trained on the window's training range (reused if already trained so)."""
+    config = base.override(data={
+        "catalog": str(settings.catalog),
+        "bar_type": settings.bar_type,
+        "start": window.train_start.isoformat(),
+        "end": (window.train_end - _NS).isoformat(),
+    })
+    try:
+        existing = load_artifact(path)
+    except ArtifactError:
+        existing = None
+    if existing is not None and existing.config == config:
+        log.info("window %d: reusing the model already trained at %s", window.number, path)
+        return existing
+    return train_model(config, path)
+
+
+def trade_window(
+    settings: BacktestSettings, instrument: Instrument, bars: list[Bar], balances: dict[str, float], number: int
+) -> tuple[dict[str, StrategyRun], dict[str, dict]]:
+    """The strategy and each benchmark over the window, each from its balance carried from the last window.
+
+    Returns the runs (their fills closed at the window's end) and each one's statistics over the window.
+    """
+    close = close_series(bars)
+    strategies = {"lstm": lstm_strategy(settings), **benchmark_strategies(settings, instrument, bars[0].close.as_double())}
+    runs, stats = {}, {}
+    for name, strategy in strategies.items():
+        balance = balances[name]
+        run = run_strategy(name, strategy, replace(settings, starting_balance=balance), instrument, bars)
+        run.fills = close_at_window_end(run.fills, close, instrument, number)
+        fills = fills_from_nautilus(run.fills)
+        equity = equity_curve(fills, close, balance)
+        runs[name] = run
+        stats[name] = {
+            "starting_balance": balance,
+            "ending_equity": float(equity.iloc[-1]),
+            **performance_stats(equity, fills, close, run.seconds),
+        }
+    return runs, stats
+
+
+def close_at_window_end(report: pd.DataFrame, close: pd.Series, instrument: Instrument, number: int) -> pd.DataFrame:
+    """Nautilus's fills report plus, if a position is open after the last bar, a taker fill closing it there."""
+    held = float(position_series(fills_from_nautilus(report), close.index).iloc[-1])
+    if held == 0.0:
+        return report
+    quantity, price = instrument.make_qty(abs(held)), instrument.make_price(float(close.iloc[-1]))
+    fee = Money(quantity.as_double() * price.as_double() * float(instrument.taker_fee), instrument.quote_currency)
+    row = report.iloc[[-1]].copy()  # keeps the strategy, instrument, account and position ids
+    row.index = pd.Index([f"WINDOW-END-{number:02d}"], name=report.index.name)
+    row[["venue_order_id", "trade_id", "event_id"]] = None
+    row["order_side"] = "SELL" if held > 0 else "BUY"
+    row["order_type"] = "WINDOW_END"
+    row["last_qty"], row["last_px"], row["commission"] = str(quantity), str(price), str(fee)
+    row["currency"], row["liquidity_side"] = instrument.quote_currency.code, "TAKER"
+    row["ts_event"] = row["ts_init"] = close.index[-1]
+    return pd.concat([report, row])
+
+
+def stitch(name: str, runs: list[tuple[int, StrategyRun]]) -> StrategyRun:
+    """One run from a strategy's (window number, run) pairs, each table with a ``window`` column."""
+
+    def joined(table: str) -> pd.DataFrame:
+        numbered = [getattr(run, table).assign(window=number) for number, run in runs]
+        filled = [frame for frame in numbered if len(frame)]
+        return pd.concat(filled) if filled else numbered[0]
+
+    predictions = None if runs[0][1].predictions is None else joined("predictions")
+    return StrategyRun(name, joined("fills"), joined("positions"), predictions, sum(run.seconds for _, run in runs))
+
+
+def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: list[Bar], stats: dict) -> dict:
+    return {
+        "window": window.number,
+        "train": {
+            "start": window.train_start.isoformat(),
+            "end": window.train_end.isoformat(),
+            "first_bar_close": artifact.data["first_bar_close"],
+            "last_bar_close": artifact.data["last_bar_close"],
+            "bars": artifact.data["bars"],
+        },
+        "test": {
+            "start": window.test_start.isoformat(),
+            "end": window.test_end.isoformat(),
+            "first_bar_close": pd.Timestamp(bars[0].ts_event, tz="UTC").isoformat(),
+            "last_bar_close": pd.Timestamp(bars[-1].ts_event, tz="UTC").isoformat(),
+            "bars": len(bars),
+        },
+        "model": str(model_dir),
+        "stats": stats,
+    }
