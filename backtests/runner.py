@@ -119,9 +119,7 @@ def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, inst
     engine.add_strategy(strategy)
     started = time.perf_counter()
     try:
-        # Start the clock just before the first bar: the strategy's warm-up history then ends
-        # before it, so the first bar arrives live and is traded, not swallowed as history.
-        engine.run(start=bars[0].ts_init - 1)
+        engine.run()
         seconds = time.perf_counter() - started
         fills = engine.trader.generate_fills_report()
         positions = engine.trader.generate_positions_report()
