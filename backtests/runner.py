@@ -5,7 +5,8 @@ sizing, so the report compares like with like:
 
 - ``lstm``: LSTMStrategy, loaded through Nautilus's ``ImportableStrategyConfig``;
 - ``ridge``: the same strategy and rule fed by the artifact's ridge baseline (same features);
-- ``ema_cross``: Nautilus's own EMA-cross example (long-only on spot);
+- ``ema_cross``: Nautilus's own EMA-cross example (long-only on spot), unchanged but for
+  waiting for its last order to fill before deciding again;
 - ``buy_and_hold``: buy once at the first bar, hold to the end.
 
 Orders reach the simulated venue after a 1 ms latency, so a market order decided at a bar's
@@ -99,7 +100,10 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
 
 def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: list[Bar]) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
-    engine = BacktestEngine(BacktestEngineConfig(logging=LoggingConfig(log_level="WARNING")))
+    # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
+    # it; those warnings say nothing about the strategy.
+    logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
+    engine = BacktestEngine(BacktestEngineConfig(logging=logging))
     is_spot = instrument.instrument_class.name == "SPOT"
     quote = instrument.quote_currency
     balances = [Money(settings.starting_balance, quote)] + ([Money(0, instrument.base_currency)] if is_spot else [])
@@ -144,6 +148,27 @@ def lstm_strategy(settings: BacktestSettings, forecaster: str = "lstm") -> Strat
     return StrategyFactory.create(ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=config))
 
 
+class _WaitsForFills:
+    """Runs a Nautilus example's ``on_bar`` only when none of its orders is in flight.
+
+    The examples decide from the portfolio's position; with orders filling on the next bar they
+    would otherwise order again before the first fill lands, doubling size and fees.
+    """
+
+    def on_bar(self, bar: Bar) -> None:
+        instrument_id = self.config.instrument_id
+        if not (self.cache.orders_inflight_count(instrument_id=instrument_id) or self.cache.orders_open_count(instrument_id=instrument_id)):
+            super().on_bar(bar)
+
+
+class EMACrossBenchmark(_WaitsForFills, EMACross):
+    pass
+
+
+class EMACrossLongOnlyBenchmark(_WaitsForFills, EMACrossLongOnly):
+    pass
+
+
 class BuyAndHoldConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
@@ -173,11 +198,11 @@ def benchmark_strategies(settings: BacktestSettings, instrument: Instrument, fir
         raise ValueError(f"benchmarks cannot size {notional} of quote: {problem}")
     trade_size = Decimal(str(instrument.make_qty(quantity)))
     if instrument.instrument_class.name == "SPOT":
-        ema = EMACrossLongOnly(EMACrossLongOnlyConfig(
+        ema = EMACrossLongOnlyBenchmark(EMACrossLongOnlyConfig(
             instrument_id=instrument.id, bar_type=bar_type, trade_size=trade_size, request_historical_bars=False,
         ))
     else:
-        ema = EMACross(EMACrossConfig(
+        ema = EMACrossBenchmark(EMACrossConfig(
             instrument_id=instrument.id, bar_type=bar_type, trade_size=trade_size,
             subscribe_trade_ticks=False, request_bars=False,
         ))
