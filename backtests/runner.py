@@ -189,6 +189,9 @@ class BuyAndHold(Strategy):
                 raise ValueError(f"buy-and-hold cannot buy: {problem}")
             self.submit_order(self.order_factory.market(self.instrument.id, OrderSide.BUY, self.instrument.make_qty(quantity)))
 
+    def on_stop(self) -> None:
+        pass  # holds to the end: the report marks the position at the last close
+
 
 def benchmark_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
     notional = min(settings.strategy.get("order_notional", 1_000.0), settings.strategy.get("max_notional", 100_000.0))
