@@ -47,14 +47,16 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     runs: dict[str, list[dict]] = {}
     folds: dict[str, list[list[dict]]] = {}
 
+    quantiles = list(config.model.quantiles)
     for seed in range(config.training.seed, config.training.seed + seeds):
-        forecast = np.full(len(data), np.nan)
+        outputs = np.full((len(data), max(1, len(quantiles))), np.nan)
         for split in splits:
             result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
             scaled = result.scaler.transform(data.features[: split.test.stop])
-            point = predict_series(result.model, scaled)[:, result.model.config.point_index] * result.target_scale
-            forecast[split.test.start : split.test.stop] = point[split.test.start :]
-        _record("lstm", forecast, data.target, splits, test_rows, horizon, runs, folds)
+            predicted = predict_series(result.model, scaled) * result.target_scale
+            outputs[split.test.start : split.test.stop] = predicted[split.test.start :]
+        forecast = outputs[:, artifact.lstm.point_index]
+        _record("lstm", forecast, data.target, splits, test_rows, horizon, runs, folds, outputs if quantiles else None, quantiles)
         predictions.setdefault("lstm", forecast)
 
     for name, make in BASELINES.items():
@@ -81,7 +83,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         ],
         "models": {
             name: {
-                **{key: value for key, value in aggregate_over_seeds(runs[name]).items() if key in REPORTED + ["n"]},
+                **{key: value for key, value in aggregate_over_seeds(runs[name]).items() if _reported(key)},
                 "folds": [aggregate_over_seeds([seed_folds[k] for seed_folds in folds[name]]) for k in range(len(splits))],
             }
             for name in runs
@@ -97,11 +99,17 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     return report
 
 
-def _record(name, forecast, target, splits, test_rows, horizon, runs, folds) -> None:
-    runs.setdefault(name, []).append(forecast_metrics(target[test_rows], forecast[test_rows], horizon=horizon))
-    folds.setdefault(name, []).append(
-        [forecast_metrics(target[s.test.start : s.test.stop], forecast[s.test.start : s.test.stop], horizon=horizon) for s in splits]
-    )
+def _reported(key: str) -> bool:
+    return key in REPORTED or key == "n" or key.startswith(("coverage_", "pinball"))
+
+
+def _record(name, forecast, target, splits, test_rows, horizon, runs, folds, quantile_preds=None, quantiles=None) -> None:
+    def score(rows):
+        bands = quantile_preds[rows] if quantile_preds is not None else None
+        return forecast_metrics(target[rows], forecast[rows], quantile_preds=bands, quantiles=quantiles if bands is not None else None, horizon=horizon)
+
+    runs.setdefault(name, []).append(score(test_rows))
+    folds.setdefault(name, []).append([score(np.arange(s.test.start, s.test.stop)) for s in splits])
 
 
 def summary_table(report: dict) -> str:

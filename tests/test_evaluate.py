@@ -5,6 +5,7 @@ import json
 import pytest
 
 from backtests.history import import_klines
+from models.evaluate import evaluate
 from models.train import train_model
 from scripts.cli import main
 from tests.conftest import FIXTURE_7D
@@ -58,3 +59,15 @@ def test_results_are_honest_about_a_random_walk(evaluated):
 def test_plots_are_written(evaluated):
     for name in ("predicted_vs_realized.png", "cumulative_ic.png"):
         assert (evaluated / name).stat().st_size > 10_000
+
+
+def test_quantile_model_reports_coverage_and_pinball(tmp_path, catalog):
+    config = tiny_config(catalog, max_epochs=1).override(model={"quantiles": (0.1, 0.5, 0.9)})
+    train_model(config, tmp_path / "model")
+    report = evaluate(tmp_path / "model", seeds=1)
+    lstm = report["models"]["lstm"]
+    assert {"coverage_q0.1", "coverage_q0.5", "coverage_q0.9", "pinball"} <= set(lstm)
+    # Coverage is the share of outcomes below each quantile forecast: ordered, and in [0, 1].
+    cover = [lstm[f"coverage_q{q}"]["mean"] for q in ("0.1", "0.5", "0.9")]
+    assert 0 <= cover[0] <= cover[1] <= cover[2] <= 1
+    assert "pinball" not in report["models"]["ridge"]
