@@ -390,7 +390,7 @@ _phase = njit(cache=True)(phase)  # the same definition as offline, compiled
 
 
 @njit(cache=True, error_model="numpy")
-def _update_features(index, coefficients, state, close_time_ns, high, low, close, volume, row) -> bool:
+def _update_features(index, coefficients, state, row, close_time_ns, high, low, close, volume) -> bool:
     """OnlineFeatures.update on the arrays of its _Layout: advance ``state`` by one bar and, once
     the warm-up is over, write the bar's row into ``row`` (in spec.columns order) and return True."""
     first = state[_COUNT] == 0.0
@@ -487,8 +487,10 @@ class OnlineFeatures:
         self._index, self._coefficients = layout.index, layout.coefficients
         self._state = np.zeros(layout.size)
         self._row = np.zeros(len(spec.columns))
+        # What _update_features takes besides the bar (OnlinePredictor calls it from its kernel).
+        self._kernel_arrays = (self._index, self._coefficients, self._state, self._row)
         # Compile now on throwaway state, not on the first live bar.
-        _update_features(self._index, self._coefficients, self._state.copy(), 0, 1.0, 1.0, 1.0, 1.0, self._row.copy())
+        _update_features(self._index, self._coefficients, self._state.copy(), self._row.copy(), 0, 1.0, 1.0, 1.0, 1.0)
 
     def reset(self) -> None:
         """Forget every bar seen (as after construction)."""
@@ -500,7 +502,7 @@ class OnlineFeatures:
         ``open`` is unused by today's features; taking the whole bar lets one be added without
         touching callers. No checks here: bars must come in close-time order, one per interval.
         """
-        if _update_features(self._index, self._coefficients, self._state, close_time_ns, high, low, close, volume, self._row):
+        if _update_features(*self._kernel_arrays, close_time_ns, high, low, close, volume):
             return self._row.copy()
         return None
 
