@@ -301,7 +301,7 @@ class _Layout:
         lists = [spec.return_lags]
         windows_at = _RINGS + 4 * _RING_FIELDS + len(spec.return_lags)
         records = []
-        for name, windows, reach in ring_windows.values():
+        for _, (name, windows, reach) in sorted(ring_windows.items()):  # records in ring order
             size = max((reach, *windows))
             values, pos = self._take(f"{name}.values", size), self._take(f"{name}.pos", 1)
             sums, squares = self._take(f"{name}.sums", len(windows)), self._take(f"{name}.squares", len(windows))
