@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.network import LSTMConfig, LSTMForecaster, StreamingLSTM
+from models.network import LSTMConfig, LSTMForecaster, StreamingLSTM, _tanh
 
 N_FEATURES = 12
 QUANTILES = (0.1, 0.5, 0.9)
@@ -30,9 +30,10 @@ def stream_predict(stream: StreamingLSTM, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("quantiles", [(), QUANTILES], ids=["regression", "quantiles"])
-@pytest.mark.parametrize("num_layers", [1, 2])
-def test_streaming_equals_batch(quantiles, num_layers):
-    model = LSTMForecaster(LSTMConfig(n_features=N_FEATURES, num_layers=num_layers, quantiles=quantiles, seed=3))
+@pytest.mark.parametrize(("num_layers", "hidden_size"), [(1, 64), (2, 64), (3, 24)])
+def test_streaming_equals_batch(quantiles, num_layers, hidden_size):
+    config = LSTMConfig(n_features=N_FEATURES, hidden_size=hidden_size, num_layers=num_layers, quantiles=quantiles, seed=3)
+    model = LSTMForecaster(config)
     x = features(2_500)
     expected, (h, c) = batch_predict(model, x)
     stream = StreamingLSTM(model)
@@ -44,6 +45,19 @@ def test_streaming_equals_batch(quantiles, num_layers):
     stream_h, stream_c = stream.state
     assert np.abs(stream_h - h).max() <= 1e-5
     assert np.abs(stream_c - c).max() <= 1e-5
+
+
+def test_tanh_approximation_is_within_4e_7():
+    # The kernel's float32 rational tanh, against the exact one: gates and cell outputs use it.
+    x = np.concatenate([np.linspace(-12.0, 12.0, 48_001), np.geomspace(1e-30, 12.0, 2_000)]).astype(np.float32)
+    got = np.array([_tanh(v) for v in x], dtype=np.float64)
+    exact = np.tanh(x.astype(np.float64))
+    assert np.abs(got - exact).max() <= 4e-7
+    tiny = (x != 0) & (np.abs(x) < 1e-3)
+    assert np.abs(got[tiny] / exact[tiny] - 1.0).max() <= 1e-6  # tiny inputs keep their relative precision
+    np.testing.assert_array_equal(np.array([_tanh(-v) for v in x]), -got.astype(np.float32))  # odd
+    assert _tanh(np.float32(20.0)) == 1.0 and _tanh(np.float32(-20.0)) == -1.0
+    assert np.isnan(_tanh(np.float32(np.nan)))
 
 
 def test_reset_restarts_from_zero_state():

@@ -12,7 +12,7 @@ from models.artifact import ArtifactError, load_artifact, save_artifact
 from models.config import TrainConfig
 from models.dataset import build_dataset, sequences
 from models.features import default_spec
-from models.predictor import OnlinePredictor, batch_predict
+from models.predictor import OnlinePredictor, _predict_bar, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import fit, train_model
 
@@ -123,6 +123,44 @@ def test_streaming_predictions_equal_batch_on_real_bars(artifact, bars):
             times.append(row.Index)
     assert pd.DatetimeIndex(times).equals(batch.index)
     assert np.max(np.abs(np.array(streamed) - batch.to_numpy())) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def quantile_artifact(catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quantile-artifact") / "model"
+    train_model(tiny_config(catalog, max_epochs=1).override(model={"quantiles": (0.1, 0.5, 0.9)}), out)
+    return out
+
+
+def stream_bars(online, bars: pd.DataFrame) -> list:
+    """Every bar through ``online.update`` (Python ints and floats, as the strategy passes them)."""
+    columns = [bars[c].tolist() for c in ("open", "high", "low", "close", "volume")]
+    return [online.update(t, *bar) for t, *bar in zip(bars.index.as_unit("ns").asi8.tolist(), *columns)]
+
+
+def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_artifact, bars):
+    model = load_artifact(quantile_artifact)
+    assert model.lstm.n_outputs == 3
+    online = OnlinePredictor(model)
+    compiled = list(_predict_bar.signatures)
+    rows = stream_bars(online, bars)
+    assert list(_predict_bar.signatures) == compiled  # construction compiled it: nothing on a bar
+    warmup = model.feature_spec.warmup_bars
+    assert all(row is None for row in rows[:warmup]) and all(row is not None for row in rows[warmup:])
+    streamed = np.array(rows[warmup:])
+    assert streamed.dtype == np.float64
+    assert np.abs(streamed - batch_predict(model, bars).to_numpy()).max() <= 1e-5
+    assert (np.diff(streamed, axis=1) >= 0).all()  # the quantiles never cross
+
+    online.reset()  # as new: the same outputs, bit for bit
+    np.testing.assert_array_equal(np.array(stream_bars(online, bars)[warmup:]), streamed)
+
+    first, second = OnlinePredictor(model), OnlinePredictor(model)
+    stream_bars(first, bars.iloc[:6000])
+    second.features.set_state(json.loads(json.dumps(first.features.get_state())))
+    second.network.state = first.network.state
+    stream_bars(first, bars.iloc[6000:7000])  # the saved state must not share arrays with it
+    np.testing.assert_array_equal(np.array(stream_bars(second, bars.iloc[6000:])), streamed[6000 - warmup :])
 
 
 def test_artifact_contents(artifact):
