@@ -31,7 +31,6 @@ column), plus ``windows.json``: each window's train and test ranges, model and s
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -44,10 +43,23 @@ from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
 from backtests.report import close_series, write_report
-from backtests.runner import BacktestSettings, StrategyRun, benchmark_strategies, load_inputs, lstm_strategy, run_strategy
-from backtests.stats import equity_curve, fills_from_nautilus, performance_stats, position_series
+from backtests.runner import (
+    BacktestSettings,
+    StrategyRun,
+    benchmark_strategies,
+    load_inputs,
+    lstm_strategy,
+    run_strategy,
+)
+from backtests.stats import (
+    equity_curve,
+    fills_from_nautilus,
+    performance_stats,
+    position_series,
+)
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
+from models.jsonio import dumps
 from models.train import train_model
 
 log = logging.getLogger(__name__)
@@ -119,7 +131,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     stitched = {name: stitch(name, runs) for name, runs in parts.items()}
     report = write_report(out, traded, stitched, settings)
-    (out / "windows.json").write_text(json.dumps(summary, indent=2, default=float))
+    (out / "windows.json").write_text(dumps(summary))
     return report
 
 
