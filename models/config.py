@@ -45,6 +45,7 @@ class TrainingConfig:
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
+    search_trials: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class TrainConfig:
             (self.training.batch_size >= 1 and self.training.max_epochs >= 1, "[training] batch_size and max_epochs must be >= 1"),
             (0 < self.training.val_fraction < 1, "[training] val_fraction must be in (0, 1)"),
             (self.training.device in ("auto", "cpu", "cuda"), "[training] device must be auto, cpu or cuda"),
+            (self.training.search_trials >= 0, "[training] search_trials must be >= 0"),
             (self.evaluation.folds >= 1, "[evaluation] folds must be >= 1"),
             (0 < self.evaluation.first_test_fraction < 1, "[evaluation] first_test_fraction must be in (0, 1)"),
         ]

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import random
 import logging
 import os
 import time
@@ -237,7 +239,12 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
         len(bars), config.data.bar_type, len(split.fit), len(split.val), gap,
     )
-    result = fit(config, data, split, checkpoint=Path(out) / "checkpoint" / "last.pt")
+    checkpoints = Path(out) / "checkpoint"
+    search = None
+    if config.training.search_trials:
+        config, result, search = search_hyperparameters(config, data, split, checkpoints)
+    else:
+        result = fit(config, data, split, checkpoint=checkpoints / "last.pt")
 
     scaled = result.scaler.transform(data.features)
     prediction = predict_series(result.model, scaled)[:, result.model.config.point_index] * result.target_scale
@@ -249,6 +256,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "history": result.history,
         "train_seconds": result.seconds,
         "device": str(next(result.model.parameters()).device),
+        "search": search,
     }
     fit_rows = slice(split.fit.start, split.fit.stop)
     ridge = RidgeForecast(config.training.horizon).fit(data.features[fit_rows], None, data.target[fit_rows])
@@ -270,3 +278,38 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     )
     save_artifact(Path(out), artifact)
     return artifact
+
+
+# The hyperparameter search space: small on purpose, since there is little signal to tune for.
+SEARCH_SPACE = {
+    "model.hidden_size": [32, 64],
+    "model.num_layers": [1, 2],
+    "model.dropout": [0.0, 0.1, 0.2],
+    "training.learning_rate": [3e-4, 1e-3, 3e-3],
+}
+
+
+def search_hyperparameters(config: TrainConfig, data: Dataset, split: Split, checkpoints: Path):
+    """Random search over ``SEARCH_SPACE``, judged on the validation rows only.
+
+    The test folds of `evaluate` never take part: the winner's config goes into the artifact,
+    and `evaluate` retrains that config fold by fold. Returns (best config, its fit, the record).
+    """
+    combos = list(itertools.product(*SEARCH_SPACE.values()))
+    trials = min(config.training.search_trials, len(combos))
+    chosen = random.Random(config.training.seed).sample(combos, trials)
+    results, best = [], None
+    for number, values in enumerate(chosen):
+        sections: dict[str, dict] = {}
+        for key, value in zip(SEARCH_SPACE, values):
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = value
+        candidate = config.override(**sections)
+        result = fit(candidate, data, split, checkpoint=checkpoints / f"trial-{number}.pt", desc=f"trial {number + 1}/{trials}")
+        val_loss = min(h["val_loss"] for h in result.history)
+        results.append({"params": dict(zip(SEARCH_SPACE, values)), "val_loss": val_loss, "best_epoch": result.best_epoch + 1})
+        log.info("trial %d/%d %s: best validation loss %.5f", number + 1, trials, results[-1]["params"], val_loss)
+        if best is None or val_loss < best[2]:
+            best = (candidate, result, val_loss)
+    record = {"trials": trials, "space": SEARCH_SPACE, "results": results, "chosen": results[[r["val_loss"] for r in results].index(best[2])]["params"]}
+    return best[0], best[1], record

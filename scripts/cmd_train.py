@@ -34,6 +34,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--max-epochs", type=int, help="epoch limit (config [training] max_epochs)")
     parser.add_argument("--seed", type=int, help="random seed (config [training] seed)")
+    parser.add_argument(
+        "--search-trials", type=int,
+        help="random hyperparameter search with N trials over a small space, judged on the validation rows only "
+        "(config [training] search_trials)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (config [training] device)")
     parser.add_argument("--out", type=Path, required=True, help="the artifact directory to write")
     parser.set_defaults(run=run)
@@ -43,7 +48,8 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.config).override(
         data={"catalog": args.catalog, "bar_type": args.bar_type, "start": args.start, "end": args.end,
               "holdout_days": args.holdout_days},
-        training={"max_epochs": args.max_epochs, "seed": args.seed, "device": args.device},
+        training={"max_epochs": args.max_epochs, "seed": args.seed, "device": args.device,
+                  "search_trials": args.search_trials},
     )
 
 

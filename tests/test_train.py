@@ -208,3 +208,17 @@ def test_weights_never_unpickle_code(artifact, tmp_path, monkeypatch):
     # The control: an unsafe load of the same file does run the payload.
     torch.load(evil / "weights.pt", weights_only=False)
     assert (tmp_path / "PWNED").exists()
+
+
+def test_hyperparameter_search_picks_the_best_validation_loss(catalog, tmp_path):
+    config = tiny_config(catalog, max_epochs=1, search_trials=2)
+    artifact = train_model(config, tmp_path / "searched")
+    search = artifact.metrics["search"]
+    assert search["trials"] == 2 and len(search["results"]) == 2
+    best = min(search["results"], key=lambda r: r["val_loss"])
+    assert search["chosen"] == best["params"]
+    assert artifact.config.model.hidden_size == best["params"]["model.hidden_size"]
+    assert artifact.lstm.num_layers == best["params"]["model.num_layers"]
+    assert artifact.config.training.learning_rate == best["params"]["training.learning_rate"]
+    saved = json.loads((tmp_path / "searched" / "artifact.json").read_text())
+    assert saved["metrics"]["search"]["trials"] == 2
