@@ -180,3 +180,17 @@ def test_weights_never_unpickle_code(artifact, tmp_path, monkeypatch):
     # The control: an unsafe load of the same file does run the payload.
     torch.load(evil / "weights.pt", weights_only=False)
     assert (tmp_path / "PWNED").exists()
+
+
+def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
+    model = load_artifact(artifact)
+    rows = list(bars.iloc[:1500].itertuples())
+    straight, first = OnlinePredictor(model), OnlinePredictor(model)
+    for row in rows[:1000]:
+        straight.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume)
+        first.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume)
+    resumed = OnlinePredictor(model)
+    resumed.set_state(json.loads(json.dumps(first.get_state())))  # as a strategy's on_save/on_load carry it
+    for row in rows[1000:]:
+        expected = straight.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume).copy()
+        np.testing.assert_array_equal(resumed.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume), expected)
