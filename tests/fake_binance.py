@@ -49,6 +49,7 @@ SPOT, FUTURES = "spot", "futures"
 API_PREFIXES = {"/api/v3/": SPOT, "/fapi/v1/": FUTURES}
 EXCHANGE_INFO = {SPOT: "binance_spot_exchange_info.json", FUTURES: "binance_usdm_exchange_info.json"}
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
+MARKET_INTERVALS = {SPOT: INTERVALS, FUTURES: INTERVALS[1:]}  # USDT-M futures have no 1-second klines
 DEFAULT_KLINES_LIMIT = 500
 MAX_KLINES_LIMIT = {SPOT: 1000, FUTURES: 1500}
 
@@ -128,6 +129,8 @@ class FakeBinance:
         """Serve ``bars`` (a kline file, or a frame in :func:`backtests.klines.read_klines` layout)."""
         if self.symbol_info(market, symbol) is None:
             raise ValueError(f"{symbol} is not in the {market} exchangeInfo fixture")
+        if interval not in MARKET_INTERVALS[market]:
+            raise ValueError(f"Binance has no {interval} klines on {market}")
         frame = read_klines(bars) if isinstance(bars, Path) else bars
         self._series[(market, symbol, interval)] = _Series(
             interval_ms=parse_timeframe(interval).ms,
@@ -247,7 +250,7 @@ class FakeBinance:
         symbol_info = self.symbol_info(market, symbol)
         if symbol_info is None:
             raise _BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
-        if interval not in INTERVALS:
+        if interval not in MARKET_INTERVALS[market]:
             raise _BinanceError(HTTPStatus.BAD_REQUEST, -1120, "Invalid interval.")
         series = self._series.get((market, symbol, interval))
         if series is None:

@@ -162,24 +162,24 @@ def test_kline_stream_in_binance_format(shared_data):
 def test_subscribe_raw_streams_drops_and_silence(shared_data):
     bars = live_seconds(read_klines(shared_data / FIXTURE_7D), 12)
     fake = FakeBinance()
-    fake.add_klines(bars, interval="1s", market=FUTURES)
+    fake.add_klines(bars, interval="1s")
     with fake:
         # A raw stream (no wrapper), and a live subscription answered as Binance does.
-        raw = asyncio.run(read_stream(fake.ws_url(FUTURES) + "/ws/btcusdt@kline_1s", 1.6))
+        raw = asyncio.run(read_stream(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s", 1.6))
         subscribed = asyncio.run(read_stream(
-            fake.ws_url(FUTURES) + "/stream?streams=ethusdt@kline_1s",
+            fake.ws_url(SPOT) + "/stream?streams=ethusdt@kline_1s",
             1.6, send=[{"method": "SUBSCRIBE", "params": ["btcusdt@kline_1s"], "id": 1}],
         ))
         # Silenced: the connection stays open, no kline comes.
         fake.silence_streams(1.5)
-        silent = asyncio.run(read_stream(fake.ws_url(FUTURES) + "/stream?streams=btcusdt@kline_1s", 1.2))
+        silent = asyncio.run(read_stream(fake.ws_url(SPOT) + "/stream?streams=btcusdt@kline_1s", 1.2))
 
         async def dropped() -> tuple[int, int]:
-            async with aiohttp.ClientSession() as session, session.ws_connect(fake.ws_url(FUTURES) + "/ws/btcusdt@kline_1s") as ws:
+            async with aiohttp.ClientSession() as session, session.ws_connect(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s") as ws:
                 cut = await asyncio.get_running_loop().run_in_executor(None, lambda: fake.drop_streams(refuse_s=5))
                 closed = await ws.receive(timeout=2)
                 try:
-                    await session.ws_connect(fake.ws_url(FUTURES) + "/ws/btcusdt@kline_1s")
+                    await session.ws_connect(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s")
                     status = 101
                 except aiohttp.WSServerHandshakeError as error:
                     status = error.status
@@ -193,3 +193,9 @@ def test_subscribe_raw_streams_drops_and_silence(shared_data):
     assert fake.events("silenced")
     assert cut == 1 and closed_type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR) and status == 503
     assert [e.kind for e in fake.stream_events][-2:] == ["drop", "refuse"]
+
+
+def test_futures_have_no_one_second_klines(fake):
+    with pytest.raises(ValueError, match="Binance has no 1s klines on futures"):
+        FakeBinance().add_klines(pd.DataFrame(columns=["open_time", "open", "high", "low", "close", "volume"]), interval="1s", market=FUTURES)
+    assert get(fake, "/fapi/v1/klines?symbol=BTCUSDT&interval=1s") == (400, {"code": -1120, "msg": "Invalid interval."})
