@@ -356,7 +356,7 @@ class LSTMStrategy(Strategy):
             return
         self.warmup_range = (first, self._last_ts) if first else None
         self.ready = True
-        self.log.info(f"{why} done: {summary}; ready: trading from the next bar")
+        self.log.info(f"{why} done: {summary}; ready")
 
     # -- live bars ---------------------------------------------------------------------------
 
