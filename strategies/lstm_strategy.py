@@ -242,6 +242,7 @@ class LSTMStrategy(Strategy):
             self.clock.cancel_timer(_STALE_FEED_TIMER)
         if self.config.close_positions_on_stop and self.instrument is not None:
             self.close_all_positions(self.instrument.id)
+            self._side, self._bars_held, self._entry_price = FLAT, 0, 0.0  # what the saved state should say
         if self._predictions_file is not None:
             self._predictions_file.close()
             self._predictions_file = self._predictions_writer = None

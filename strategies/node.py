@@ -251,6 +251,7 @@ def node_config(settings: PaperSettings, instrument: Instrument, bar_type: str, 
 def run_paper(settings: PaperSettings) -> Path:
     """Run the paper node until SIGINT or SIGTERM; returns the run folder."""
     from models.artifact import load_artifact
+    from models.predictor import output_columns
 
     artifact = load_artifact(settings.model_path)
     expected = instrument_id(settings.symbol, settings.market)
@@ -263,6 +264,8 @@ def run_paper(settings: PaperSettings) -> Path:
     started = pd.Timestamp.now(tz="UTC")
     run_dir = Path(settings.run_dir or Path("runs") / f"paper-{started:%Y%m%dT%H%M%SZ}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    lstm = settings.strategy.get("forecaster", "lstm") == "lstm"
+    _check_run_dir(run_dir, instrument, artifact.bar_type, output_columns(artifact) if lstm else ["prediction"])
     config = node_config(settings, instrument, artifact.bar_type, run_dir)
     session = _start_session(run_dir, settings, instrument, artifact.bar_type, started)
 
@@ -286,6 +289,21 @@ def run_paper(settings: PaperSettings) -> Path:
             node.dispose()
             flush_logger()  # or the log file loses its last lines
     return run_dir
+
+
+def _check_run_dir(run_dir: Path, instrument: Instrument, bar_type: str, outputs: list[str]) -> None:
+    """A run folder goes on with the same instrument, bars and model outputs, or not at all."""
+    path = run_dir / "run.json"
+    if path.exists():
+        last = json.loads(path.read_text())["sessions"][-1]
+        if (last["instrument_id"], last["bar_type"]) != (str(instrument.id), bar_type):
+            raise ValueError(f"{run_dir} is a run of {last['bar_type']}, not {bar_type}: give another --run-dir")
+    predictions = run_dir / PREDICTIONS_FILE
+    if predictions.exists() and predictions.stat().st_size:
+        header = predictions.open().readline().strip().split(",")
+        expected = ["close_time", "close", *outputs, "side", "reason"]
+        if header != expected:
+            raise ValueError(f"{predictions} has columns {header}, this model writes {expected}: give another --run-dir")
 
 
 def _start_session(run_dir: Path, settings: PaperSettings, instrument: Instrument, bar_type: str, started) -> dict:

@@ -105,3 +105,16 @@ def test_instrument_from_the_public_exchange_info():
 def test_paper_command_needs_a_model_and_symbol(caplog):
     assert main(["paper", "--symbol", "BTC/USDT"]) == 2
     assert "--model is required" in caplog.text
+
+
+def test_a_run_folder_goes_on_with_the_same_bars_and_outputs(tmp_path):
+    from strategies.node import _check_run_dir
+
+    instrument = offline_instrument("BTC/USDT", "spot", None)
+    _check_run_dir(tmp_path, instrument, SPOT_BARS, ["prediction"])  # a new folder
+    (tmp_path / "predictions.csv").write_text("close_time,close,q0.1,q0.5,q0.9,side,reason\n")
+    with pytest.raises(ValueError, match="this model writes \\['close_time', 'close', 'prediction'"):
+        _check_run_dir(tmp_path, instrument, SPOT_BARS, ["prediction"])
+    (tmp_path / "run.json").write_text('{"sessions": [{"instrument_id": "BTCUSDT.BINANCE", "bar_type": "BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL"}]}')
+    with pytest.raises(ValueError, match="is a run of BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL, not"):
+        _check_run_dir(tmp_path, instrument, SPOT_BARS, ["q0.1", "q0.5", "q0.9"])

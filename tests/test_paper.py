@@ -261,6 +261,7 @@ def test_paper_node_end_to_end(model, real_bars, tmp_path):
     klines2 = [r for r in requests[requests1:] if r.endpoint == "klines"]
     assert int(klines2[0].params["startTime"]) == first.index[-1].value // 1_000_000
     assert "warm-up done" not in log2 and "resume done" in log2
+    assert "saved state held" not in log2  # flattened on stop, saved flat, the fresh sandbox flat too
     # Public market data only: no signed call, no key needed.
     assert {r.endpoint for r in requests} == {"exchangeInfo", "klines"}
     assert not any("signature" in r.params or "timestamp" in r.params for r in requests)
