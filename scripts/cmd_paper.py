@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         help="paper-trade a model artifact on live Binance data with Nautilus's sandbox execution",
         description=(
             "Start a Nautilus TradingNode: Nautilus's Binance data client (spot or USDT-M futures), its sandbox "
-            "execution client (simulated fills at the live best bid/ask, the starting balance and the venue's fees) "
+            "execution client (simulated market-order fills at the latest bar's close, the starting balance and the venue's fees) "
             "and LSTMStrategy. The model warms up from the exchange's recent history, so the first live bar can "
             "trade; every decision is logged on one line and appended to predictions.csv in the run folder. A "
             "dropped stream is back-filled through REST; a gap the exchange cannot fill, or a silent feed, pauses "
