@@ -77,7 +77,7 @@ class _Market:
 def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy()) -> HistoryResult:
     """Fetch the complete bars the catalog lacks in the request's window and write them, page by page."""
     started = time.monotonic()
-    market = _open_market(request, retry)
+    market = open_market(request, retry)
     now_ms = _exchange_now_ms(market)
     # A bar is complete once it has closed; the one still forming is left for a later run.
     last_open_ms = now_ms - market.timeframe.ms
@@ -121,7 +121,9 @@ def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy())
     return HistoryResult(Path(request.catalog_path), market.bar_type, tally.written, tally.skipped, _merge(reports))
 
 
-def _open_market(request: DownloadRequest, retry: RetryPolicy) -> _Market:
+def open_market(request: DownloadRequest, retry: RetryPolicy) -> _Market:
+    """The exchange side of ``request``: a ccxt client, the unified symbol and the instrument built
+    from the exchange's public market data (no API keys). Also used by the paper node."""
     timeframe = parse_timeframe(request.timeframe)
     symbol = ccxt_symbol(request.symbol, request.market)
     exchange = make_exchange(request.exchange, request.market, request.api_url)

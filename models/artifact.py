@@ -152,3 +152,12 @@ def load_artifact(
         model=model,
         ridge=manifest["ridge"],
     )
+
+
+def artifact_digest(path: Path) -> str:
+    """SHA-256 of the artifact's manifest and weights: which model exactly (for saved strategy state)."""
+    digest = hashlib.sha256()
+    for name in (MANIFEST, WEIGHTS):
+        digest.update((Path(path) / name).read_bytes())
+    return digest.hexdigest()
+

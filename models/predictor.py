@@ -81,6 +81,16 @@ class OnlinePredictor:
             return self._out.copy()
         return None
 
+    def get_state(self) -> dict:
+        """Everything fed so far (features and the LSTM's h and c), as JSON-able values."""
+        h, c = self.network.state
+        return {"features": self.features.get_state(), "h": h.tolist(), "c": c.tolist()}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from ``get_state()`` of a predictor of the same artifact."""
+        self.features.set_state(state["features"])
+        self.network.state = (np.asarray(state["h"]), np.asarray(state["c"]))
+
 
 class OnlineRidge:
     """The artifact's ridge baseline on the same online features: a benchmark for the LSTM."""
@@ -104,3 +114,9 @@ class OnlineRidge:
         if row is None:
             return None
         return np.array([row @ self._coef + self._intercept])
+
+    def get_state(self) -> dict:
+        return {"features": self.features.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.features.set_state(state["features"])

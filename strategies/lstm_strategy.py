@@ -5,18 +5,31 @@ The same class runs in backtests, paper trading and live nodes; Nautilus configs
 
 Lifecycle:
 
-- ``on_start``: load the artifact (fail fast if it does not fit the bar type), request enough
-  history to warm the features and the LSTM's state, and subscribe to bars. History arrives in
-  ``on_historical_data``; live bars that arrive meanwhile wait in a buffer, and a bar already
-  seen (by close time) is never fed twice, so the first live bar is forecast by a warm model.
+- ``on_start``: load the artifact (fail fast if it does not fit the bar type), subscribe to bars
+  and request the history that warms the features and the LSTM's state; or, with state saved by
+  an earlier run (``on_save``/``on_load``) that is recent enough, only the bars since it.
+- Catching up: while a history request is out, every bar (history and live alike) waits in a
+  buffer; when the answer comes (or the request times out) the buffer is fed in close-time order
+  and a bar already seen (by close time) is never fed twice. So a live bar that beats the
+  history is neither lost nor double-counted, and the first live bar is forecast by a warm model.
 - ``on_bar``: update the online features and the LSTM one step, then decide (strategies.decision)
-  and bring the position to the decided side with a market order.
+  and bring the position to the decided side with a market order. With ``backfill_gaps`` a bar
+  that comes after missing ones (a dropped WebSocket) first has the missing bars requested from
+  the venue; a gap the venue cannot fill pauses trading for ``gap_cooldown_bars``.
+- With ``stale_feed_bars``, a timer warns and pauses trading once no bar has come for that many
+  intervals.
+
+Bar times: a bar's close time is :func:`backtests.timeframes.bar_close_ns` of its ``ts_event``,
+which maps Nautilus's Binance stamps (close - 1 ms) and our catalog's (close) to the same time.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +41,15 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
 
-from models.artifact import load_artifact
+from backtests.timeframes import NANOS_PER_SECOND, bar_close_ns
+from models.artifact import artifact_digest, load_artifact
 from models.predictor import OnlinePredictor, OnlineRidge
 from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, entry_threshold, order_quantity, stop_triggered
 
 FORECASTERS = ("lstm", "ridge")
+STATE_KEY = "lstm_strategy"
+STATE_VERSION = 1
+_STALE_FEED_TIMER = "stale-feed"
 
 
 class LSTMStrategyConfig(StrategyConfig, frozen=True):
@@ -77,6 +94,7 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
         After a gap in the bars, how many bars to wait before trading again.
     max_bar_delay_bars : float, default 2.0
         A bar that closed more than this many intervals before now is stale: no trading on it.
+        (A bar stamped in the future, as in an accelerated replay, is never stale.)
     log_decisions : bool, default False
         Log every bar's decision on one line (paper and live runs), not only changes.
     close_positions_on_stop : bool, default True
@@ -87,6 +105,19 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     measure_latency : bool, default False
         Record the wall time of each live bar's work (features, LSTM step, decision) in
         ``latencies_ns``, for the benchmark.
+    predictions_path : str, optional
+        Append every decision (close time, close, outputs, side, reason) to this CSV file as it
+        is made, for comparing a paper or live run with a backtest over the same bars.
+    backfill_gaps : bool, default False
+        When a bar arrives after missing ones, request the missing bars from the venue before
+        going on (paper and live nodes; backtest data has no more to give).
+    stale_feed_bars : float, optional
+        Warn and pause trading once no bar has arrived for this many intervals (paper and live
+        nodes; off in backtests).
+    request_timeout_s : float, default 60.0
+        Give up on a history request (warm-up or back-fill) that has no answer after this long,
+        and go on with the bars at hand. Nautilus's Binance adapter sends no answer at all when
+        the venue returns no bars.
     """
 
     instrument_id: InstrumentId
@@ -111,6 +142,10 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     close_positions_on_stop: bool = True
     inference_threads: int = 1
     measure_latency: bool = False
+    predictions_path: str | None = None
+    backfill_gaps: bool = False
+    stale_feed_bars: float | None = None
+    request_timeout_s: float = 60.0
 
 
 class LSTMStrategy(Strategy):
@@ -123,14 +158,27 @@ class LSTMStrategy(Strategy):
         self.instrument: Instrument | None = None
         self.predictor: OnlinePredictor | OnlineRidge | None = None
         self.rule: DecisionRule | None = None
-        self.records: list[tuple] = []  # (close ns, outputs..., side, reason) per forecast bar
+        self.records: list[tuple] = []  # (close ns, close, outputs..., side, reason) per forecast bar
         self.latencies_ns: list[int] = []
         self.output_names: list[str] = []
+        self.ready = False  # warmed up (or resumed) and trading on live bars
+        self.warmup_range: tuple[int, int] | None = None  # close times of the first and last bar fed
+        self._model_digest = ""
         self._interval_ns = 0
         self._last_ts = 0
-        self._warming = False
         self._start_ns = 0
-        self._pending: list[Bar] = []
+        # History requests (warm-up, resume, back-fill): what for, which one, the bars it brought
+        # and the live bars held back until it is answered.
+        self._catching_up: str | None = None
+        self._catch_up_number = 0
+        self._history: list[Bar] = []
+        self._held: list[Bar] = []
+        self._last_arrival_ns = 0
+        self._feed_stale = False
+        self._saved: dict | None = None
+        self._unanswered: set = set()  # client order ids of our orders the venue has not finished with
+        self._predictions_file = None
+        self._predictions_writer = None
         self._bars_since_gap = 0
         self._side = FLAT
         self._bars_held = 0
@@ -147,8 +195,12 @@ class LSTMStrategy(Strategy):
             raise ValueError(f"instrument {config.instrument_id} is not in the cache: add it before starting the strategy")
         if config.bar_type.instrument_id != config.instrument_id:
             raise ValueError(f"bar type {config.bar_type} is not for instrument {config.instrument_id}")
+        self._interval_ns = config.bar_type.spec.timedelta.value
+        if self._interval_ns % NANOS_PER_SECOND:
+            raise ValueError(f"{config.bar_type}: bars must last whole seconds")
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
+        self._model_digest = artifact_digest(Path(config.model_path))
         self.predictor = OnlinePredictor(artifact) if config.forecaster == "lstm" else OnlineRidge(artifact)
         quantiles = artifact.lstm.quantiles if config.forecaster == "lstm" else ()
         self.output_names = [f"q{q:g}" for q in quantiles] or ["prediction"]
@@ -166,40 +218,163 @@ class LSTMStrategy(Strategy):
         )
         if config.allow_short and not venue_shorts:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
-        self._interval_ns = config.bar_type.spec.timedelta.value
         warmup = config.warmup_bars or self.predictor.warmup_bars + 4 * artifact.lstm.burn_in
         self.log.info(
             f"model {config.model_path} ({config.forecaster}), threshold {threshold:.6f}, "
-            f"short {'on' if self.rule.allow_short else 'off'}, warming up on {warmup} bars"
+            f"short {'on' if self.rule.allow_short else 'off'}, warm-up {warmup} bars"
         )
-        now = self.clock.utc_now()
-        self._start_ns = now.value
-        self._warming = True
-        self.request_bars(
-            config.bar_type,
-            start=now - pd.Timedelta(self._interval_ns * (warmup + 1), unit="ns"),
-            end=now,
-            callback=self._on_warmup_done,
-        )
+        self._open_predictions_file()
+        self._take_position_from_venue()
+
+        now = self.clock.timestamp_ns()
+        self._start_ns = self._last_arrival_ns = now
         self.subscribe_bars(config.bar_type)
+        resumed_at = self._restore(now, warmup)
+        if resumed_at:
+            self._request_history(resumed_at, "resume")
+        else:
+            self._request_history(now - (warmup + 1) * self._interval_ns, "warm-up")
+        if config.stale_feed_bars:
+            self.clock.set_timer(_STALE_FEED_TIMER, timedelta(microseconds=self._interval_ns / 1000), callback=self._check_feed)
+
+    def on_stop(self) -> None:
+        if _STALE_FEED_TIMER in self.clock.timer_names:
+            self.clock.cancel_timer(_STALE_FEED_TIMER)
+        if self.config.close_positions_on_stop and self.instrument is not None:
+            self.close_all_positions(self.instrument.id)
+            self._side, self._bars_held, self._entry_price = FLAT, 0, 0.0  # what the saved state should say
+        if self._predictions_file is not None:
+            self._predictions_file.close()
+            self._predictions_file = self._predictions_writer = None
+
+    def on_save(self) -> dict[str, bytes]:
+        """The model's running state and the guards', so that a restart need not warm up again."""
+        if self.predictor is None or not self._last_ts:
+            return {}
+        state = {
+            "version": STATE_VERSION,
+            "model": self._model_digest,
+            "bar_type": str(self.config.bar_type),
+            "forecaster": self.config.forecaster,
+            "last_close_ns": self._last_ts,
+            "predictor": self.predictor.get_state(),
+            "bars_since_gap": self._bars_since_gap,
+            "halted": self._halted,
+            "side": self._side,
+            "bars_held": self._bars_held,
+            "entry_price": self._entry_price,
+        }
+        return {STATE_KEY: json.dumps(state).encode()}
+
+    def on_load(self, state: dict[str, bytes]) -> None:
+        """Keep saved state for ``on_start``, which applies it once the model is loaded."""
+        if STATE_KEY in state:
+            self._saved = json.loads(state[STATE_KEY])
+
+    def _restore(self, now: int, warmup: int) -> int:
+        """Apply saved state if it is this model's and recent; its last bar's close time, or 0."""
+        saved, self._saved = self._saved, None
+        if not saved:
+            return 0
+        mine = (STATE_VERSION, self._model_digest, str(self.config.bar_type), self.config.forecaster)
+        theirs = (saved.get("version"), saved.get("model"), saved.get("bar_type"), saved.get("forecaster"))
+        if mine != theirs:
+            self.log.warning("saved state is of another model, bar type or forecaster: warming up from scratch")
+            return 0
+        last = int(saved["last_close_ns"])
+        behind = (now - last) // self._interval_ns
+        if behind > warmup:
+            self.log.info(f"saved state ends {behind} bars ago, more than a warm-up: warming up from scratch")
+            return 0
+        self.predictor.set_state(saved["predictor"])
+        self._last_ts = last
+        self._bars_since_gap = int(saved["bars_since_gap"])
+        self._halted = bool(saved["halted"])
+        if saved["side"] == self._side:
+            self._bars_held, self._entry_price = int(saved["bars_held"]), float(saved["entry_price"])
+        else:
+            self.log.warning(
+                f"saved state held {_SIDE_NAMES[saved['side']]} but the venue's position is {_SIDE_NAMES[self._side]}: "
+                "going on from the venue's"
+            )
+        self.log.info(f"resuming from saved state at {_time(last)}: fetching the {behind} bars since instead of warming up")
+        return last
+
+    def _take_position_from_venue(self) -> None:
+        """Start from the position the venue holds (flat in backtests and a fresh sandbox)."""
+        position = float(self.portfolio.net_position(self.instrument.id))
+        self._side = LONG if position > 0 else SHORT if position < 0 else FLAT
+        if self._side != FLAT:
+            opened = self.cache.positions_open(instrument_id=self.instrument.id)
+            self._entry_price = float(opened[0].avg_px_open) if opened else 0.0
+            self.log.warning(f"the venue holds a {_SIDE_NAMES[self._side]} position of {position}: managing it")
+
+    # -- history requests --------------------------------------------------------------------
+
+    def _request_history(self, start_ns: int, why: str) -> None:
+        """Ask for the bars closing from ``start_ns`` to now; bars wait in the buffer meanwhile."""
+        self._catching_up = why
+        self._catch_up_number += 1
+        number = self._catch_up_number
+        now = self.clock.utc_now()
+        self.clock.set_time_alert(
+            f"history-{number}",
+            now + timedelta(seconds=self.config.request_timeout_s),
+            callback=lambda event: self._history_done(number, timed_out=True),
+        )
+        self.request_bars(
+            self.config.bar_type,
+            start=pd.Timestamp(start_ns, unit="ns", tz="UTC"),
+            end=now,
+            callback=lambda request_id: self._history_done(number, timed_out=False),
+        )
 
     def on_historical_data(self, data) -> None:
-        if isinstance(data, Bar) and data.bar_type == self.config.bar_type:
-            if data.ts_event >= self._start_ns:
-                self._pending.append(data)  # closed after we started: a bar to trade on, not history
-            else:
-                self._update(data, trade=False)
+        if self._catching_up and isinstance(data, Bar) and data.bar_type == self.config.bar_type:
+            self._history.append(data)
 
-    def _on_warmup_done(self, request_id) -> None:
-        self._warming = False
-        pending, self._pending = sorted(self._pending, key=lambda bar: bar.ts_event), []
-        for bar in pending:
-            self._update(bar, trade=True)
-        self.log.info(f"warm-up done at {pd.Timestamp(self._last_ts, tz='UTC') if self._last_ts else 'no bars'}: ready")
+    def _history_done(self, number: int, timed_out: bool) -> None:
+        if number != self._catch_up_number or self._catching_up is None:
+            return  # the answer to a request already given up on, or its timer after the answer
+        alert = f"history-{number}"
+        if not timed_out and alert in self.clock.timer_names:
+            self.clock.cancel_timer(alert)
+        why, self._catching_up = self._catching_up, None
+        history, held = self._history, self._held
+        self._history, self._held = [], []
+        if timed_out:
+            self.log.warning(f"no answer to the {why} request in {self.config.request_timeout_s:g}s: going on with the bars at hand")
+        first = None
+        for bar in sorted(history + held, key=lambda bar: bar.ts_event):
+            close = bar_close_ns(bar.ts_event)
+            if first is None and close > self._last_ts:
+                first = close
+            self._update(bar, trade=close >= self._start_ns, backfilled=why == "back-fill")
+        fed = f"{_time(first)} to {_time(self._last_ts)}" if first else "none"
+        summary = f"{len(history)} bars from the venue, {len(held)} live bars held meanwhile; new bars fed: {fed}"
+        if why == "back-fill":
+            self.log.info(f"back-fill done: {summary}")
+            return
+        self.warmup_range = (first, self._last_ts) if first else None
+        self.ready = True
+        self.log.info(f"{why} done: {summary}; ready")
+
+    # -- live bars ---------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
-        if self._warming:
-            self._pending.append(bar)  # a live bar that beat the history: keep it for later
+        self._last_arrival_ns = self.clock.timestamp_ns()
+        if self._feed_stale:
+            self._feed_stale = False
+            self.log.info(f"feed resumed: a bar closing {_time(bar_close_ns(bar.ts_event))} arrived")
+        if self._catching_up:
+            self._held.append(bar)  # a live bar that beat the history: keep it for later
+            return
+        close = bar_close_ns(bar.ts_event)
+        if self.config.backfill_gaps and self._last_ts and close - self._last_ts > self._interval_ns:
+            missing = (close - self._last_ts) // self._interval_ns - 1
+            self.log.warning(f"{missing} bars missing before {_time(close)}: back-filling them from the venue")
+            self._held.append(bar)
+            self._request_history(self._last_ts, "back-fill")
             return
         if self.config.measure_latency:
             started = time.perf_counter_ns()
@@ -208,19 +383,27 @@ class LSTMStrategy(Strategy):
         else:
             self._update(bar, trade=True)
 
-    def on_stop(self) -> None:
-        if self.config.close_positions_on_stop and self.instrument is not None:
-            self.close_all_positions(self.instrument.id)
+    def _check_feed(self, event) -> None:
+        if self._feed_stale or self._catching_up:
+            return
+        silent = self.clock.timestamp_ns() - self._last_arrival_ns
+        if silent >= self.config.stale_feed_bars * self._interval_ns:
+            self._feed_stale = True
+            self.log.warning(
+                f"stale feed: no bar for {silent / self._interval_ns:.1f} intervals (last closed "
+                f"{_time(self._last_ts) if self._last_ts else '-'}): trading paused until bars come again"
+            )
 
     # -- per bar -----------------------------------------------------------------------------
 
-    def _update(self, bar: Bar, trade: bool) -> None:
-        ts = bar.ts_event
+    def _update(self, bar: Bar, trade: bool, backfilled: bool = False) -> None:
+        ts = bar_close_ns(bar.ts_event)
         if ts <= self._last_ts:
             return  # seen already (history overlapping the live stream)
         if self._last_ts and ts - self._last_ts > self._interval_ns:
             missing = (ts - self._last_ts) // self._interval_ns - 1
-            self.log.warning(f"gap of {missing} bars before {pd.Timestamp(ts, tz='UTC')}: no trading for {self.config.gap_cooldown_bars} bars")
+            unfilled = " the venue could not fill" if backfilled else ""
+            self.log.warning(f"gap of {missing} bars{unfilled} before {_time(ts)}: no trading for {self.config.gap_cooldown_bars} bars")
             self._bars_since_gap = 0
         self._last_ts = ts
         self._bars_since_gap += 1
@@ -230,15 +413,15 @@ class LSTMStrategy(Strategy):
             self._bars_held += 1
         if outputs is None or not trade:
             return
-        point = float(outputs[self.predictor.point_index])
-        band = (float(outputs[self._band[0]]), float(outputs[self._band[1]])) if self._band else None
+        outputs = [float(value) for value in outputs]
+        point = outputs[self.predictor.point_index]
+        band = (outputs[self._band[0]], outputs[self._band[1]]) if self._band else None
         target, reason = self._decide(point, band, close, ts)
-        self.records.append((ts, *map(float, outputs), target, reason))
+        self._record(ts, close, outputs, target, reason)
+        if target != self._side or self.config.log_decisions:
+            self.log.info(self._decision_line(ts, outputs, target, reason))
         if target != self._side:
-            self.log.info(f"{pd.Timestamp(ts, tz='UTC')} {_SIDE_NAMES[self._side]} -> {_SIDE_NAMES[target]}: {reason}")
             self._move_to(target, close)
-        elif self.config.log_decisions:
-            self.log.info(f"{pd.Timestamp(ts, tz='UTC')} forecast {point:+.6f} hold {_SIDE_NAMES[target]}: {reason}")
 
     def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str]:
         if self._halted:
@@ -253,9 +436,8 @@ class LSTMStrategy(Strategy):
         stop = stop_triggered(self._side, self._entry_price, close, self.config.stop_loss, self.config.take_profit)
         if stop is not None:
             return FLAT, stop
-        instrument_id = self.instrument.id
-        if self.cache.orders_inflight_count(instrument_id=instrument_id) or self.cache.orders_open_count(instrument_id=instrument_id):
-            # The venue has not answered the last order yet: the position it leaves is unknown.
+        if self._unanswered:
+            # The venue has not finished with the last order yet: the position it leaves is unknown.
             return self._side, "an order is still in flight: no new decision"
         delay = self.clock.timestamp_ns() - ts
         if delay > self.config.max_bar_delay_bars * self._interval_ns:
@@ -284,7 +466,15 @@ class LSTMStrategy(Strategy):
 
     def _submit(self, side: OrderSide, quantity: float) -> None:
         order = self.order_factory.market(self.instrument.id, side, self.instrument.make_qty(quantity))
+        self._unanswered.add(order.client_order_id)
         self.submit_order(order)
+
+    def on_order_event(self, event) -> None:
+        # In a live node an order waits in the engines' queues for a while: not yet in flight in
+        # the cache's sense, but its fill will change the position all the same.
+        order = self.cache.order(event.client_order_id)  # None at OrderInitialized: not cached yet
+        if order is not None and order.is_closed:
+            self._unanswered.discard(event.client_order_id)
 
     def _notional(self, close: float) -> float:
         wanted = self.config.order_notional
@@ -307,14 +497,52 @@ class LSTMStrategy(Strategy):
         unrealized = self.portfolio.unrealized_pnl(self.instrument.id)
         return (balance.as_double() if balance else 0.0) + (unrealized.as_double() if unrealized else 0.0)
 
-    # -- results -----------------------------------------------------------------------------
+    # -- what it decided ---------------------------------------------------------------------
+
+    def _record(self, ts: int, close: float, outputs: list[float], side: int, reason: str) -> None:
+        self.records.append((ts, close, *outputs, side, reason))
+        if self._predictions_writer is not None:
+            self._predictions_writer.writerow([_time(ts), repr(close), *map(repr, outputs), side, reason])
+            self._predictions_file.flush()
+
+    def _decision_line(self, ts: int, outputs: list[float], target: int, reason: str) -> str:
+        """One line per decision: bar time, prediction, quantiles, action and reason."""
+        point = outputs[self.predictor.point_index]
+        quantiles = " ".join(f"{name}={value:+.6f}" for name, value in zip(self.output_names, outputs)) if self._band else "none"
+        if target == self._side:
+            action = f"HOLD {_SIDE_NAMES[target]}"
+        else:
+            action = f"{'BUY' if target > self._side else 'SELL'} {_SIDE_NAMES[self._side]}->{_SIDE_NAMES[target]}"
+        return f"decision bar={_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}] action={action} reason={reason}"
+
+    def _open_predictions_file(self) -> None:
+        if not self.config.predictions_path:
+            return
+        path = Path(self.config.predictions_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        self._predictions_file = path.open("a", newline="")
+        self._predictions_writer = csv.writer(self._predictions_file)
+        if new:
+            self._predictions_writer.writerow(["close_time", "close", *self.output_names, "side", "reason"])
 
     def predictions_frame(self) -> pd.DataFrame:
-        """Every in-strategy forecast with its bar close time, the decided side and the reason."""
-        columns = ["close_time", *self.output_names, "side", "reason"]
+        """Every in-strategy forecast with its bar close time and close, the decided side and the reason."""
+        columns = ["close_time", "close", *self.output_names, "side", "reason"]
         frame = pd.DataFrame(self.records, columns=columns)
         frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
         return frame.set_index("close_time")
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A predictions file written through ``predictions_path``, as :meth:`LSTMStrategy.predictions_frame`."""
+    frame = pd.read_csv(path)
+    frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
+    return frame.set_index("close_time")
+
+
+def _time(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
 _SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}

@@ -1,19 +1,31 @@
-"""A loopback fake of Binance's REST API, for driving real, unmodified clients in tests.
+"""A loopback fake of Binance's REST API and market streams, for driving real, unmodified clients in tests.
 
-One server speaks both APIs, as Binance's hosts do, told apart by path: spot under ``/api/v3``
-and USDT-M futures under ``/fapi/v1``. Point a client at it by replacing the scheme and host of
-its API URLs with :attr:`FakeBinance.url` (``nautilus-lstm download --api-url`` does that).
-
-Served: ``ping``, ``time``, ``exchangeInfo`` (recorded responses from ``tests/fixtures``) and
-``klines`` (bars loaded with :meth:`FakeBinance.add_klines`, in Binance's 12-field array
+REST: one server speaks both APIs, as Binance's hosts do, told apart by path: spot under
+``/api/v3`` and USDT-M futures under ``/fapi/v1``. Point a client at it by replacing the scheme
+and host of its API URLs with :attr:`FakeBinance.url` (``nautilus-lstm download --api-url`` does
+that). Served: ``ping``, ``time``, ``exchangeInfo`` (recorded responses from ``tests/fixtures``)
+and ``klines`` (bars loaded with :meth:`FakeBinance.add_klines`, in Binance's 12-field array
 layout). What the bar files lack (quote volume, trade count, taker volumes) is served as zero.
 
+WebSocket market streams: a second server, at :meth:`FakeBinance.ws_url` (one base URL per
+market, as Binance has ``stream.binance.com`` and ``fstream.binance.com``). It speaks the
+protocol of Binance's market streams: ``/stream?streams=a/b`` (combined: every message wrapped
+as ``{"stream": ..., "data": ...}``) and ``/ws/<stream>`` (raw), the live ``SUBSCRIBE``,
+``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` requests (answered ``{"result": ..., "id": ...}``),
+and pings every 20 seconds. Kline streams (``btcusdt@kline_1m``) push the loaded bars as the
+wall clock reaches them: the forming kline (``"x": false``) halfway through the interval, the
+closed one (``"x": true``) at its close. Bars missing from a series (an exchange outage) are
+neither streamed nor served. With a frozen clock nothing is streamed.
+
 For tests of clients under stress the fake can answer klines requests with HTTP 429 and
-Binance's ``-1003`` body, pace its answers, and freeze its clock; it records every request.
+Binance's ``-1003`` body, pace its answers, freeze its clock, drop every stream connection and
+refuse new ones for a while (:meth:`FakeBinance.drop_streams`), and keep connections open but
+silent (:meth:`FakeBinance.silence_streams`); it records every request and stream event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -26,6 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pandas as pd
+from aiohttp import WSMsgType, web
 
 from backtests.klines import read_klines
 from backtests.timeframes import parse_timeframe
@@ -36,8 +49,11 @@ SPOT, FUTURES = "spot", "futures"
 API_PREFIXES = {"/api/v3/": SPOT, "/fapi/v1/": FUTURES}
 EXCHANGE_INFO = {SPOT: "binance_spot_exchange_info.json", FUTURES: "binance_usdm_exchange_info.json"}
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
+MARKET_INTERVALS = {SPOT: INTERVALS, FUTURES: INTERVALS[1:]}  # USDT-M futures have no 1-second klines
 DEFAULT_KLINES_LIMIT = 500
 MAX_KLINES_LIMIT = {SPOT: 1000, FUTURES: 1500}
+
+WS_PING_INTERVAL_S = 20.0  # Binance spot pings every 20 s and drops a client that stays silent for a minute
 
 TOO_MANY_REQUESTS = (
     "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "
@@ -51,6 +67,18 @@ class RecordedRequest:
     endpoint: str
     params: dict[str, str]
     status: int
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """Something the stream server did: ``connect``, ``refuse``, ``subscribe``, ``unsubscribe``,
+    ``drop``, ``kline`` (a closed kline sent: ``detail`` is its open time) or ``silenced`` (one
+    not sent because the streams were silenced)."""
+
+    kind: str
+    market: str
+    detail: object = None
+    wall_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,8 @@ class FakeBinance:
     _klines_count: int = field(default=0, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _server: _Server | None = field(default=None, init=False, repr=False)
+    stream_events: list[StreamEvent] = field(default_factory=list, init=False)
+    _streams: _StreamServer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for market, name in EXCHANGE_INFO.items():
@@ -99,12 +129,16 @@ class FakeBinance:
         """Serve ``bars`` (a kline file, or a frame in :func:`backtests.klines.read_klines` layout)."""
         if self.symbol_info(market, symbol) is None:
             raise ValueError(f"{symbol} is not in the {market} exchangeInfo fixture")
+        if interval not in MARKET_INTERVALS[market]:
+            raise ValueError(f"Binance has no {interval} klines on {market}")
         frame = read_klines(bars) if isinstance(bars, Path) else bars
         self._series[(market, symbol, interval)] = _Series(
             interval_ms=parse_timeframe(interval).ms,
             open_time=frame["open_time"].to_numpy(dtype=np.int64),
             ohlcv=frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64),
         )
+        if self._streams is not None:
+            self._streams.pump(market, symbol, interval)
 
     def symbol_info(self, market: str, symbol: str) -> dict | None:
         """The exchangeInfo entry of ``symbol``, or None where the market does not list it."""
@@ -116,9 +150,15 @@ class FakeBinance:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         threading.Thread(target=self._server.serve_forever, name="fake-binance", daemon=True).start()
+        self._streams = _StreamServer(self)
+        for market, symbol, interval in self._series:
+            self._streams.pump(market, symbol, interval)
         return self
 
     def stop(self) -> None:
+        if self._streams is not None:
+            self._streams.stop()
+            self._streams = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -135,11 +175,40 @@ class FakeBinance:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def ws_url(self, market: str = SPOT) -> str:
+        """The base URL of ``market``'s streams (clients append ``/stream?streams=...`` or ``/ws/...``)."""
+        if market not in EXCHANGE_INFO:
+            raise ValueError(f"market must be {SPOT!r} or {FUTURES!r}, not {market!r}")
+        return f"ws://127.0.0.1:{self._streams.port}/{market}"
+
+    # -- stream faults -----------------------------------------------------------------------
+
+    def drop_streams(self, refuse_s: float = 0.0) -> int:
+        """Cut every stream connection, as a network failure does (no close frame), and refuse
+        new connections (HTTP 503) for ``refuse_s`` seconds. Returns how many were cut."""
+        return self._streams.drop(refuse_s)
+
+    def silence_streams(self, seconds: float) -> None:
+        """Keep connections open but send no kline for ``seconds`` (a stalled feed). Bars closing
+        meanwhile are still served by REST."""
+        self._streams.silent_until_ms = self.clock_ms() + int(seconds * 1000)
+
+    def stream_connections(self) -> int:
+        return len(self._streams.connections)
+
     # -- what happened -----------------------------------------------------------------------
 
     def klines_requests(self, market: str | None = None) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.endpoint == "klines" and market in (None, r.market)]
+
+    def events(self, kind: str) -> list[StreamEvent]:
+        with self._lock:
+            return [event for event in self.stream_events if event.kind == kind]
+
+    def _record(self, kind: str, market: str, detail: object = None) -> None:
+        with self._lock:
+            self.stream_events.append(StreamEvent(kind, market, detail, int(time.time() * 1000)))
 
     def clock_ms(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
@@ -181,7 +250,7 @@ class FakeBinance:
         symbol_info = self.symbol_info(market, symbol)
         if symbol_info is None:
             raise _BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
-        if interval not in INTERVALS:
+        if interval not in MARKET_INTERVALS[market]:
             raise _BinanceError(HTTPStatus.BAD_REQUEST, -1120, "Invalid interval.")
         series = self._series.get((market, symbol, interval))
         if series is None:
@@ -280,3 +349,189 @@ def _kline(series: _Series, row: int, price_decimals: int, size_decimals: int) -
         f"{0:.{price_decimals}f}",
         "0",
     ]
+
+
+# -- WebSocket market streams ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Connection:
+    ws: web.WebSocketResponse
+    market: str
+    combined: bool  # /stream (messages wrapped with their stream name) rather than /ws
+    streams: set[str] = field(default_factory=set)
+
+
+class _StreamServer:
+    """aiohttp on its own thread and event loop: the fake's market-stream host."""
+
+    def __init__(self, fake: FakeBinance):
+        self.fake = fake
+        self.connections: set[_Connection] = set()
+        self.refuse_until = 0.0  # time.monotonic() before which new connections are refused
+        self.silent_until_ms = 0  # fake clock before which no kline is sent
+        self._pumps: dict[tuple[str, str, str], asyncio.Task] = {}
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="fake-binance-streams", daemon=True)
+        self._thread.start()
+        self._runner: web.AppRunner | None = None
+        self.port = self._call(self._start())
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    async def _start(self) -> int:
+        app = web.Application()
+        for market in EXCHANGE_INFO:
+            app.router.add_get(f"/{market}/stream", self._handle)
+            app.router.add_get(f"/{market}/ws/{{stream}}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def shutdown():
+            for task in self._pumps.values():
+                task.cancel()
+            for connection in list(self.connections):
+                connection.ws._req.transport.abort()
+            await self._runner.cleanup()
+
+        try:
+            self._call(shutdown())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            self.loop.close()
+
+    def pump(self, market: str, symbol: str, interval: str) -> None:
+        """Stream the series from now on (not at all while the fake's clock is frozen)."""
+        if self.fake.now_ms is not None:
+            return
+
+        def start():
+            key = (market, symbol, interval)
+            if key in self._pumps:
+                self._pumps[key].cancel()
+            self._pumps[key] = self.loop.create_task(self._pump(*key))
+
+        self.loop.call_soon_threadsafe(start)
+
+    def drop(self, refuse_s: float) -> int:
+        async def cut() -> int:
+            self.refuse_until = time.monotonic() + refuse_s
+            dropped = list(self.connections)
+            for connection in dropped:
+                connection.ws._req.transport.abort()  # no close frame: as a network failure looks
+                self.connections.discard(connection)
+            for connection in dropped:
+                self.fake._record("drop", connection.market, sorted(connection.streams))
+            return len(dropped)
+
+        return self._call(cut())
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        market = request.path.split("/")[1]
+        if time.monotonic() < self.refuse_until:
+            self.fake._record("refuse", market)
+            return web.Response(status=503, text="Service Unavailable")
+        ws = web.WebSocketResponse(heartbeat=WS_PING_INTERVAL_S, autoping=True)
+        await ws.prepare(request)
+        combined = "stream" not in request.match_info  # /stream?streams=a/b, not /ws/a
+        if combined:
+            streams = {name for name in request.query.get("streams", "").split("/") if name}
+        else:
+            streams = {request.match_info["stream"]}
+        connection = _Connection(ws, market, combined, streams)
+        self.connections.add(connection)
+        self.fake._record("connect", market, sorted(streams))
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._request(connection, message.data)
+        finally:
+            self.connections.discard(connection)
+        return ws
+
+    async def _request(self, connection: _Connection, text: str) -> None:
+        """A live request on the connection, answered as Binance does."""
+        try:
+            request = json.loads(text)
+            method, params, request_id = request["method"], request.get("params", []), request["id"]
+        except (ValueError, KeyError, TypeError):
+            await connection.ws.send_str(json.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
+            return
+        if method == "SUBSCRIBE":
+            connection.streams.update(params)
+            self.fake._record("subscribe", connection.market, list(params))
+            result = None
+        elif method == "UNSUBSCRIBE":
+            connection.streams.difference_update(params)
+            self.fake._record("unsubscribe", connection.market, list(params))
+            result = None
+        elif method == "LIST_SUBSCRIPTIONS":
+            result = sorted(connection.streams)
+        else:
+            await connection.ws.send_str(json.dumps({"error": {"code": 2, "msg": f"Invalid request: {method}"}, "id": request_id}))
+            return
+        await connection.ws.send_str(json.dumps({"result": result, "id": request_id}))
+
+    # -- klines --------------------------------------------------------------------------------
+
+    async def _pump(self, market: str, symbol: str, interval: str) -> None:
+        series = self.fake._series[(market, symbol, interval)]
+        kline_stream = f"{symbol.lower()}@kline_{interval}"
+        decimals = _decimals(self.fake.symbol_info(market, symbol), market)
+        row = int(np.searchsorted(series.open_time + series.interval_ms, self.fake.clock_ms(), side="right"))
+        while row < len(series.open_time):
+            open_ms = int(series.open_time[row])
+            await self._sleep_until(open_ms + series.interval_ms // 2)
+            await self._send(market, kline_stream, _kline_event(series, row, symbol, interval, False, self.fake.clock_ms(), *decimals))
+            await self._sleep_until(open_ms + series.interval_ms)
+            now = self.fake.clock_ms()
+            if now < self.silent_until_ms:
+                self.fake._record("silenced", market, open_ms)
+            else:
+                sent = await self._send(market, kline_stream, _kline_event(series, row, symbol, interval, True, now, *decimals))
+                if sent:
+                    self.fake._record("kline", market, open_ms)
+            row += 1
+
+    async def _sleep_until(self, wall_ms: int) -> None:
+        delay = (wall_ms - self.fake.clock_ms()) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _send(self, market: str, stream: str, data: dict) -> int:
+        if self.fake.clock_ms() < self.silent_until_ms:
+            return 0
+        sent = 0
+        for connection in list(self.connections):
+            if connection.market != market or stream not in connection.streams or connection.ws.closed:
+                continue
+            message = {"stream": stream, "data": data} if connection.combined else data
+            try:
+                await connection.ws.send_str(json.dumps(message, separators=(",", ":")))
+                sent += 1
+            except (ConnectionError, RuntimeError):
+                self.connections.discard(connection)
+        return sent
+
+
+def _kline_event(series: _Series, row: int, symbol: str, interval: str, closed: bool, now_ms: int,
+                 price_decimals: int, size_decimals: int) -> dict:
+    """A kline stream event in Binance's layout (the fields of :func:`_kline`, named)."""
+    k = _kline(series, row, price_decimals, size_decimals)
+    return {
+        "e": "kline", "E": now_ms, "s": symbol,
+        "k": {
+            "t": k[0], "T": k[6], "s": symbol, "i": interval, "f": -1, "L": -1,
+            "o": k[1], "c": k[4], "h": k[2], "l": k[3], "v": k[5], "n": k[8], "x": closed,
+            "q": k[7], "V": k[9], "Q": k[10], "B": k[11],
+        },
+    }
+

@@ -17,6 +17,7 @@ from models.predictor import batch_predict
 from models.train import train_model
 from scripts.cli import main
 from strategies.decision import FLAT, SHORT
+from strategies.lstm_strategy import read_predictions
 from tests.conftest import ETH_1M, FIXTURE_7D
 from tests.test_train import tiny_config
 
@@ -162,3 +163,59 @@ def test_catalog_without_the_instrument(setup, tmp_path, shared_data, caplog):
     import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=other)
     assert main(["backtest", "--model", str(models[SPOT]), "--catalog", str(other), "--out", str(tmp_path / "out")]) == 2
     assert "has no instrument BTCUSDT.BINANCE (instruments held: ETHUSDT.BINANCE)" in caplog.text
+
+
+def strategy_run(settings, state=None):
+    """(run, strategy): the strategy kept, to save its state or read what it did."""
+    instrument, bars = load_inputs(settings)
+    strategy = lstm_strategy(settings)
+    if state:
+        strategy.load(state)
+    return run_strategy("lstm", strategy, settings, instrument, bars), strategy
+
+
+def test_saved_state_resumes_without_warming_up(setup, tmp_path, capfd):
+    middle = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    straight, _ = strategy_run(settings_for(setup))
+    _, stopped = strategy_run(replace(settings_for(setup), end=middle))
+    state = stopped.save()
+    assert set(state) == {"lstm_strategy"} and json.loads(state["lstm_strategy"])["last_close_ns"] == middle.value
+    capfd.readouterr()
+
+    # Restarted ten bars later: the ten missed bars come from history, the model goes on exactly.
+    later = replace(settings_for(setup, predictions_path=str(tmp_path / "predictions.csv")), start=middle + 11 * MINUTE)
+    resumed, strategy = strategy_run(later, state)
+    assert strategy.warmup_range == ((middle + MINUTE).value, (middle + 11 * MINUTE).value)
+    columns = ["prediction"]
+    pd.testing.assert_frame_equal(resumed.predictions[columns], straight.predictions.loc[middle + 11 * MINUTE:, columns])
+    # The predictions file holds the same decisions, to the last bit.
+    pd.testing.assert_frame_equal(read_predictions(tmp_path / "predictions.csv"), resumed.predictions)
+
+    # Another model's state, or one older than a warm-up, is not used: a full warm-up instead.
+    other = json.loads(state["lstm_strategy"])
+    other["model"] = "0" * 64
+    _, strategy = strategy_run(later, {"lstm_strategy": json.dumps(other).encode()})
+    assert strategy.warmup_range[0] < middle.value
+    _, strategy = strategy_run(replace(later, start=middle + 600 * MINUTE, end=None), state)
+    assert strategy.warmup_range[0] > middle.value + 50 * MINUTE.value
+
+
+def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, capfd):
+    """A silent feed is noticed by the timer; the gap it leaves (no more bars to back-fill from the
+    catalog) pauses trading for the cooldown."""
+    catalog, _ = setup
+    klines = load_bars(catalog, SPOT)
+    gap = klines.index[(klines.index > START + 30 * MINUTE) & (klines.index <= START + 40 * MINUTE)]
+    klines = klines.drop(index=gap)
+    frame = pd.DataFrame({"open_time": (klines.index - MINUTE).as_unit("ms").asi8, **{c: klines[c] for c in klines}})
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    import_klines(tmp_path / "gap.csv", exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
+    settings = replace(settings_for(setup, stale_feed_bars=3.0, backfill_gaps=True, gap_cooldown_bars=5),
+                       catalog=tmp_path / "catalog", end=START + 60 * MINUTE)
+    run, _ = strategy_run(settings)
+    out = capfd.readouterr().out  # the backtest logs warnings and errors only
+    assert "stale feed: no bar for 3.0 intervals (last closed 2025-05-25T00:30:00+00:00)" in out
+    assert "10 bars missing before 2025-05-25T00:41:00+00:00: back-filling them from the venue" in out
+    assert "gap of 10 bars the venue could not fill before 2025-05-25T00:41:00+00:00: no trading for 5 bars" in out
+    after = run.predictions.loc[START + 41 * MINUTE:, "reason"]
+    assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
+import aiohttp
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import FIXTURE_7D
 from fake_binance import FUTURES, SPOT, FakeBinance
@@ -103,3 +108,94 @@ def test_throttling_by_request_number(shared_data):
     assert answers[0][1]["code"] == -1003 and answers[0][1]["msg"].startswith("Too many requests;")
     assert [request.status for request in server.klines_requests(SPOT)] == statuses
     assert len(server.requests) == 8
+
+
+# -- market streams ----------------------------------------------------------------------------
+
+
+def live_seconds(bars: pd.DataFrame, count: int) -> pd.DataFrame:
+    """``count`` real bars re-stamped one second apart, the first opening now (closing in a second)."""
+    now_s = int(time.time())
+    out = bars.iloc[:count][["open_time", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
+    out["open_time"] = (now_s + np.arange(count)) * 1000
+    return out
+
+
+async def read_stream(url: str, seconds: float, send: list[dict] = ()) -> list[dict]:
+    messages = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        for message in send:
+            await ws.send_str(json.dumps(message))
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await ws.receive(timeout=left)
+            except asyncio.TimeoutError:
+                break
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            messages.append(json.loads(message.data))
+    return messages
+
+
+def test_kline_stream_in_binance_format(shared_data):
+    bars = live_seconds(read_klines(shared_data / FIXTURE_7D), 4)
+    fake = FakeBinance()
+    fake.add_klines(bars, interval="1s")
+    with fake:
+        url = fake.ws_url(SPOT) + "/stream?streams=btcusdt@kline_1s"
+        messages = asyncio.run(read_stream(url, 2.7, send=[{"method": "LIST_SUBSCRIPTIONS", "id": 7}]))
+
+    assert messages[0] == {"result": ["btcusdt@kline_1s"], "id": 7}
+    klines = messages[1:]
+    assert {m["stream"] for m in klines} == {"btcusdt@kline_1s"}
+    closed = [m["data"]["k"] for m in klines if m["data"]["k"]["x"]]
+    forming = [m["data"]["k"] for m in klines if not m["data"]["k"]["x"]]
+    assert len(closed) >= 2 and forming  # each bar: forming halfway, closed at its close
+    first = closed[0]
+    row = bars[bars["open_time"] == first["t"]].iloc[0]
+    assert first["T"] == first["t"] + 999 and first["i"] == "1s" and first["s"] == "BTCUSDT"
+    assert first["c"] == f"{row['close']:.8f}" and first["v"] == f"{row['volume']:.8f}"
+    assert klines[-1]["data"]["e"] == "kline" and klines[-1]["data"]["E"] >= first["T"]
+
+
+def test_subscribe_raw_streams_drops_and_silence(shared_data):
+    bars = live_seconds(read_klines(shared_data / FIXTURE_7D), 12)
+    fake = FakeBinance()
+    fake.add_klines(bars, interval="1s")
+    with fake:
+        # A raw stream (no wrapper), and a live subscription answered as Binance does.
+        raw = asyncio.run(read_stream(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s", 1.6))
+        subscribed = asyncio.run(read_stream(
+            fake.ws_url(SPOT) + "/stream?streams=ethusdt@kline_1s",
+            1.6, send=[{"method": "SUBSCRIBE", "params": ["btcusdt@kline_1s"], "id": 1}],
+        ))
+        # Silenced: the connection stays open, no kline comes.
+        fake.silence_streams(1.5)
+        silent = asyncio.run(read_stream(fake.ws_url(SPOT) + "/stream?streams=btcusdt@kline_1s", 1.2))
+
+        async def dropped() -> tuple[int, int]:
+            async with aiohttp.ClientSession() as session, session.ws_connect(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s") as ws:
+                cut = await asyncio.get_running_loop().run_in_executor(None, lambda: fake.drop_streams(refuse_s=5))
+                closed = await ws.receive(timeout=2)
+                try:
+                    await session.ws_connect(fake.ws_url(SPOT) + "/ws/btcusdt@kline_1s")
+                    status = 101
+                except aiohttp.WSServerHandshakeError as error:
+                    status = error.status
+                return cut, (closed.type, status)
+
+        cut, (closed_type, status) = asyncio.run(dropped())
+
+    assert raw and all(m["e"] == "kline" and m["k"]["i"] == "1s" for m in raw)
+    assert subscribed[0] == {"result": None, "id": 1} and subscribed[1]["stream"] == "btcusdt@kline_1s"
+    assert not [m for m in silent if m["data"]["k"]["x"]]  # no closed kline while silenced
+    assert fake.events("silenced")
+    assert cut == 1 and closed_type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR) and status == 503
+    assert [e.kind for e in fake.stream_events][-2:] == ["drop", "refuse"]
+
+
+def test_futures_have_no_one_second_klines(fake):
+    with pytest.raises(ValueError, match="Binance has no 1s klines on futures"):
+        FakeBinance().add_klines(pd.DataFrame(columns=["open_time", "open", "high", "low", "close", "volume"]), interval="1s", market=FUTURES)
+    assert get(fake, "/fapi/v1/klines?symbol=BTCUSDT&interval=1s") == (400, {"code": -1120, "msg": "Invalid interval."})

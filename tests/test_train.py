@@ -222,3 +222,17 @@ def test_hyperparameter_search_picks_the_best_validation_loss(catalog, tmp_path)
     assert artifact.config.training.learning_rate == best["params"]["training.learning_rate"]
     saved = json.loads((tmp_path / "searched" / "artifact.json").read_text())
     assert saved["metrics"]["search"]["trials"] == 2
+
+
+def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
+    model = load_artifact(artifact)
+    rows = list(bars.iloc[:1500].itertuples())
+    straight, first = OnlinePredictor(model), OnlinePredictor(model)
+    for row in rows[:1000]:
+        straight.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume)
+        first.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume)
+    resumed = OnlinePredictor(model)
+    resumed.set_state(json.loads(json.dumps(first.get_state())))  # as a strategy's on_save/on_load carry it
+    for row in rows[1000:]:
+        expected = straight.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume).copy()
+        np.testing.assert_array_equal(resumed.update(row.Index.value, row.open, row.high, row.low, row.close, row.volume), expected)
