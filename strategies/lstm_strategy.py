@@ -37,6 +37,7 @@ import torch
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
@@ -184,6 +185,8 @@ class LSTMStrategy(Strategy):
         self._bars_held = 0
         self._entry_price = 0.0
         self._peak_equity = 0.0
+        self._equity_parts: tuple[float, float] | None = None  # (cash, units): see _equity
+        self._bars_since_equity_refresh = 0
         self._halted = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -378,10 +381,10 @@ class LSTMStrategy(Strategy):
             return
         if self.config.measure_latency:
             started = time.perf_counter_ns()
-            self._update(bar, trade=True)
+            self._update(bar, trade=True, ts=close)
             self.latencies_ns.append(time.perf_counter_ns() - started)
         else:
-            self._update(bar, trade=True)
+            self._update(bar, trade=True, ts=close)
 
     def _check_feed(self, event) -> None:
         if self._feed_stale or self._catching_up:
@@ -396,8 +399,9 @@ class LSTMStrategy(Strategy):
 
     # -- per bar -----------------------------------------------------------------------------
 
-    def _update(self, bar: Bar, trade: bool, backfilled: bool = False) -> None:
-        ts = bar_close_ns(bar.ts_event)
+    def _update(self, bar: Bar, trade: bool, backfilled: bool = False, ts: int | None = None) -> None:
+        if ts is None:
+            ts = bar_close_ns(bar.ts_event)
         if ts <= self._last_ts:
             return  # seen already (history overlapping the live stream)
         if self._last_ts and ts - self._last_ts > self._interval_ns:
@@ -413,7 +417,7 @@ class LSTMStrategy(Strategy):
             self._bars_held += 1
         if outputs is None or not trade:
             return
-        outputs = [float(value) for value in outputs]
+        outputs = outputs.tolist()
         point = outputs[self.predictor.point_index]
         band = (outputs[self._band[0]], outputs[self._band[1]]) if self._band else None
         target, reason = self._decide(point, band, close, ts)
@@ -475,6 +479,8 @@ class LSTMStrategy(Strategy):
         order = self.cache.order(event.client_order_id)  # None at OrderInitialized: not cached yet
         if order is not None and order.is_closed:
             self._unanswered.discard(event.client_order_id)
+        if isinstance(event, OrderFilled):
+            self._equity_parts = None  # balances and position changed
 
     def _notional(self, close: float) -> float:
         wanted = self.config.order_notional
@@ -483,19 +489,34 @@ class LSTMStrategy(Strategy):
         return min(wanted, self.config.max_notional)
 
     def _equity(self, close: float) -> float:
-        """Account equity in quote currency, marked at ``close``."""
+        """Account equity in quote currency, marked at ``close``: ``cash + units * close``.
+
+        The two figures change only with fills (and, on futures, funding), so they are read from
+        the account after a fill and every ``_EQUITY_REFRESH_BARS`` bars, not on every bar.
+        """
+        if self._equity_parts is None or self._bars_since_equity_refresh >= _EQUITY_REFRESH_BARS:
+            self._equity_parts = self._read_equity_parts()
+            self._bars_since_equity_refresh = 0
+        self._bars_since_equity_refresh += 1
+        cash, units = self._equity_parts
+        return cash + units * close
+
+    def _read_equity_parts(self) -> tuple[float, float]:
         account = self.portfolio.account(self.instrument.id.venue)
         if account is None:
-            return math.nan
-        quote, base = self.instrument.quote_currency, self.instrument.base_currency
+            return math.nan, 0.0
         if account.is_cash_account:
-            quote_total = account.balance_total(quote)
-            base_total = account.balance_total(base)
-            return (quote_total.as_double() if quote_total else 0.0) + (base_total.as_double() * close if base_total else 0.0)
-        settlement = self.instrument.get_settlement_currency()
-        balance = account.balance_total(settlement)
-        unrealized = self.portfolio.unrealized_pnl(self.instrument.id)
-        return (balance.as_double() if balance else 0.0) + (unrealized.as_double() if unrealized else 0.0)
+            # Spot: quote balance plus the base asset held, valued at the close.
+            quote_total = account.balance_total(self.instrument.quote_currency)
+            base_total = account.balance_total(self.instrument.base_currency)
+            return (quote_total.as_double() if quote_total else 0.0), (base_total.as_double() if base_total else 0.0)
+        # Linear perpetual: balance + units * (close - entry price).
+        balance = account.balance_total(self.instrument.get_settlement_currency())
+        cash, units = (balance.as_double() if balance else 0.0), 0.0
+        for position in self.cache.positions_open(instrument_id=self.instrument.id):
+            units += position.signed_qty
+            cash -= position.signed_qty * position.avg_px_open
+        return cash, units
 
     # -- what it decided ---------------------------------------------------------------------
 
@@ -545,4 +566,5 @@ def _time(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
+_EQUITY_REFRESH_BARS = 60
 _SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
