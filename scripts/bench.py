@@ -6,9 +6,12 @@ compare like with like on a noisy machine:
     python scripts/bench.py [--data ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz]
 
 - per_bar_latency_us: wall time of LSTMStrategy's work per live bar (online features, one
-  LSTM step, decision), measured inside the strategy over every backtest bar;
+  LSTM step, decision), measured inside the strategy over every backtest bar (median over runs
+  of each run's median and p99);
 - backtest_bars_per_s: the LSTM strategy and a no-op strategy (subscribes, does nothing) over
-  the same bars, engine and venue; ratio = lstm / noop;
+  the same bars, engine and venue, alternating ``--runs`` times; ratio = lstm / noop, the
+  median of the per-run ratios (the LSTM's time includes its start: loading the model and the
+  warm-up);
 - batch_windows_per_s: offline predictions per second (one stateful pass over the series);
 - train_seconds: training the shipped default config on the file.
 """
@@ -51,11 +54,15 @@ class Noop(Strategy):
     def on_bar(self, bar: Bar) -> None:
         pass
 
+    def on_stop(self) -> None:
+        pass
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
     parser.add_argument("--work", type=Path, help="folder for the catalog and model (default: a temp folder)")
+    parser.add_argument("--runs", type=int, default=3, help="backtests of each strategy; medians are reported (default: 3)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-"))
     catalog, model = work / "catalog", work / "model"
@@ -67,13 +74,19 @@ def main() -> None:
     artifact = train_model(config, model)
     train_seconds = time.perf_counter() - started
 
-    # Every bar of the file: throughput, not returns, is measured here.
+    # Every bar of the file: throughput, not returns, is measured here. The LSTM and the no-op
+    # strategy alternate, RUNS times each, and the medians are reported: the machine is noisy.
     settings = BacktestSettings(model_path=model, catalog=catalog, bar_type=BAR_TYPE, strategy={"measure_latency": True})
     instrument, bars = load_inputs(settings)
-    strategy = lstm_strategy(settings)
-    lstm_run = run_strategy("lstm", strategy, settings, instrument, bars)
-    noop_run = run_strategy("noop", Noop(NoopConfig(bar_type=BarType.from_str(BAR_TYPE))), settings, instrument, bars)
-    latencies_us = np.array(strategy.latencies_ns) / 1_000
+    lstm_seconds, noop_seconds, latency_medians, latency_p99s = [], [], [], []
+    for _ in range(args.runs):
+        strategy = lstm_strategy(settings)
+        lstm_seconds.append(run_strategy("lstm", strategy, settings, instrument, bars).seconds)
+        noop = Noop(NoopConfig(bar_type=BarType.from_str(BAR_TYPE)))
+        noop_seconds.append(run_strategy("noop", noop, settings, instrument, bars).seconds)
+        latencies_us = np.array(strategy.latencies_ns) / 1_000
+        latency_medians.append(float(np.median(latencies_us)))
+        latency_p99s.append(float(np.percentile(latencies_us, 99)))
 
     data = build_dataset(load_bars(catalog, BAR_TYPE), artifact.feature_spec, config.training.horizon)
     scaled = artifact.scaler.transform(data.features)
@@ -81,12 +94,15 @@ def main() -> None:
     predict_series(artifact.model, scaled)
     batch_seconds = time.perf_counter() - started
 
-    lstm_rate, noop_rate = len(bars) / lstm_run.seconds, len(bars) / noop_run.seconds
+    ratios = [noop / lstm for lstm, noop in zip(lstm_seconds, noop_seconds)]
     print(json.dumps({
         "bars": len(bars),
-        "per_bar_latency_us": {"median": float(np.median(latencies_us)), "p99": float(np.percentile(latencies_us, 99)),
-                               "bars_measured": int(latencies_us.size)},
-        "backtest_bars_per_s": {"lstm": lstm_rate, "noop": noop_rate, "ratio": lstm_rate / noop_rate},
+        "runs": args.runs,
+        "per_bar_latency_us": {"median": float(np.median(latency_medians)), "p99": float(np.median(latency_p99s)),
+                               "bars_measured_per_run": int(latencies_us.size)},
+        "backtest_bars_per_s": {"lstm": len(bars) / float(np.median(lstm_seconds)),
+                                "noop": len(bars) / float(np.median(noop_seconds)),
+                                "ratio": float(np.median(ratios)), "ratio_per_run": ratios},
         "batch_windows_per_s": len(scaled) / batch_seconds,
         "train_seconds": train_seconds,
         "torch_threads": {"inference": strategy.config.inference_threads, "training": train_threads},

@@ -1,0 +1,30 @@
+"""The benchmark script runs and prints the documented JSON (a smoke test: nothing is timed)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FIXTURE_7D, PROJECT_ROOT
+
+KEYS = {
+    "per_bar_latency_us": {"median", "p99", "bars_measured_per_run"},
+    "backtest_bars_per_s": {"lstm", "noop", "ratio", "ratio_per_run"},
+}
+
+
+@pytest.mark.slow
+def test_bench_prints_every_figure(shared_data, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--data", str(shared_data / FIXTURE_7D), "--work", str(tmp_path), "--runs", "1"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Nautilus's own warnings also go to stdout; the figures are the JSON object printed last.
+    figures = json.loads(done.stdout[done.stdout.rindex("\n{") + 1:] if not done.stdout.startswith("{") else done.stdout)
+    for key, inner in KEYS.items():
+        assert inner <= set(figures[key]), key
+    assert figures["per_bar_latency_us"]["bars_measured_per_run"] > 5_000
+    assert figures["batch_windows_per_s"] > 0 and figures["train_seconds"] > 0
+    assert figures["torch_threads"]["inference"] == 1
