@@ -44,14 +44,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from strategies.node import PAPER_KEYS, PaperSettings, read_config, run_paper
+    from strategies.node import PaperSettings, command_options, read_config, run_paper
 
     raw = read_config(args.config) if args.config else {}
-    paper = dict(raw.get("paper", {}))  # the file's, then the command line's
-    paper.update({name: getattr(args, name) for name in PAPER_KEYS if getattr(args, name) is not None})
-    for name in ("model", "symbol"):
-        if not paper.get(name):
-            raise ValueError(f"--{name} is required (on the command line or in the [paper] section of --config)")
+    paper = command_options(raw, "paper", args)
     run_dir = paper.pop("run_dir", None)
     settings = PaperSettings(
         model_path=Path(paper.pop("model")),
