@@ -83,17 +83,18 @@ class FakeAccount:
             raise BinanceError(HTTPStatus.BAD_REQUEST, -4061, "Order's position side does not match user's setting.")
         quantity = _quantity(params, symbol_info, price)
         client_order_id = params.get("newClientOrderId") or f"fake-{self._next_id}"
+        reduce_only = params.get("reduceOnly", "").lower() == "true"  # Nautilus sends "True"; Binance takes either
         if market == SPOT:
             commission, asset = self._fill_spot(symbol_info, side, quantity, price)
             realized = Decimal(0)
         else:
-            commission, asset, realized = self._fill_futures(symbol, side, quantity, price, params.get("reduceOnly") == "true", now_ms)
+            commission, asset, realized = self._fill_futures(symbol, side, quantity, price, reduce_only, now_ms)
         self._next_id += 1
         order_id, trade_id = self._next_id, self._next_id
         order = {
             "symbol": symbol, "orderId": order_id, "clientOrderId": client_order_id, "side": side,
             "quantity": quantity, "price": price, "commission": commission, "commissionAsset": asset,
-            "realizedPnl": realized, "reduceOnly": params.get("reduceOnly") == "true", "time": now_ms, "tradeId": trade_id,
+            "realizedPnl": realized, "reduceOnly": reduce_only, "time": now_ms, "tradeId": trade_id,
         }
         self.orders[market].append(order)
         printer = Printer(market, symbol_info)
