@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from scripts.options import add_node_options
 
 
 def register(subparsers) -> None:
@@ -29,10 +30,7 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, help="model artifact directory (from `nautilus-lstm train`)")
-    parser.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT (must be the model's)")
-    parser.add_argument("--market", choices=("spot", "futures"), help="spot or USDT-M futures (default: spot)")
-    parser.add_argument("--config", type=Path, help="node TOML file: [live] (these options), [strategy], [limits], [node]")
+    add_node_options(parser, "live", "[strategy], [limits], [node]")
     network = parser.add_mutually_exclusive_group()
     network.add_argument("--testnet", dest="network", action="store_const", const="testnet", help="trade on Binance's testnet (the default)")
     network.add_argument("--mainnet", dest="network", action="store_const", const="mainnet",
@@ -40,35 +38,16 @@ def register(subparsers) -> None:
     parser.add_argument("--i-understand-this-trades-real-money", dest="real_money", action="store_true",
                         help="acknowledge that --mainnet trades real money (only ever taken from the command line)")
     parser.add_argument("--leverage", type=int, help="futures leverage, set on Binance at start (default: 1)")
-    parser.add_argument("--run-dir", type=Path, help="run folder; an existing one resumes (default: runs/live-<UTC time>)")
-    parser.add_argument("--api-url", help="Binance REST base URL instead of the network's (passed to base_url_http)")
-    parser.add_argument("--ws-url", help="Binance stream base URL instead of the network's (market and user data; base_url_ws)")
-    flatten = parser.add_mutually_exclusive_group()
-    flatten.add_argument("--flatten-on-stop", dest="flatten_on_stop", action="store_true", default=None,
-                         help="close the position on SIGINT or SIGTERM (the default)")
-    flatten.add_argument("--keep-positions", dest="flatten_on_stop", action="store_false",
-                         help="leave the position open on SIGINT or SIGTERM (the next start picks it up)")
     parser.add_argument("--dry-run-config", action="store_true", help="print what the node would do, and exit")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from strategies.live import LiveSettings, prepare_live, run_live
-    from strategies.node import command_options, read_config
+    from strategies.node import command_settings, read_config
 
     raw = read_config(args.config) if args.config else {}
-    live = command_options(raw, "live", args)
-    run_dir = live.pop("run_dir", None)
-    settings = LiveSettings(
-        model_path=Path(live.pop("model")),
-        run_dir=Path(run_dir) if run_dir else None,
-        real_money=args.real_money,
-        log_level="DEBUG" if args.verbose else "INFO",
-        strategy=raw.get("strategy", {}),
-        limits=raw.get("limits", {}),
-        node=raw.get("node", {}),
-        **live,
-    )
+    settings = LiveSettings(**command_settings(raw, "live", args, ("strategy", "limits", "node")), real_money=args.real_money)
     plan = prepare_live(settings, dry_run=args.dry_run_config)
     print(plan.text, flush=True)
     if args.dry_run_config:

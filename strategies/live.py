@@ -189,21 +189,16 @@ def safety_limits(settings: LiveSettings, run_dir: Path) -> SafetyLimits:
 def live_node_config(settings: LiveSettings, run: OpenedRun, limits: SafetyLimits) -> TradingNodeConfig:
     """The TradingNodeConfig of a live run."""
     instrument = run.instrument
-    provider = InstrumentProviderConfig(load_all=False)  # the node brings the instrument (strategies.binance_clients)
-    data_client = BinanceDataClientConfig(
-        account_type=settings.account_type,
-        testnet=settings.testnet,
-        base_url_http=settings.api_url,
-        base_url_ws=settings.ws_url,
-        instrument_provider=provider,
-        update_instruments_interval_mins=None,
-    )
+    venue = {
+        "account_type": settings.account_type,
+        "testnet": settings.testnet,
+        "base_url_http": settings.api_url,
+        "base_url_ws": settings.ws_url,
+        "instrument_provider": InstrumentProviderConfig(load_all=False),  # the node brings the instrument
+    }
+    data_client = BinanceDataClientConfig(**venue, update_instruments_interval_mins=None)
     exec_client = BinanceExecClientConfig(
-        account_type=settings.account_type,
-        testnet=settings.testnet,
-        base_url_http=settings.api_url,
-        base_url_ws=settings.ws_url,
-        instrument_provider=provider,
+        **venue,
         use_position_ids=False,  # one net position per instrument, as the strategy trades it
         futures_leverages=None if settings.market == "spot" else {BinanceSymbol(instrument.raw_symbol.value): settings.leverage},
     )
@@ -251,7 +246,7 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
     notional_backstop = risk.max_notional_per_order.get(str(instrument.id))
     rails = [
         ("max_order_notional", limits.max_order_notional, quote,
-         f"strategy; RiskEngine backstop {notional_backstop} per order" + (" (spot)" if settings.market == "spot" else
+         f"strategy; RiskEngine backstop {notional_backstop} {quote} per order" + (" (spot)" if settings.market == "spot" else
                                                                              ": Nautilus skips it on futures") if notional_backstop else "strategy"),
         ("max_position_notional", limits.max_position_notional, quote, "strategy"),
         ("max_orders_per_minute", limits.max_orders_per_minute, "",

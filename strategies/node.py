@@ -140,15 +140,23 @@ def read_config(path: Path) -> dict:
     return raw
 
 
-def command_options(raw: dict, command: str, args) -> dict:
-    """The options of ``command``: its section of the node file, overridden by the command line's
-    (``args``' attributes of the same names that are not None)."""
+def command_settings(raw: dict, command: str, args, sections: tuple[str, ...]) -> dict:
+    """The settings of ``command``'s node, as keyword arguments: its section of the node file
+    ``raw`` overridden by the command line's options (``args``' attributes of the same names that
+    are not None), the log level, and the file's ``sections`` (e.g. ``strategy``)."""
     options = dict(raw.get(command, {}))
     options.update({name: getattr(args, name) for name in COMMAND_KEYS[command] if getattr(args, name, None) is not None})
     for name in ("model", "symbol"):
         if not options.get(name):
             raise ValueError(f"--{name} is required (on the command line or in the [{command}] section of --config)")
-    return options
+    model, run_dir = options.pop("model"), options.pop("run_dir", None)
+    return {
+        **options,
+        "model_path": Path(model),
+        "run_dir": Path(run_dir) if run_dir else None,
+        "log_level": "DEBUG" if args.verbose else "INFO",
+        **{section: raw.get(section, {}) for section in sections},
+    }
 
 
 def parse_balance(text: str) -> tuple[Decimal, str]:

@@ -10,6 +10,7 @@ node, reconciled and flattened by the kill file.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import signal
@@ -64,6 +65,18 @@ def live_command(model: Path, fake: FakeBinance, market: str, run_dir: Path, con
 
 def keys_for_testnet(market: str) -> dict[str, str]:
     return dict(zip(key_variables(market, "testnet"), (KEY, SECRET)))
+
+
+def run_until_killed(command: list[str], out: Path, waiting_for: str) -> None:
+    """Run the live node until ``waiting_for`` shows in its output, then stop it with the kill file."""
+    market, run_dir = command[command.index("--market") + 1], Path(command[command.index("--run-dir") + 1])
+    node = start_node(command, out, keys_for_testnet(market))
+    try:
+        wait_for(lambda: waiting_for in out.read_text(), 60, repr(waiting_for), node, out)
+        (run_dir / "KILL").touch()
+        wait_for_exit(node, out, "the kill file")
+    finally:
+        node.kill()
 
 
 def orders_sent(fake: FakeBinance) -> list[dict]:
@@ -121,6 +134,17 @@ def test_key_variables_are_the_ones_nautilus_reads(monkeypatch):
     assert redact(KEY) == "****F0gH" and redact("short") == "****"
 
 
+def test_the_sample_node_toml_is_a_valid_live_config():
+    from strategies.node import command_settings, read_config
+    from tests.conftest import PROJECT_ROOT
+
+    raw = read_config(PROJECT_ROOT / "deploy" / "node.toml")
+    settings = LiveSettings(**command_settings(raw, "live", argparse.Namespace(verbose=False), ("strategy", "limits", "node")))
+    assert settings.network == "testnet" and settings.limits["max_order_notional"] >= settings.strategy["order_notional"]
+    # Its limits are enough for mainnet too, once the operator acknowledges real money.
+    LiveSettings(**{**settings.__dict__, "network": "mainnet", "real_money": True})
+
+
 def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path, capsys, monkeypatch):
     for name in key_variables("spot", "testnet"):
         monkeypatch.delenv(name, raising=False)
@@ -138,7 +162,7 @@ def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path
     assert "BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET from the environment (NOT SET" in plan
     assert "instrument   BTCUSDT.BINANCE: tick 0.01, size step 0.00001" in plan
     assert "sizing       500 USDT per position" in plan
-    assert re.search(r"max_order_notional\s+600 USDT\s+\[strategy; RiskEngine backstop 1200 per order \(spot\)\]", plan)
+    assert re.search(r"max_order_notional\s+600 USDT\s+\[strategy; RiskEngine backstop 1200 USDT per order \(spot\)\]", plan)
     assert re.search(r"max_orders_per_minute\s+2\s+\[strategy; RiskEngine backstop 4/00:01:00\]", plan)
     assert re.search(r"daily_loss_limit\s+1000 USDT", plan) and f"kill_file              {run_dir / 'KILL'}" in plan
 
@@ -174,13 +198,7 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
 
         # Session 2: Nautilus reconciles the position and the strategy manages it; it trades
         # until the order rate rail blocks an order; the kill file stops it.
-        node = start_node(live_command(model, fake, SPOT, run_dir, config), out2, keys_for_testnet(SPOT))
-        try:
-            wait_for(lambda: "orders in the last minute" in out2.read_text(), 60, "a rail to block an order", node, out2)
-            (run_dir / "KILL").touch()
-            wait_for_exit(node, out2, "the kill file")
-        finally:
-            node.kill()
+        run_until_killed(live_command(model, fake, SPOT, run_dir, config), out2, "orders in the last minute")
         events = fake.user_events(SPOT)
         requests = list(fake.requests)
 
@@ -248,13 +266,7 @@ def test_futures_position_reconciled_and_flattened_by_the_kill_file(real_bars, t
         account.market_order(FUTURES, info, {"side": "BUY", "type": "MARKET", "quantity": "0.010",
                                              "newClientOrderId": "O-20250101-000000-001-000-1"},
                              fake.last_close(FUTURES, "BTCUSDT"), fake.clock_ms() - 5000)
-        node = start_node(live_command(model, fake, FUTURES, run_dir, config), out, keys_for_testnet(FUTURES))
-        try:
-            wait_for(lambda: "managing it" in out.read_text(), 60, "the position picked up", node, out)
-            (run_dir / "KILL").touch()
-            wait_for_exit(node, out, "the kill file")
-        finally:
-            node.kill()
+        run_until_killed(live_command(model, fake, FUTURES, run_dir, config), out, "managing it")
         requests = list(fake.requests)
         events = fake.user_events(FUTURES)
 

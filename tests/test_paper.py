@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
