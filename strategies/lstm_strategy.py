@@ -343,8 +343,11 @@ class LSTMStrategy(Strategy):
     def _start_rails(self) -> None:
         """The safety rails, if any limit is set, with the day's loss tracking of the saved state."""
         config = self.config
-        limits = SafetyLimits(config.max_order_notional, config.max_position_notional, config.max_orders_per_minute,
-                              config.daily_loss_limit, config.kill_file)
+        limits = SafetyLimits(
+            max_order_notional=config.max_order_notional, max_position_notional=config.max_position_notional,
+            max_orders_per_minute=config.max_orders_per_minute, daily_loss_limit=config.daily_loss_limit,
+            kill_file=config.kill_file,
+        )
         if limits == SafetyLimits():
             return
         self.rails = SafetyRails(limits)

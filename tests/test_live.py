@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from fake_binance import FUTURES, SPOT, FakeBinance
 
@@ -193,7 +191,7 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
         finally:
             node.kill()
             node.wait()
-        sent_before_kill = len(orders_sent(fake))
+        sent_before_kill, requests_before_restart = len(orders_sent(fake)), len(fake.requests)
         held = account.balances["BTC"]
 
         # Session 2: Nautilus reconciles the position and the strategy manages it; it trades
@@ -220,7 +218,6 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
     # Fills came back over the user-data stream and moved Nautilus's portfolio.
     trades = [e for e in events if e["e"] == "executionReport" and e["x"] == "TRADE"]
     assert len(trades) == len(sent)
-    node_log = (run_dir / "node.log").read_text()
     for trade in trades:
         filled = re.search(rf"OrderFilled\(instrument_id=BTCUSDT\.BINANCE, client_order_id={trade['c']}, venue_order_id={trade['i']}, "
                            rf".*?trade_id={trade['t']}, .*?order_side={trade['S']}, .*?last_qty=(\S+), last_px=(\S+) USDT", log1 + log2)
@@ -235,9 +232,9 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
     assert log2.count("LSTMStrategy: <--[EVT] OrderSubmitted(") == len(sent) - sent_before_kill  # every order submitted reached Binance
 
     # Restart: reconciled from the venue's orders and trades, not bought again, then managed.
-    assert held > 0
-    assert re.search(r"the venue holds a LONG position of [\d.e-]+: managing it", log2)
-    assert {"allOrders", "myTrades"} <= {r.endpoint for r in requests[len(requests) - len(requests):]}
+    picked_up = re.search(r"the venue holds a LONG position of ([\d.e-]+): managing it", log2)
+    assert held > 0 and picked_up and Decimal(picked_up[1]) == Decimal(sent[0]["quantity"])  # the BUY before the kill
+    assert {"allOrders", "myTrades"} <= {r.endpoint for r in requests[requests_before_restart:]}
     after_restart = sent[sent_before_kill:]
     assert after_restart[0]["side"] == "SELL", after_restart  # no duplicate: it closed what it held
     assert "kill file" in log2 and account.balances["BTC"] * price < 5  # flat but for dust
