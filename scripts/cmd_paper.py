@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from scripts.options import add_node_options
 
 
 def register(subparsers) -> None:
@@ -27,41 +28,15 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, help="model artifact directory (from `nautilus-lstm train`)")
-    parser.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT (must be the model's)")
-    parser.add_argument("--market", choices=("spot", "futures"), help="spot or USDT-M futures (default: spot)")
+    add_node_options(parser, "paper", "[strategy], [node], [sandbox]")
     parser.add_argument("--balance", help="starting balance in the quote currency (default: 10000USDT)")
-    parser.add_argument("--config", type=Path, help="node TOML file: [paper] (these options), [strategy], [node], [sandbox]")
-    parser.add_argument("--run-dir", type=Path, help="run folder; an existing one resumes (default: runs/paper-<UTC time>)")
-    parser.add_argument("--api-url", help="Binance REST base URL instead of Binance's (passed to base_url_http)")
-    parser.add_argument("--ws-url", help="Binance market-stream base URL instead of Binance's (passed to base_url_ws)")
-    flatten = parser.add_mutually_exclusive_group()
-    flatten.add_argument("--flatten-on-stop", dest="flatten_on_stop", action="store_true", default=None,
-                         help="close the position when stopping (the default)")
-    flatten.add_argument("--keep-positions", dest="flatten_on_stop", action="store_false",
-                         help="leave the position open when stopping")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from strategies.node import PAPER_KEYS, PaperSettings, read_config, run_paper
+    from strategies.node import PaperSettings, command_settings, read_config, run_paper
 
     raw = read_config(args.config) if args.config else {}
-    paper = dict(raw.get("paper", {}))  # the file's, then the command line's
-    paper.update({name: getattr(args, name) for name in PAPER_KEYS if getattr(args, name) is not None})
-    for name in ("model", "symbol"):
-        if not paper.get(name):
-            raise ValueError(f"--{name} is required (on the command line or in the [paper] section of --config)")
-    run_dir = paper.pop("run_dir", None)
-    settings = PaperSettings(
-        model_path=Path(paper.pop("model")),
-        run_dir=Path(run_dir) if run_dir else None,
-        log_level="DEBUG" if args.verbose else "INFO",
-        strategy=raw.get("strategy", {}),
-        node=raw.get("node", {}),
-        sandbox=raw.get("sandbox", {}),
-        **paper,
-    )
-    run_dir = run_paper(settings)
+    run_dir = run_paper(PaperSettings(**command_settings(raw, "paper", args, ("strategy", "node", "sandbox"))))
     print(f"run folder: {run_dir}")
     return 0

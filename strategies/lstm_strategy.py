@@ -18,6 +18,10 @@ Lifecycle:
   the venue; a gap the venue cannot fill pauses trading for ``gap_cooldown_bars``.
 - With ``stale_feed_bars``, a timer warns and pauses trading once no bar has come for that many
   intervals.
+- With any of the safety limits set (``max_order_notional``, ``max_position_notional``,
+  ``max_orders_per_minute``, ``daily_loss_limit``, ``kill_file``: the live node's rails), every
+  order passes :class:`strategies.safety.SafetyRails` before it is submitted, and a timer checks
+  the kill file and the daily loss once a second.
 
 Bar times: a bar's close time is :func:`backtests.timeframes.bar_close_ns` of its ``ts_event``,
 which maps Nautilus's Binance stamps (close - 1 ms) and our catalog's (close) to the same time.
@@ -37,7 +41,7 @@ import torch
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide
-from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.events import OrderDenied, OrderFilled, OrderRejected
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
@@ -46,11 +50,13 @@ from backtests.timeframes import NANOS_PER_SECOND, bar_close_ns
 from models.artifact import artifact_digest, load_artifact
 from models.predictor import OnlinePredictor, OnlineRidge
 from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, entry_threshold, order_quantity, stop_triggered
+from strategies.safety import ProposedOrder, SafetyLimits, SafetyRails
 
 FORECASTERS = ("lstm", "ridge")
 STATE_KEY = "lstm_strategy"
 STATE_VERSION = 1
 _STALE_FEED_TIMER = "stale-feed"
+_SAFETY_TIMER = "safety"
 
 
 class LSTMStrategyConfig(StrategyConfig, frozen=True):
@@ -119,6 +125,17 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
         Give up on a history request (warm-up or back-fill) that has no answer after this long,
         and go on with the bars at hand. Nautilus's Binance adapter sends no answer at all when
         the venue returns no bars.
+    max_order_notional, max_position_notional : float, optional
+        Safety rails (live): block an order adding exposure worth more than this, or leaving a
+        position worth more than this (quote currency). ``max_notional`` sizes positions; these
+        refuse what gets past sizing (a position taken over from the venue, a bug).
+    max_orders_per_minute : int, optional
+        Safety rail (live): block orders adding exposure once this many went out in a minute.
+    daily_loss_limit : float, optional
+        Safety rail (live): flatten and open nothing more until the next UTC day once equity is
+        this far (quote currency) below the day's starting equity.
+    kill_file : str, optional
+        Safety rail (live): once this file exists, flatten and stop the node.
     """
 
     instrument_id: InstrumentId
@@ -147,6 +164,11 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     backfill_gaps: bool = False
     stale_feed_bars: float | None = None
     request_timeout_s: float = 60.0
+    max_order_notional: float | None = None
+    max_position_notional: float | None = None
+    max_orders_per_minute: int | None = None
+    daily_loss_limit: float | None = None
+    kill_file: str | None = None
 
 
 class LSTMStrategy(Strategy):
@@ -188,6 +210,7 @@ class LSTMStrategy(Strategy):
         self._equity_parts: tuple[float, float] | None = None  # (cash, units): see _equity
         self._bars_since_equity_refresh = 0
         self._halted = False
+        self.rails: SafetyRails | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -228,6 +251,7 @@ class LSTMStrategy(Strategy):
         )
         self._open_predictions_file()
         self._take_position_from_venue()
+        self._start_rails()
 
         now = self.clock.timestamp_ns()
         self._start_ns = self._last_arrival_ns = now
@@ -241,11 +265,11 @@ class LSTMStrategy(Strategy):
             self.clock.set_timer(_STALE_FEED_TIMER, timedelta(microseconds=self._interval_ns / 1000), callback=self._check_feed)
 
     def on_stop(self) -> None:
-        if _STALE_FEED_TIMER in self.clock.timer_names:
-            self.clock.cancel_timer(_STALE_FEED_TIMER)
+        for timer in (_STALE_FEED_TIMER, _SAFETY_TIMER):
+            if timer in self.clock.timer_names:
+                self.clock.cancel_timer(timer)
         if self.config.close_positions_on_stop and self.instrument is not None:
-            self.close_all_positions(self.instrument.id)
-            self._side, self._bars_held, self._entry_price = FLAT, 0, 0.0  # what the saved state should say
+            self._flatten("stopping")  # and the saved state says flat
         if self._predictions_file is not None:
             self._predictions_file.close()
             self._predictions_file = self._predictions_writer = None
@@ -266,6 +290,7 @@ class LSTMStrategy(Strategy):
             "side": self._side,
             "bars_held": self._bars_held,
             "entry_price": self._entry_price,
+            "rails": self.rails.state() if self.rails else None,
         }
         return {STATE_KEY: json.dumps(state).encode()}
 
@@ -304,13 +329,65 @@ class LSTMStrategy(Strategy):
         return last
 
     def _take_position_from_venue(self) -> None:
-        """Start from the position the venue holds (flat in backtests and a fresh sandbox)."""
-        position = float(self.portfolio.net_position(self.instrument.id))
-        self._side = LONG if position > 0 else SHORT if position < 0 else FLAT
-        if self._side != FLAT:
+        """Go on from the position the venue holds, counting orders in flight: at start (flat in
+        backtests and a fresh sandbox; reconciled with the venue in a live node), and after an
+        order was refused."""
+        position = self._expected_position()
+        side = LONG if position > 0 else SHORT if position < 0 else FLAT
+        if side == self._side:
+            return
+        self._side, self._bars_held, self._entry_price = side, 0, 0.0
+        if side != FLAT:
             opened = self.cache.positions_open(instrument_id=self.instrument.id)
             self._entry_price = float(opened[0].avg_px_open) if opened else 0.0
-            self.log.warning(f"the venue holds a {_SIDE_NAMES[self._side]} position of {position}: managing it")
+            self.log.warning(f"the venue holds a {_SIDE_NAMES[side]} position of {position:g}: managing it")
+
+    def _start_rails(self) -> None:
+        """The safety rails, if any limit is set, with the day's loss tracking of the saved state."""
+        config = self.config
+        limits = SafetyLimits(
+            max_order_notional=config.max_order_notional, max_position_notional=config.max_position_notional,
+            max_orders_per_minute=config.max_orders_per_minute, daily_loss_limit=config.daily_loss_limit,
+            kill_file=config.kill_file,
+        )
+        if limits == SafetyLimits():
+            return
+        self.rails = SafetyRails(limits)
+        if self._saved and self._saved.get("rails"):
+            self.rails.restore(self._saved["rails"])
+            if self.rails.halted:
+                self.log.warning(f"still halted: {self.rails.halted}")
+        self.clock.set_timer(_SAFETY_TIMER, timedelta(seconds=1), callback=self._check_rails)
+
+    def _check_rails(self, event) -> None:
+        if self.rails.kill_requested():
+            self.log.error(f"kill file {self.config.kill_file} found: flattening and stopping the node")
+            self.clock.cancel_timer(_SAFETY_TIMER)
+            self._flatten("kill file")
+            self.shutdown_system(f"kill file {self.config.kill_file}")
+            return
+        bar = self.cache.bar(self.config.bar_type)
+        equity = self._equity(bar.close.as_double()) if bar is not None else math.nan
+        if math.isfinite(equity) and (reason := self.rails.check(self.clock.timestamp_ns(), equity)):
+            self.log.error(f"{reason}: flattening, and no new position until the next UTC day")
+            self._flatten(reason)
+
+    def _flatten(self, why: str) -> None:
+        """Close the position, counting the orders in flight (whatever the rails' limits)."""
+        position = self._expected_position()
+        if position:
+            self.log.warning(f"flattening a position of {position:g}: {why}")
+            self._submit(OrderSide.SELL if position > 0 else OrderSide.BUY, abs(position), reduce_only=True)
+        self._side, self._bars_held, self._entry_price = FLAT, 0, 0.0
+
+    def _expected_position(self) -> float:
+        """The signed net position once the orders still in flight are done."""
+        position = float(self.portfolio.net_position(self.instrument.id))
+        for client_order_id in self._unanswered:
+            order = self.cache.order(client_order_id)
+            if order is not None and not order.is_closed:
+                position += float(order.leaves_qty) * (1 if order.side == OrderSide.BUY else -1)
+        return position
 
     # -- history requests --------------------------------------------------------------------
 
@@ -464,14 +541,37 @@ class LSTMStrategy(Strategy):
             if problem:
                 self.log.warning(f"not opening a position: {problem}")
                 target = FLAT
-            else:
-                self._submit(OrderSide.BUY if target == LONG else OrderSide.SELL, quantity)
+            elif not self._submit(OrderSide.BUY if target == LONG else OrderSide.SELL, quantity):
+                target = FLAT
         self._side, self._bars_held, self._entry_price = target, 0, close if target != FLAT else 0.0
 
-    def _submit(self, side: OrderSide, quantity: float) -> None:
-        order = self.order_factory.market(self.instrument.id, side, self.instrument.make_qty(quantity))
+    def _submit(self, side: OrderSide, quantity: float, reduce_only: bool = False) -> bool:
+        """Submit a market order, if the safety rails let it go out; whether it went."""
+        if self.rails is not None:
+            quantity, problem = self.rails.review(self._proposed(side, quantity), self.clock.timestamp_ns())
+            if problem:
+                self.log.warning(f"{side.name} order {'cut' if quantity else 'blocked'}: {problem}")
+            if not quantity:
+                return False
+            self.rails.sent(self.clock.timestamp_ns())
+        order = self.order_factory.market(self.instrument.id, side, self.instrument.make_qty(quantity), reduce_only=reduce_only)
         self._unanswered.add(order.client_order_id)
         self.submit_order(order)
+        return True
+
+    def _proposed(self, side: OrderSide, quantity: float) -> ProposedOrder:
+        bar = self.cache.bar(self.config.bar_type)
+        account = self.portfolio.account(self.instrument.id.venue)
+        free_base = None
+        if account is not None and account.is_cash_account:
+            free = account.balance_free(self.instrument.base_currency)
+            free_base = free.as_double() if free is not None else 0.0
+        not_ready = "warm-up not complete" if not self.ready else "stale feed" if self._feed_stale else None
+        return ProposedOrder(
+            side=1 if side == OrderSide.BUY else -1, quantity=quantity, price=bar.close.as_double() if bar else math.nan,
+            position=self._expected_position(), size_increment=float(self.instrument.size_increment),
+            min_quantity=float(self.instrument.min_quantity or 0), free_base=free_base, not_ready=not_ready,
+        )
 
     def on_order_event(self, event) -> None:
         # In a live node an order waits in the engines' queues for a while: not yet in flight in
@@ -481,6 +581,10 @@ class LSTMStrategy(Strategy):
             self._unanswered.discard(event.client_order_id)
         if isinstance(event, OrderFilled):
             self._equity_parts = None  # balances and position changed
+        if isinstance(event, (OrderDenied, OrderRejected)) and self.instrument is not None:
+            # The position is not what the decision that sent the order assumed: go on from the venue's.
+            self.log.warning(f"{type(event).__name__} {event.client_order_id}: {event.reason}")
+            self._take_position_from_venue()
 
     def _notional(self, close: float) -> float:
         wanted = self.config.order_notional

@@ -1,4 +1,6 @@
-"""The paper trading node: LSTMStrategy on live Binance data, orders filled by Nautilus's sandbox.
+"""The paper trading node, and the building blocks the live node (``strategies.live``) shares.
+
+The paper node is LSTMStrategy on live Binance data, orders filled by Nautilus's sandbox:
 
 A Nautilus ``TradingNode`` with
 
@@ -6,10 +8,11 @@ A Nautilus ``TradingNode`` with
   type), for klines (REST history, WebSocket stream) and the best bid/ask;
 - Nautilus's sandbox execution client (``SandboxExecutionClientConfig``): a simulated venue with
   the given starting balances and the instrument's fees, filling market orders at the close of
-  the latest bar (the ``SandboxPrices`` actor tells it the price: see there why);
+  the latest bar (the ``BarQuotes`` actor tells it the price: see there why);
 - ``LSTMStrategy``, loaded through ``ImportableStrategyConfig`` as in backtests.
 
-Three things Nautilus 1.221 does not do for a paper node, done here:
+Three things Nautilus 1.221 does not do for a paper node, done here (the live node shares the
+first and the last):
 
 - The instrument. Nautilus's Binance instrument providers call signed endpoints (the account's
   fee tier), which need API keys. Paper trading needs none, so the provider is told to load
@@ -80,15 +83,17 @@ PREDICTIONS_FILE = "predictions.csv"
 PLACEHOLDER_KEY = "public-market-data-only"
 KEY_VARIABLES = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
 
-# What a paper run changes in LSTMStrategy's defaults: decisions logged and written down, gaps
-# back-filled, a silent feed noticed.
-PAPER_STRATEGY_DEFAULTS = {"log_decisions": True, "backfill_gaps": True, "stale_feed_bars": 3.0}
+# What a node on live data (paper or live) changes in LSTMStrategy's defaults: decisions logged
+# and written down, gaps back-filled, a silent feed noticed.
+LIVE_DATA_STRATEGY_DEFAULTS = {"log_decisions": True, "backfill_gaps": True, "stale_feed_bars": 3.0}
 NODE_DEFAULTS = {"trader_id": "PAPER-001", "timeout_post_stop": 2.0}
 NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeout_portfolio",
              "timeout_disconnection", "timeout_post_stop", "timeout_shutdown"}
 SANDBOX_KEYS = {"default_leverage"}
 PAPER_KEYS = {"model", "symbol", "market", "balance", "run_dir", "api_url", "ws_url", "flatten_on_stop"}
-CONFIG_SECTIONS = {"paper", "strategy", "node", "sandbox"}
+LIVE_KEYS = {"model", "symbol", "market", "network", "run_dir", "api_url", "ws_url", "flatten_on_stop", "leverage"}
+COMMAND_KEYS = {"paper": PAPER_KEYS, "live": LIVE_KEYS}  # each command's own section of a node TOML file
+CONFIG_SECTIONS = {*COMMAND_KEYS, "strategy", "limits", "node", "sandbox"}
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,10 @@ class PaperSettings:
 
 
 def read_config(path: Path) -> dict:
-    """A node TOML file: sections ``[paper]`` (the command's options), ``[strategy]``
-    (LSTMStrategyConfig fields), ``[node]`` (trader id, timeouts) and ``[sandbox]`` (leverage).
-    API keys have no place in it: they come from the environment only."""
+    """A node TOML file: sections ``[paper]`` and ``[live]`` (each command's options),
+    ``[strategy]`` (LSTMStrategyConfig fields), ``[limits]`` (the live node's safety rails),
+    ``[node]`` (trader id, timeouts) and ``[sandbox]`` (paper leverage). API keys have no place
+    in it: they come from the environment only."""
     try:
         raw = tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -127,10 +133,30 @@ def read_config(path: Path) -> dict:
     unknown = set(raw) - CONFIG_SECTIONS
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; expected some of {sorted(CONFIG_SECTIONS)}")
-    unknown = set(raw.get("paper", {})) - PAPER_KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown [paper] settings {sorted(unknown)}; expected some of {sorted(PAPER_KEYS)}")
+    for command, allowed in COMMAND_KEYS.items():
+        unknown = set(raw.get(command, {})) - allowed
+        if unknown:
+            raise ValueError(f"{path}: unknown [{command}] settings {sorted(unknown)}; expected some of {sorted(allowed)}")
     return raw
+
+
+def command_settings(raw: dict, command: str, args, sections: tuple[str, ...]) -> dict:
+    """The settings of ``command``'s node, as keyword arguments: its section of the node file
+    ``raw`` overridden by the command line's options (``args``' attributes of the same names that
+    are not None), the log level, and the file's ``sections`` (e.g. ``strategy``)."""
+    options = dict(raw.get(command, {}))
+    options.update({name: getattr(args, name) for name in COMMAND_KEYS[command] if getattr(args, name, None) is not None})
+    for name in ("model", "symbol"):
+        if not options.get(name):
+            raise ValueError(f"--{name} is required (on the command line or in the [{command}] section of --config)")
+    model, run_dir = options.pop("model"), options.pop("run_dir", None)
+    return {
+        **options,
+        "model_path": Path(model),
+        "run_dir": Path(run_dir) if run_dir else None,
+        "log_level": "DEBUG" if args.verbose else "INFO",
+        **{section: raw.get(section, {}) for section in sections},
+    }
 
 
 def parse_balance(text: str) -> tuple[Decimal, str]:
@@ -141,13 +167,14 @@ def parse_balance(text: str) -> tuple[Decimal, str]:
     return Decimal(match.group(1)), match.group(2).upper()
 
 
-class SandboxPricesConfig(ActorConfig, frozen=True):
+class BarQuotesConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
 
 
-class SandboxPrices(Actor):
-    """Gives Nautilus's sandbox a price to fill at: each live bar's close, as the instrument's quote.
+class BarQuotes(Actor):
+    """Each live bar's close as the instrument's quote: the price Nautilus's sandbox fills market
+    orders at (paper), and the price its RiskEngine reckons a market order's notional at (both).
 
     The sandbox execution client listens to the venue's quotes, trades and books only (topics
     ``data.*.BINANCE.*``); bars (``data.bars.<bar type>``) never reach it, so on bars alone it
@@ -155,6 +182,7 @@ class SandboxPrices(Actor):
     parses it at the precision Binance prints (8 decimals on spot) while the instrument has its
     tick's (2 for BTCUSDT), and on such a quote the sandbox's matching engine raises and the node
     stops. So market orders fill at the close of the latest bar, as in a backtest's bar execution.
+    The RiskEngine, without a quote or trade, lets a market order through unchecked.
     """
 
     def on_start(self) -> None:
@@ -211,16 +239,28 @@ def node_config(settings: PaperSettings, instrument: Instrument, bar_type: str, 
         "default_leverage": Decimal(1),
         **{key: Decimal(str(value)) for key, value in settings.sandbox.items()},
     })
-    strategy = {
-        **PAPER_STRATEGY_DEFAULTS,
-        **settings.strategy,
+    strategy = strategy_config(LIVE_DATA_STRATEGY_DEFAULTS, settings.strategy, {
         "instrument_id": str(instrument.id),
         "bar_type": bar_type,
         "model_path": str(settings.model_path),
         "predictions_path": str(run_dir / PREDICTIONS_FILE),
         "close_positions_on_stop": settings.flatten_on_stop,
-    }
-    # Unknown or mistyped fields fail here, before the node starts (Nautilus ignores unknown ones).
+    })
+    return TradingNodeConfig(
+        **{**NODE_DEFAULTS, **settings.node},
+        logging=logging_config(run_dir, settings.log_level),
+        data_clients={BINANCE: data_client},
+        exec_clients={BINANCE: sandbox},
+        actors=[bar_quotes(instrument, bar_type)],
+        strategies=[ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=strategy)],
+    )
+
+
+def strategy_config(defaults: dict, settings: dict, fixed: dict) -> dict:
+    """LSTMStrategyConfig fields: the node's ``defaults``, the user's ``[strategy]`` ``settings``
+    over them, and what the node decides (``fixed``) over both; checked before the node starts
+    (Nautilus would ignore an unknown field)."""
+    strategy = {**defaults, **settings, **fixed}
     unknown = set(strategy) - {f.name for f in msgspec.structs.fields(LSTMStrategyConfig)}
     if unknown:
         raise ValueError(f"bad [strategy] settings: LSTMStrategyConfig has no {sorted(unknown)}")
@@ -228,67 +268,104 @@ def node_config(settings: PaperSettings, instrument: Instrument, bar_type: str, 
         LSTMStrategyConfig.parse(json.dumps(strategy))
     except msgspec.MsgspecError as exc:
         raise ValueError(f"bad [strategy] settings: {exc}") from None
-    return TradingNodeConfig(
-        **{**NODE_DEFAULTS, **settings.node},
-        logging=LoggingConfig(
-            log_level=settings.log_level,
-            log_level_file=settings.log_level,
-            log_directory=str(run_dir),
-            log_file_name="node",
-            log_colors=False,
-        ),
-        data_clients={BINANCE: data_client},
-        exec_clients={BINANCE: sandbox},
-        actors=[ImportableActorConfig(
-            actor_path="strategies.node:SandboxPrices",
-            config_path="strategies.node:SandboxPricesConfig",
-            config={"instrument_id": str(instrument.id), "bar_type": bar_type},
-        )],
-        strategies=[ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=strategy)],
+    return strategy
+
+
+def logging_config(run_dir: Path, level: str) -> LoggingConfig:
+    """Nautilus's log on the console and appended to ``node.log`` in the run folder. (Nautilus's
+    own size rotation would name the file by its start time instead: rotate with logrotate.)"""
+    return LoggingConfig(
+        log_level=level,
+        log_level_file=level,
+        log_directory=str(run_dir),
+        log_file_name="node",
+        log_colors=False,
+    )
+
+
+def bar_quotes(instrument: Instrument, bar_type: str) -> ImportableActorConfig:
+    return ImportableActorConfig(
+        actor_path="strategies.node:BarQuotes",
+        config_path="strategies.node:BarQuotesConfig",
+        config={"instrument_id": str(instrument.id), "bar_type": bar_type},
     )
 
 
 def run_paper(settings: PaperSettings) -> Path:
     """Run the paper node until SIGINT or SIGTERM; returns the run folder."""
+    run = open_run(settings.model_path, settings.symbol, settings.market, settings.api_url, settings.run_dir, "paper",
+                   settings.strategy)
+    config = node_config(settings, run.instrument, run.bar_type, run.run_dir)
+    session = start_session(run, {
+        "model": str(settings.model_path),
+        "symbol": settings.symbol,
+        "market": settings.market,
+        "balance": settings.balance,
+        "api_url": settings.api_url,
+        "ws_url": settings.ws_url,
+        "flatten_on_stop": settings.flatten_on_stop,
+        "strategy": settings.strategy,
+    })
+    log.info("paper trading %s %s with %s; run folder %s; stop with Ctrl-C (SIGINT) or SIGTERM",
+             settings.symbol, settings.market, settings.model_path, run.run_dir)
+    run_node(config, run, session, BinanceLiveDataClientFactory, SandboxLiveExecClientFactory,
+             starting_balance=float(parse_balance(settings.balance)[0]))
+    return run.run_dir
+
+
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run about to start: the instrument traded, the model's bar type and the run folder."""
+
+    instrument: Instrument
+    bar_type: str
+    run_dir: Path
+    started: pd.Timestamp
+
+
+def open_run(model_path: Path, symbol: str, market: str, api_url: str | None, run_dir: Path | None, mode: str,
+             strategy: dict, create: bool = True) -> OpenedRun:
+    """Check that the model fits the market and the run folder fits the model; fetch the
+    instrument; create the run folder (default ``runs/<mode>-<UTC start time>``) unless told not to."""
     from models.artifact import load_artifact
     from models.predictor import output_columns
 
-    artifact = load_artifact(settings.model_path)
-    expected = instrument_id(settings.symbol, settings.market)
+    artifact = load_artifact(model_path)
+    expected = instrument_id(symbol, market)
     if artifact.data["instrument_id"] != str(expected):
-        raise ValueError(
-            f"{settings.model_path} was trained on {artifact.data['instrument_id']} bars, not {expected} "
-            f"({settings.symbol} {settings.market})"
-        )
-    instrument = fetch_instrument(settings.symbol, settings.market, artifact.bar_type, settings.api_url)
+        raise ValueError(f"{model_path} was trained on {artifact.data['instrument_id']} bars, not {expected} ({symbol} {market})")
+    instrument = fetch_instrument(symbol, market, artifact.bar_type, api_url)
     started = pd.Timestamp.now(tz="UTC")
-    run_dir = Path(settings.run_dir or Path("runs") / f"paper-{started:%Y%m%dT%H%M%SZ}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lstm = settings.strategy.get("forecaster", "lstm") == "lstm"
+    run_dir = Path(run_dir or Path("runs") / f"{mode}-{started:%Y%m%dT%H%M%SZ}")
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lstm = strategy.get("forecaster", "lstm") == "lstm"
     _check_run_dir(run_dir, instrument, artifact.bar_type, output_columns(artifact) if lstm else ["prediction"])
-    config = node_config(settings, instrument, artifact.bar_type, run_dir)
-    session = _start_session(run_dir, settings, instrument, artifact.bar_type, started)
+    return OpenedRun(instrument, artifact.bar_type, run_dir, started)
 
+
+def run_node(config: TradingNodeConfig, run: OpenedRun, session: dict, data_factory, exec_factory,
+             starting_balance: float | None) -> None:
+    """Build the TradingNode (the instrument in its cache first), hand the strategy its saved
+    state, run until the node stops (SIGINT, SIGTERM or a shutdown from within) and write the
+    session's files; with a ``starting_balance``, its ``stats.json`` too."""
     node = TradingNode(config=config)
-    node.add_data_client_factory(BINANCE, BinanceLiveDataClientFactory)
-    node.add_exec_client_factory(BINANCE, SandboxLiveExecClientFactory)
+    node.cache.add_instrument(run.instrument)
+    node.add_data_client_factory(BINANCE, data_factory)
+    node.add_exec_client_factory(BINANCE, exec_factory)
     node.build()
-    node.cache.add_instrument(instrument)
     strategy = next(s for s in node.trader.strategies() if isinstance(s, LSTMStrategy))
-    state = _read_state(run_dir)
+    state = _read_state(run.run_dir)
     if state:
         strategy.load(state)
-    log.info("paper trading %s %s with %s; run folder %s; stop with Ctrl-C (SIGINT) or SIGTERM",
-             settings.symbol, settings.market, settings.model_path, run_dir)
     try:
         node.run()
     finally:
         try:
-            _finish_session(node, strategy, run_dir, settings, session)
+            _finish_session(node, strategy, run.run_dir, session, starting_balance)
         finally:
             node.dispose()
             flush_logger()  # or the log file loses its last lines
-    return run_dir
 
 
 def _check_run_dir(run_dir: Path, instrument: Instrument, bar_type: str, outputs: list[str]) -> None:
@@ -306,30 +383,25 @@ def _check_run_dir(run_dir: Path, instrument: Instrument, bar_type: str, outputs
             raise ValueError(f"{predictions} has columns {header}, this model writes {expected}: give another --run-dir")
 
 
-def _start_session(run_dir: Path, settings: PaperSettings, instrument: Instrument, bar_type: str, started) -> dict:
-    path = run_dir / "run.json"
+def start_session(run: OpenedRun, settings: dict) -> dict:
+    """Append the session (its ``settings`` and what it trades) to the run folder's ``run.json``."""
+    path = run.run_dir / "run.json"
     record = json.loads(path.read_text()) if path.exists() else {"sessions": []}
     session = {
-        "started": started.isoformat(),
-        "model": str(settings.model_path),
-        "symbol": settings.symbol,
-        "market": settings.market,
-        "instrument_id": str(instrument.id),
-        "bar_type": bar_type,
-        "balance": settings.balance,
-        "api_url": settings.api_url,
-        "ws_url": settings.ws_url,
-        "flatten_on_stop": settings.flatten_on_stop,
-        "strategy": settings.strategy,
-        "fees": {"maker": str(instrument.maker_fee), "taker": str(instrument.taker_fee)},
+        "started": run.started.isoformat(),
+        **settings,
+        "instrument_id": str(run.instrument.id),
+        "bar_type": run.bar_type,
+        "fees": {"maker": str(run.instrument.maker_fee), "taker": str(run.instrument.taker_fee)},
     }
     record["sessions"].append(session)
     _write_json(path, record)
     return session
 
 
-def _finish_session(node: TradingNode, strategy: LSTMStrategy, run_dir: Path, settings: PaperSettings, session: dict) -> None:
-    """State, fills, positions, predictions and stats of the session just ended."""
+def _finish_session(node: TradingNode, strategy: LSTMStrategy, run_dir: Path, session: dict, starting_balance: float | None) -> None:
+    """State, fills, positions and predictions of the session just ended; stats where the
+    starting balance is known."""
     state = strategy.save()
     if state:
         _write_json(run_dir / STATE_FILE, {key: value.decode() for key, value in state.items()})
@@ -340,9 +412,19 @@ def _finish_session(node: TradingNode, strategy: LSTMStrategy, run_dir: Path, se
     predictions.to_parquet(run_dir / "predictions.parquet")
 
     stopped = pd.Timestamp.now(tz="UTC")
-    balance = float(parse_balance(settings.balance)[0])
-    close = predictions["close"].rename("close")
-    fills = fills_from_nautilus(fills_report)
+    warmup = [pd.Timestamp(t, unit="ns", tz="UTC").isoformat() for t in strategy.warmup_range] if strategy.warmup_range else None
+    if starting_balance is not None:
+        _write_stats(run_dir, session, fills_from_nautilus(fills_report), predictions["close"], starting_balance, stopped, warmup)
+    record = json.loads((run_dir / "run.json").read_text())
+    record["sessions"][-1].update(stopped=stopped.isoformat(), ready=strategy.ready, decisions=len(predictions),
+                                  fills=len(fills_report), warmup=warmup)
+    _write_json(run_dir / "run.json", record)
+    log.info("stopped: %d decisions, %d fills; run folder %s", len(predictions), len(fills_report), run_dir)
+
+
+def _write_stats(run_dir: Path, session: dict, fills: pd.DataFrame, close: pd.Series, balance: float,
+                 stopped: pd.Timestamp, warmup: list[str] | None) -> None:
+    """``stats.json``: the backtest report's statistics of the session, without benchmarks."""
     if len(fills) and len(close):
         # A paper fill is priced at the latest bar's close, a moment after that close: count it there.
         latest = np.maximum(close.index.searchsorted(fills["ts"], side="right") - 1, 0)
@@ -356,24 +438,19 @@ def _finish_session(node: TradingNode, strategy: LSTMStrategy, run_dir: Path, se
         **stats,
         "benchmarks": {},
         "settings": {
-            "model": str(settings.model_path),
+            "model": session["model"],
             "bar_type": session["bar_type"],
             "first_bar_close": close.index[0].isoformat() if len(close) else None,
             "last_bar_close": close.index[-1].isoformat() if len(close) else None,
             "starting_balance": balance,
-            "strategy": settings.strategy,
+            "strategy": session["strategy"],
             "mode": "paper",
             "started": session["started"],
             "stopped": stopped.isoformat(),
-            "warmup": [pd.Timestamp(t, unit="ns", tz="UTC").isoformat() for t in strategy.warmup_range] if strategy.warmup_range else None,
+            "warmup": warmup,
         },
     }
     _write_json(run_dir / "stats.json", report)
-    record = json.loads((run_dir / "run.json").read_text())
-    record["sessions"][-1].update(stopped=stopped.isoformat(), ready=strategy.ready, decisions=len(predictions),
-                                  fills=len(fills), warmup=report["settings"]["warmup"])
-    _write_json(run_dir / "run.json", record)
-    log.info("stopped: %d decisions, %d fills; run folder %s", len(predictions), len(fills), run_dir)
 
 
 def _read_state(run_dir: Path) -> dict[str, bytes]:

@@ -46,3 +46,21 @@ def catalog(tmp_path_factory, shared_data) -> Path:
     import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
                   market="spot", catalog_path=path)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_bars(shared_data):
+    """The 7-day BTC/USDT 1-minute fixture, as read_klines reads it."""
+    from backtests.klines import read_klines
+
+    return read_klines(shared_data / FIXTURE_7D)
+
+
+@pytest.fixture(scope="session")
+def second_bars_model(tmp_path_factory, real_bars) -> Path:
+    """A tiny quantile model of 1-second BTCUSDT spot bars (real minute bars re-stamped a second
+    apart; ``tests/node_harness``), shared by the paper and live nodes' end-to-end tests."""
+    from tests.node_harness import BAR_TYPE, TRAIN_ROWS, restamp, train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("second-bars-model"), restamp(real_bars.iloc[TRAIN_ROWS], 1_700_000_000_000),
+                            BAR_TYPE, "1s", "spot")

@@ -17,6 +17,17 @@ wall clock reaches them: the forming kline (``"x": false``) halfway through the 
 closed one (``"x": true``) at its close. Bars missing from a series (an exchange outage) are
 neither streamed nor served. With a frozen clock nothing is streamed.
 
+Signed endpoints: after :meth:`FakeBinance.open_account` (a key pair, spot balances, a USDT-M
+wallet) the fake serves the account endpoints Nautilus's Binance execution client calls
+(:data:`ACCOUNT_ROUTES`): account and balances, new/query/cancel order, open orders, all
+orders, trades, listen keys; on futures also position risk, position mode, symbol config and
+leverage. A request must carry the account's key in ``X-MBX-APIKEY`` (else ``-2014``/``-2015``,
+HTTP 401) and, where Binance signs, an HMAC-SHA256 ``signature`` of its other parameters under
+the account's secret (else ``-1022``) and a ``timestamp`` within its ``recvWindow`` (else
+``-1021``). Orders are filled by :class:`fake_binance_account.FakeAccount` at the close of the
+symbol's latest closed bar, and each fill is pushed as Binance pushes it on the user-data stream:
+a stream named by the listen key, on the market's stream host (``/stream?streams=<listenKey>``).
+
 For tests of clients under stress the fake can answer klines requests with HTTP 429 and
 Binance's ``-1003`` body, pace its answers, freeze its clock, drop every stream connection and
 refuse new ones for a while (:meth:`FakeBinance.drop_streams`), and keep connections open but
@@ -26,11 +37,15 @@ silent (:meth:`FakeBinance.silence_streams`); it records every request and strea
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import secrets
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,11 +57,43 @@ from aiohttp import WSMsgType, web
 
 from backtests.klines import read_klines
 from backtests.timeframes import parse_timeframe
+from fake_binance_account import DEFAULT_LEVERAGE, FUTURES, SPOT, BinanceError, FakeAccount, Printer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-SPOT, FUTURES = "spot", "futures"
-API_PREFIXES = {"/api/v3/": SPOT, "/fapi/v1/": FUTURES}
+API_PREFIXES = {"/api/v3/": SPOT, "/fapi/v1/": FUTURES, "/fapi/v2/": FUTURES, "/fapi/v3/": FUTURES}
+PUBLIC_ENDPOINTS = {"ping": "_ping", "time": "_time", "exchangeInfo": "_info", "klines": "_klines"}  # GET, /api/v3/ and /fapi/v1/
+SIGNED, API_KEY = "signed", "api-key"  # what an account endpoint asks of a request
+# The account endpoints Nautilus's Binance execution client calls: (method, path) -> (handler, security).
+ACCOUNT_ROUTES = {
+    ("GET", "/api/v3/account"): ("_spot_account", SIGNED),
+    ("POST", "/api/v3/order"): ("_new_order", SIGNED),
+    ("GET", "/api/v3/order"): ("_query_order", SIGNED),
+    ("DELETE", "/api/v3/order"): ("_cancel_order", SIGNED),
+    ("GET", "/api/v3/openOrders"): ("_open_orders", SIGNED),
+    ("DELETE", "/api/v3/openOrders"): ("_cancel_order", SIGNED),
+    ("GET", "/api/v3/allOrders"): ("_all_orders", SIGNED),
+    ("GET", "/api/v3/myTrades"): ("_user_trades", SIGNED),
+    ("POST", "/api/v3/userDataStream"): ("_new_listen_key", API_KEY),
+    ("PUT", "/api/v3/userDataStream"): ("_keep_listen_key", API_KEY),
+    ("DELETE", "/api/v3/userDataStream"): ("_keep_listen_key", API_KEY),
+    ("GET", "/fapi/v2/account"): ("_futures_account", SIGNED),
+    ("GET", "/fapi/v3/positionRisk"): ("_position_risk", SIGNED),
+    ("GET", "/fapi/v1/positionSide/dual"): ("_position_mode", SIGNED),
+    ("GET", "/fapi/v1/symbolConfig"): ("_symbol_config", SIGNED),
+    ("POST", "/fapi/v1/leverage"): ("_set_leverage", SIGNED),
+    ("POST", "/fapi/v1/order"): ("_new_order", SIGNED),
+    ("GET", "/fapi/v1/order"): ("_query_order", SIGNED),
+    ("DELETE", "/fapi/v1/order"): ("_cancel_order", SIGNED),
+    ("GET", "/fapi/v1/openOrders"): ("_open_orders", SIGNED),
+    ("DELETE", "/fapi/v1/allOpenOrders"): ("_cancel_all_futures_orders", SIGNED),
+    ("GET", "/fapi/v1/allOrders"): ("_all_orders", SIGNED),
+    ("GET", "/fapi/v1/userTrades"): ("_user_trades", SIGNED),
+    ("POST", "/fapi/v1/listenKey"): ("_new_listen_key", API_KEY),
+    ("PUT", "/fapi/v1/listenKey"): ("_keep_listen_key", API_KEY),
+    ("DELETE", "/fapi/v1/listenKey"): ("_keep_listen_key", API_KEY),
+}
+DEFAULT_RECV_WINDOW_MS = 5000
 EXCHANGE_INFO = {SPOT: "binance_spot_exchange_info.json", FUTURES: "binance_usdm_exchange_info.json"}
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
 MARKET_INTERVALS = {SPOT: INTERVALS, FUTURES: INTERVALS[1:]}  # USDT-M futures have no 1-second klines
@@ -64,16 +111,19 @@ TOO_MANY_REQUESTS = (
 @dataclass(frozen=True)
 class RecordedRequest:
     market: str | None
-    endpoint: str
+    endpoint: str  # the path after the API version, e.g. klines, order, positionSide/dual
     params: dict[str, str]
     status: int
+    method: str = "GET"
+    body: object = None  # the JSON answer
 
 
 @dataclass(frozen=True)
 class StreamEvent:
     """Something the stream server did: ``connect``, ``refuse``, ``subscribe``, ``unsubscribe``,
-    ``drop``, ``kline`` (a closed kline sent: ``detail`` is its open time) or ``silenced`` (one
-    not sent because the streams were silenced)."""
+    ``drop``, ``kline`` (a closed kline sent: ``detail`` is its open time), ``silenced`` (one
+    not sent because the streams were silenced) or ``user`` (a user-data stream event sent:
+    ``detail`` is the event)."""
 
     kind: str
     market: str
@@ -86,14 +136,6 @@ class _Series:
     interval_ms: int
     open_time: np.ndarray  # int64 ms, ascending
     ohlcv: np.ndarray  # float64, shape (n, 5)
-
-
-class _BinanceError(Exception):
-    """An error answer in Binance's format: HTTP status and ``{"code": ..., "msg": ...}``."""
-
-    def __init__(self, status: int, code: int, msg: str):
-        super().__init__(msg)
-        self.status, self.body = status, {"code": code, "msg": msg}
 
 
 @dataclass
@@ -118,6 +160,9 @@ class FakeBinance:
     _server: _Server | None = field(default=None, init=False, repr=False)
     stream_events: list[StreamEvent] = field(default_factory=list, init=False)
     _streams: _StreamServer | None = field(default=None, init=False, repr=False)
+    account: FakeAccount | None = field(default=None, init=False)
+    _listen_keys: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # listen key -> market
+    _account_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for market, name in EXCHANGE_INFO.items():
@@ -139,6 +184,14 @@ class FakeBinance:
         )
         if self._streams is not None:
             self._streams.pump(market, symbol, interval)
+
+    def open_account(self, api_key: str, api_secret: str, balances: dict[str, str] | None = None,
+                     futures_wallet: str = "0") -> FakeAccount:
+        """The account the signed endpoints serve to requests signed with ``api_secret`` and
+        carrying ``api_key``: spot ``balances`` (asset -> amount) and a USDT-M wallet."""
+        self.account = FakeAccount(api_key, api_secret, {asset: Decimal(amount) for asset, amount in (balances or {}).items()},
+                                   Decimal(futures_wallet))
+        return self.account
 
     def symbol_info(self, market: str, symbol: str) -> dict | None:
         """The exchangeInfo entry of ``symbol``, or None where the market does not list it."""
@@ -215,19 +268,53 @@ class FakeBinance:
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    def answer(self, path: str, params: dict[str, str]) -> tuple[int, object]:
-        """(HTTP status, JSON body) for a GET of ``path``; records the request."""
+    def answer(self, method: str, path: str, query: str, body: str = "", api_key: str | None = None) -> tuple[int, object]:
+        """(HTTP status, JSON body) for a request; records it. ``query`` and ``body`` are the raw
+        (URL-encoded) parameters, ``api_key`` the ``X-MBX-APIKEY`` header."""
         market, endpoint = _split_path(path)
-        endpoints = {"ping": self._ping, "time": self._time, "exchangeInfo": self._info, "klines": self._klines}
+        params = dict(parse_qsl(query)) | dict(parse_qsl(body))
         try:
-            if market is None or endpoint not in endpoints:
-                raise _BinanceError(HTTPStatus.NOT_FOUND, -1, f"the fake Binance does not serve {path}")
-            status, body = HTTPStatus.OK, endpoints[endpoint](market, params)
-        except _BinanceError as error:
-            status, body = error.status, error.body
+            if market is None:
+                raise BinanceError(HTTPStatus.NOT_FOUND, -1, f"the fake Binance does not serve {path}")
+            if method == "GET" and endpoint in PUBLIC_ENDPOINTS and path.startswith(("/api/v3/", "/fapi/v1/")):
+                status, answer = HTTPStatus.OK, getattr(self, PUBLIC_ENDPOINTS[endpoint])(market, params)
+            elif (method, path) in ACCOUNT_ROUTES:
+                handler, security = ACCOUNT_ROUTES[(method, path)]
+                account = self._authenticate(security, api_key, query + body, params)
+                with self._account_lock:
+                    status, answer = HTTPStatus.OK, getattr(self, handler)(account, market, params)
+            else:
+                raise BinanceError(HTTPStatus.NOT_FOUND, -1, f"the fake Binance does not serve {method} {path}")
+        except BinanceError as error:
+            status, answer = error.status, error.body
         with self._lock:
-            self.requests.append(RecordedRequest(market, endpoint, params, int(status)))
-        return status, body
+            self.requests.append(RecordedRequest(market, endpoint, params, int(status), method, answer))
+        return status, answer
+
+    def _authenticate(self, security: str, api_key: str | None, total_params: str, params: dict[str, str]) -> FakeAccount:
+        """The account whose key the request carries; for a signed endpoint, its HMAC-SHA256
+        signature of the other parameters checked against the account's secret, and its
+        timestamp against the receive window, as Binance does."""
+        if not api_key:
+            raise BinanceError(HTTPStatus.UNAUTHORIZED, -2014, "API-key format invalid.")
+        if self.account is None or api_key != self.account.api_key:
+            raise BinanceError(HTTPStatus.UNAUTHORIZED, -2015, "Invalid API-key, IP, or permissions for action.")
+        if security == API_KEY:
+            return self.account
+        signature = params.get("signature", "")
+        signed = "&".join(pair for pair in total_params.split("&") if pair and not pair.startswith("signature="))
+        expected = hmac.new(self.account.api_secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not signature:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        if not hmac.compare_digest(signature.lower(), expected):
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1022, "Signature for this request is not valid.")
+        timestamp = _integer(params, "timestamp", None)
+        window = _integer(params, "recvWindow", DEFAULT_RECV_WINDOW_MS)
+        if timestamp is None:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        if not -window <= timestamp - self.clock_ms() <= 1000:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return self.account
 
     def _ping(self, market: str, params: dict[str, str]) -> dict:
         return {}
@@ -245,21 +332,21 @@ class FakeBinance:
         if self.delay_s:
             time.sleep(self.delay_s)
         if number in self.throttle_requests or (self.throttle_every and number % self.throttle_every == 0):
-            raise _BinanceError(HTTPStatus.TOO_MANY_REQUESTS, -1003, TOO_MANY_REQUESTS)
+            raise BinanceError(HTTPStatus.TOO_MANY_REQUESTS, -1003, TOO_MANY_REQUESTS)
         symbol, interval = _required(params, "symbol"), _required(params, "interval")
         symbol_info = self.symbol_info(market, symbol)
         if symbol_info is None:
-            raise _BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
         if interval not in MARKET_INTERVALS[market]:
-            raise _BinanceError(HTTPStatus.BAD_REQUEST, -1120, "Invalid interval.")
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1120, "Invalid interval.")
         series = self._series.get((market, symbol, interval))
         if series is None:
             # Listed but not loaded: answer as Binance does for a symbol it cannot serve, so
             # tests can provoke a non-network error through a client that knows the market.
-            raise _BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
         limit = _integer(params, "limit", DEFAULT_KLINES_LIMIT)
         if not 1 <= limit <= MAX_KLINES_LIMIT[market]:
-            raise _BinanceError(HTTPStatus.BAD_REQUEST, -1130, "Data sent for parameter 'limit' is not valid.")
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1130, "Data sent for parameter 'limit' is not valid.")
         start, end = _integer(params, "startTime", None), _integer(params, "endTime", None)
 
         opened = int(np.searchsorted(series.open_time, self.clock_ms(), side="right"))
@@ -271,6 +358,109 @@ class FakeBinance:
             rows = range(max(0, last - limit), last)
         decimals = _decimals(symbol_info, market)
         return [_kline(series, row, *decimals) for row in rows]
+
+
+    # -- account endpoints (signed, or with the API key only) ------------------------------------
+
+    def last_close(self, market: str, symbol: str) -> Decimal:
+        """The close of ``symbol``'s latest closed bar (the shortest interval loaded): the price
+        market orders fill at."""
+        series = sorted((s for (m, sym, _), s in self._series.items() if (m, sym) == (market, symbol)), key=lambda s: s.interval_ms)
+        if series:
+            closed = int(np.searchsorted(series[0].open_time + series[0].interval_ms, self.clock_ms(), side="right"))
+            if closed:
+                price_decimals = _decimals(self.symbol_info(market, symbol), market)[0]
+                return Decimal(f"{series[0].ohlcv[closed - 1, 3]:.{price_decimals}f}")
+        raise BinanceError(HTTPStatus.BAD_REQUEST, -1, f"the fake Binance has no closed {market} bar of {symbol} to fill at")
+
+    def _prices(self, market: str) -> dict[str, Decimal]:
+        prices = {}
+        for _, symbol, _ in self._series:
+            try:
+                prices[symbol] = self.last_close(market, symbol)
+            except BinanceError:
+                pass
+        return prices
+
+    def _symbol(self, market: str, params: dict[str, str]) -> dict:
+        info = self.symbol_info(market, _required(params, "symbol"))
+        if info is None:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -1121, "Invalid symbol.")
+        return info
+
+    def _spot_account(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        return account.spot_account(self.clock_ms())
+
+    def _futures_account(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        return account.futures_account(self._prices(market), self.clock_ms())
+
+    def _position_risk(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
+        infos = {symbol: self.symbol_info(market, symbol) for symbol in account.positions}
+        return account.position_risk(infos, self._prices(market), params.get("symbol"))
+
+    def _position_mode(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        return {"dualSidePosition": False}  # one-way mode
+
+    def _symbol_config(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
+        symbols = [params["symbol"]] if "symbol" in params else [s["symbol"] for s in self._exchange_info[market]["symbols"]]
+        return [{"symbol": symbol, "marginType": "CROSSED", "isAutoAddMargin": False,
+                 "leverage": account.leverage.get(symbol, DEFAULT_LEVERAGE), "maxNotionalValue": "1000000"} for symbol in symbols]
+
+    def _set_leverage(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        symbol = self._symbol(market, params)["symbol"]
+        leverage = _integer(params, "leverage", None)
+        if leverage is None or not 1 <= leverage <= 125:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -4028, "Leverage is not valid")
+        account.leverage[symbol] = leverage
+        return {"leverage": leverage, "maxNotionalValue": "1000000", "symbol": symbol}
+
+    def _new_order(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        info = self._symbol(market, params)
+        fill = account.market_order(market, info, params, self.last_close(market, info["symbol"]), self.clock_ms())
+        for listen_key, key_market in self._listen_keys.items():
+            if key_market == market:
+                for event in fill.events:
+                    self._streams.push(market, listen_key, event)
+        return fill.answer
+
+    def _query_order(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        info = self._symbol(market, params)
+        return Printer(market, info).order(account.find_order(market, info["symbol"], params))
+
+    def _cancel_order(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        raise BinanceError(HTTPStatus.BAD_REQUEST, -2011, "Unknown order sent.")  # market orders are never open
+
+    def _cancel_all_futures_orders(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        self._symbol(market, params)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _open_orders(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
+        return []  # market orders fill at once
+
+    def _all_orders(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
+        return [Printer(market, info).order(order) for info, order in self._orders_of(account, market, params)]
+
+    def _user_trades(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
+        return [Printer(market, info).trade(order) for info, order in self._orders_of(account, market, params)]
+
+    def _orders_of(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[tuple[dict, dict]]:
+        """The symbol's orders within ``startTime``/``endTime``, the last ``limit`` of them."""
+        info = self._symbol(market, params)
+        start, end = _integer(params, "startTime", 0), _integer(params, "endTime", None)
+        orders = [o for o in account.orders[market] if o["symbol"] == info["symbol"] and start <= o["time"] and (end is None or o["time"] <= end)]
+        return [(info, order) for order in orders[-_integer(params, "limit", 500):]]
+
+    def _new_listen_key(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        listen_key = secrets.token_hex(32)
+        self._listen_keys[listen_key] = market
+        return {"listenKey": listen_key}
+
+    def _keep_listen_key(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        return {}
+
+    def user_events(self, market: str | None = None) -> list[dict]:
+        """The user-data stream events sent, oldest first."""
+        return [event.detail for event in self.events("user") if market in (None, event.market)]
 
 
 class _Server(ThreadingHTTPServer):
@@ -285,9 +475,24 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients expect of Binance
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._answer("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._answer("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._answer("DELETE")
+
+    def _answer(self, method: str) -> None:
         url = urlsplit(self.path)
-        status, body = self.server.fake.answer(url.path, dict(parse_qsl(url.query)))
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            body = ""  # Nautilus sends its parameters in the query string and an empty JSON body
+        status, answer = self.server.fake.answer(method, url.path, url.query, body, self.headers.get("X-MBX-APIKEY"))
+        payload = json.dumps(answer, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
@@ -308,7 +513,7 @@ def _split_path(path: str) -> tuple[str | None, str]:
 def _required(params: dict[str, str], name: str) -> str:
     value = params.get(name, "")
     if not value:
-        raise _BinanceError(
+        raise BinanceError(
             HTTPStatus.BAD_REQUEST, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
         )
     return value
@@ -321,7 +526,7 @@ def _integer(params: dict[str, str], name: str, default: int | None) -> int | No
         return int(params[name])
     except ValueError:
         message = f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
-        raise _BinanceError(HTTPStatus.BAD_REQUEST, -1100, message) from None
+        raise BinanceError(HTTPStatus.BAD_REQUEST, -1100, message) from None
 
 
 def _decimals(symbol_info: dict, market: str) -> tuple[int, int]:
@@ -490,7 +695,8 @@ class _StreamServer:
         while row < len(series.open_time):
             open_ms = int(series.open_time[row])
             await self._sleep_until(open_ms + series.interval_ms // 2)
-            await self._send(market, kline_stream, _kline_event(series, row, symbol, interval, False, self.fake.clock_ms(), *decimals))
+            if self.fake.clock_ms() >= self.silent_until_ms:
+                await self._send(market, kline_stream, _kline_event(series, row, symbol, interval, False, self.fake.clock_ms(), *decimals))
             await self._sleep_until(open_ms + series.interval_ms)
             now = self.fake.clock_ms()
             if now < self.silent_until_ms:
@@ -506,9 +712,17 @@ class _StreamServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def push(self, market: str, stream: str, data: dict) -> None:
+        """Send ``data`` on ``stream`` (a user-data stream: a listen key) from the stream thread,
+        in the order pushed; recorded as a ``user`` event once sent."""
+
+        async def send():
+            if await self._send(market, stream, data):
+                self.fake._record("user", market, data)
+
+        asyncio.run_coroutine_threadsafe(send(), self.loop)
+
     async def _send(self, market: str, stream: str, data: dict) -> int:
-        if self.fake.clock_ms() < self.silent_until_ms:
-            return 0
         sent = 0
         for connection in list(self.connections):
             if connection.market != market or stream not in connection.streams or connection.ws.closed:

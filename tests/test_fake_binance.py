@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import aiohttp
@@ -199,3 +202,110 @@ def test_futures_have_no_one_second_klines(fake):
     with pytest.raises(ValueError, match="Binance has no 1s klines on futures"):
         FakeBinance().add_klines(pd.DataFrame(columns=["open_time", "open", "high", "low", "close", "volume"]), interval="1s", market=FUTURES)
     assert get(fake, "/fapi/v1/klines?symbol=BTCUSDT&interval=1s") == (400, {"code": -1120, "msg": "Invalid interval."})
+
+
+# -- signed endpoints --------------------------------------------------------------------------
+
+KEY, SECRET = "test-key-0123456789", "test-secret-9876543210"
+
+
+def signed(fake: FakeBinance, method: str, path: str, params: dict, key: str = KEY, secret: str = SECRET,
+           timestamp: int | None = None) -> tuple[int, object]:
+    """A request signed as Binance's API wants it: HMAC-SHA256 of the query string under the secret."""
+    query = urllib.parse.urlencode({**params, "timestamp": timestamp if timestamp is not None else fake.clock_ms()})
+    signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+    request = urllib.request.Request(f"{fake.url}{path}?{query}&signature={signature}", method=method,
+                                     headers={"X-MBX-APIKEY": key})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture()
+def account_fake(fake):
+    fake.open_account(KEY, SECRET, balances={"USDT": "10000", "BTC": "0"}, futures_wallet="5000")
+    yield fake
+    fake.account = None
+
+
+def test_signatures_keys_and_timestamps_are_checked(account_fake):
+    fake = account_fake
+    status, account = signed(fake, "GET", "/api/v3/account", {})
+    assert status == 200 and account["canTrade"] and {b["asset"]: b["free"] for b in account["balances"]} == {
+        "USDT": "10000.00000000", "BTC": "0.00000000"}
+
+    assert signed(fake, "GET", "/api/v3/account", {}, secret="wrong") == (
+        400, {"code": -1022, "msg": "Signature for this request is not valid."})
+    assert signed(fake, "GET", "/fapi/v2/account", {}, key="someone-else") == (
+        401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."})
+    assert signed(fake, "GET", "/api/v3/account", {}, timestamp=fake.clock_ms() - 6000)[1]["code"] == -1021
+    # A tampered parameter breaks the signature too.
+    query = urllib.parse.urlencode({"symbol": "BTCUSDT", "timestamp": fake.clock_ms()})
+    signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+    request = urllib.request.Request(f"{fake.url}/api/v3/allOrders?{query.replace('BTC', 'ETH')}&signature={signature}",
+                                     headers={"X-MBX-APIKEY": KEY})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request)
+    assert json.load(error.value)["code"] == -1022
+    # Listen keys need the API key only, as on Binance.
+    request = urllib.request.Request(f"{fake.url}/api/v3/userDataStream", method="POST", headers={"X-MBX-APIKEY": KEY})
+    with urllib.request.urlopen(request) as response:
+        assert len(json.load(response)["listenKey"]) == 64
+    assert [r.status for r in fake.requests if r.endpoint in ("account", "allOrders", "userDataStream")][-6:] == [
+        200, 400, 401, 400, 400, 200]
+
+
+def test_spot_market_order_fills_at_the_last_close_and_streams_it(account_fake, shared_data):
+    fake = account_fake
+    _, listen = signed(fake, "POST", "/api/v3/userDataStream", {})
+
+    async def order_while_listening() -> tuple[tuple[int, object], list[dict]]:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(fake.ws_url(SPOT) + f"/stream?streams={listen['listenKey']}") as ws:
+                answer = await asyncio.get_running_loop().run_in_executor(None, lambda: signed(
+                    fake, "POST", "/api/v3/order",
+                    {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01000", "newClientOrderId": "O-1"}))
+                events = [json.loads((await ws.receive(timeout=2)).data) for _ in range(3)]
+        return answer, events
+
+    (status, order), events = asyncio.run(order_while_listening())
+    close = read_klines(shared_data / FIXTURE_7D).iloc[89]["close"]  # the last bar closed at 01:30:30
+    assert status == 200 and order["status"] == "FILLED" and order["clientOrderId"] == "O-1"
+    assert order["fills"] == [{"price": f"{close:.8f}", "qty": "0.01000000", "commission": "0.00001000",
+                               "commissionAsset": "BTC", "tradeId": order["orderId"]}]
+    assert [(e["stream"], e["data"]["e"], e["data"].get("x")) for e in events] == [
+        (listen["listenKey"], "executionReport", "NEW"), (listen["listenKey"], "executionReport", "TRADE"),
+        (listen["listenKey"], "outboundAccountPosition", None)]
+    assert events[1]["data"]["L"] == f"{close:.8f}" and events[1]["data"]["c"] == "O-1"
+    assert {b["a"]: b["f"] for b in events[2]["data"]["B"]} == {"BTC": "0.00999000", "USDT": f"{10000 - 0.01 * close:.8f}"}
+    _, trades = signed(fake, "GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
+    assert [(t["qty"], t["isBuyer"]) for t in trades] == [("0.01000000", True)]
+    # Binance's checks: the size step, the balance (the fee came out of the BTC bought).
+    assert signed(fake, "POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.000015"})[1] == {
+        "code": -1013, "msg": "Filter failure: LOT_SIZE"}
+    assert signed(fake, "POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "0.01000"})[1][
+        "code"] == -2010
+
+
+def test_futures_leverage_positions_and_reduce_only(account_fake):
+    fake = account_fake
+    order = {"symbol": "BTCUSDT", "type": "MARKET", "positionSide": "BOTH"}
+    assert signed(fake, "POST", "/fapi/v1/leverage", {"symbol": "BTCUSDT", "leverage": 2})[1]["leverage"] == 2
+    assert signed(fake, "GET", "/fapi/v1/positionSide/dual", {}) == (200, {"dualSidePosition": False})
+    assert signed(fake, "POST", "/fapi/v1/order", {**order, "side": "BUY", "quantity": "0.200"})[1] == {
+        "code": -2019, "msg": "Margin is insufficient."}  # 0.2 BTC at 2x needs ~10,500 USDT of margin
+    status, opened = signed(fake, "POST", "/fapi/v1/order", {**order, "side": "BUY", "quantity": "0.050"})
+    assert status == 200 and opened["status"] == "FILLED" and opened["executedQty"] == "0.050"
+    _, risk = signed(fake, "GET", "/fapi/v3/positionRisk", {"symbol": "BTCUSDT"})
+    assert [(p["positionAmt"], p["entryPrice"], p["positionSide"]) for p in risk] == [("0.050", opened["avgPrice"], "BOTH")]
+    assert signed(fake, "POST", "/fapi/v1/order", {**order, "side": "SELL", "quantity": "0.060", "reduceOnly": "true"})[1][
+        "code"] == -2022
+    signed(fake, "POST", "/fapi/v1/order", {**order, "side": "SELL", "quantity": "0.050", "reduceOnly": "true"})
+    assert signed(fake, "GET", "/fapi/v3/positionRisk", {})[1] == []
+    _, trades = signed(fake, "GET", "/fapi/v1/userTrades", {"symbol": "BTCUSDT"})
+    assert [(t["side"], t["qty"], t["commissionAsset"]) for t in trades] == [("BUY", "0.050", "USDT"), ("SELL", "0.050", "USDT")]
+    _, account = signed(fake, "GET", "/fapi/v2/account", {})
+    fees = sum(float(t["commission"]) for t in trades)
+    assert float(account["totalWalletBalance"]) == pytest.approx(5000 - fees)

@@ -1,23 +1,15 @@
 """The paper trading node, end to end: the real TradingNode against a loopback fake Binance.
 
-The fake serves real bars (BTC/USDT 1-minute klines from the shared data) re-stamped as
-1-second bars around the present: history before now, then one bar a second on the WebSocket
-stream, in Binance's REST and stream formats: real bars replayed 60 times faster than they
-happened. One-second bars in real time, rather than minute bars stamped into the future and sent
-fast, keep every clock honest: Nautilus refuses history requests that end after its (real) clock
-and its Binance adapter drops bars that close after it from REST answers, so future-stamped bars
-could never be back-filled, and the stale-bar and stale-feed checks would be untestable. The
-model is a tiny one trained on the same kind of bars.
+The fake serves real bars replayed as 1-second bars around the present (``tests/node_harness``
+says how and why), in Binance's REST and stream formats; the model is a tiny one trained on the
+same kind of bars.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,62 +19,28 @@ import pandas as pd
 import pytest
 from fake_binance import SPOT, FakeBinance
 
-from backtests.history import import_klines
-from backtests.klines import read_klines
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from backtests.stats import STAT_KEYS
 from models.artifact import load_artifact
-from models.features import FeatureSpec
 from models.predictor import batch_predict
-from models.train import train_model
-from strategies.lstm_strategy import read_predictions
-from tests.conftest import FIXTURE_7D, PROJECT_ROOT
-from tests.test_train import tiny_config
+from tests.node_harness import (
+    BAR_TYPE,
+    HISTORY_BARS,
+    REPLAY_FIRST_ROW,
+    SECOND,
+    close_times,
+    decisions,
+    restamp,
+    start_node,
+    stop_node,
+    wait_for,
+    write_catalog,
+)
 
-BAR_TYPE = "BTCUSDT.BINANCE-1-SECOND-LAST-EXTERNAL"
-SECOND = pd.Timedelta(seconds=1)
-HISTORY_BARS = 700  # before the start: more than the strategy's warm-up (415 + 4 x 32)
-TRAIN_ROWS = slice(0, 4000)  # fixture rows for the model; the replay uses later ones
-REPLAY_FIRST_ROW = 5000
 # What the paper node is told to change in the strategy (the test adds an entry threshold the
 # tiny model's forecasts cross often): trade often, and wait only a few bars after a gap, so that
 # a short run shows everything.
 STRATEGY = {"gap_cooldown_bars": 5, "min_holding_bars": 1, "order_notional": 500.0}
-
-
-def restamp(klines: pd.DataFrame, first_open_ms: int) -> pd.DataFrame:
-    """The same bars, one second apart from ``first_open_ms``."""
-    out = klines[["open_time", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
-    out["open_time"] = first_open_ms + np.arange(len(out), dtype=np.int64) * 1000
-    return out
-
-
-def write_catalog(klines: pd.DataFrame, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    klines.to_csv(folder / "klines.csv", index=False)
-    import_klines(folder / "klines.csv", exchange="binance", symbol="BTC/USDT", timeframe="1s", market="spot",
-                  catalog_path=folder / "catalog")
-    return folder / "catalog"
-
-
-@pytest.fixture(scope="module")
-def real_bars(shared_data) -> pd.DataFrame:
-    return read_klines(shared_data / FIXTURE_7D)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, real_bars) -> Path:
-    """A tiny quantile model of 1-second bars (real minute bars, re-stamped a second apart).
-
-    Without the time-of-day and day-of-week features: its training bars span an hour of clock
-    time, so every other hour would be off the scale it learned.
-    """
-    root = tmp_path_factory.mktemp("paper-model")
-    catalog = write_catalog(restamp(real_bars.iloc[TRAIN_ROWS], 1_700_000_000_000), root)
-    config = tiny_config(catalog, max_epochs=1).override(data={"bar_type": BAR_TYPE}, model={"quantiles": [0.1, 0.5, 0.9]})
-    config = dataclasses.replace(config, features=FeatureSpec(time_of_day=False, day_of_week=False).to_dict())
-    train_model(config, root / "model")
-    return root / "model"
 
 
 def paper_command(model: Path, fake: FakeBinance, run_dir: Path, config: Path) -> list[str]:
@@ -93,39 +51,6 @@ def paper_command(model: Path, fake: FakeBinance, run_dir: Path, config: Path) -
     ]
 
 
-def start_node(command: list[str], log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
-        env.pop(name, None)
-    log = log_path.open("w")
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def decisions(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / "predictions.csv"
-    return read_predictions(path) if path.exists() and path.stat().st_size else pd.DataFrame()
-
-
-def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the node exited ({process.returncode}) waiting for {what}:\n{log_path.read_text()[-5000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{log_path.read_text()[-5000:]}")
-        time.sleep(0.1)
-
-
-def stop_node(process: subprocess.Popen, sig: int, log_path: Path) -> None:
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise AssertionError(f"the node did not stop on {signal.Signals(sig).name}:\n{log_path.read_text()[-5000:]}")
-    assert process.returncode == 0, log_path.read_text()[-5000:]
-
-
 def backtest_predictions(model: Path, bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, folder: Path) -> pd.DataFrame:
     """The strategy's predictions in a BacktestEngine over the same bars."""
     catalog = write_catalog(bars, folder)
@@ -134,12 +59,9 @@ def backtest_predictions(model: Path, bars: pd.DataFrame, start: pd.Timestamp, e
     return run_strategy("lstm", lstm_strategy(settings), settings, instrument, nautilus_bars).predictions
 
 
-def close_times(klines: pd.DataFrame) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(klines["open_time"].to_numpy() + 1000, unit="ms", utc=True))
-
-
 @pytest.mark.slow
-def test_paper_node_end_to_end(model, real_bars, tmp_path):
+def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
+    model = second_bars_model
     # The replay: real bars a second apart, the present after HISTORY_BARS of them. Two bars are
     # missing from the exchange altogether (an outage: neither streamed nor served by REST).
     now_ms = (time.time_ns() // 1_000_000 // 1000 + 1) * 1000

@@ -1,0 +1,57 @@
+"""``nautilus-lstm live``: the strategy trading on Binance (testnet unless told otherwise), behind safety rails."""
+
+from __future__ import annotations
+
+import argparse
+
+from scripts.options import add_node_options
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "live",
+        help="trade a model artifact on Binance (testnet by default) through Nautilus's Binance clients",
+        description=(
+            "Start a Nautilus TradingNode with Nautilus's Binance data and execution clients (spot or USDT-M futures) "
+            "and LSTMStrategy behind safety rails: max order and position notional, max orders per minute, a daily "
+            "loss limit, the drawdown kill switch and a kill file (<run folder>/KILL by default: create it to "
+            "flatten and stop). Nautilus reconciles orders, fills and positions with Binance at start, so a restart "
+            "picks up an open position. Testnet by default; mainnet needs --mainnet and "
+            "--i-understand-this-trades-real-money, and explicit limits in --config. API keys come from the "
+            "environment only (BINANCE_API_KEY/BINANCE_API_SECRET on mainnet; BINANCE_TESTNET_API_KEY/... on the spot "
+            "testnet, BINANCE_FUTURES_TESTNET_API_KEY/... on the futures testnet) and are never printed or logged. "
+            "Before it starts, it prints what it will do; --dry-run-config prints that and exits."
+        ),
+        epilog=(
+            "example: nautilus-lstm live --model artifacts/btc-1m --symbol BTC/USDT --config node.toml --dry-run-config\n"
+            "         nautilus-lstm live --model artifacts/btc-1m --symbol BTC/USDT --config node.toml\n"
+            "         nautilus-lstm live --model artifacts/btc-perp-1m --symbol BTC/USDT --market futures --leverage 2 --config node.toml\n"
+            "         nautilus-lstm live --config node.toml --mainnet --i-understand-this-trades-real-money"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_node_options(parser, "live", "[strategy], [limits], [node]")
+    network = parser.add_mutually_exclusive_group()
+    network.add_argument("--testnet", dest="network", action="store_const", const="testnet", help="trade on Binance's testnet (the default)")
+    network.add_argument("--mainnet", dest="network", action="store_const", const="mainnet",
+                         help="trade on Binance itself, with real money (needs --i-understand-this-trades-real-money)")
+    parser.add_argument("--i-understand-this-trades-real-money", dest="real_money", action="store_true",
+                        help="acknowledge that --mainnet trades real money (only ever taken from the command line)")
+    parser.add_argument("--leverage", type=int, help="futures leverage, set on Binance at start (default: 1)")
+    parser.add_argument("--dry-run-config", action="store_true", help="print what the node would do, and exit")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from strategies.live import LiveSettings, prepare_live, run_live
+    from strategies.node import command_settings, read_config
+
+    raw = read_config(args.config) if args.config else {}
+    settings = LiveSettings(**command_settings(raw, "live", args, ("strategy", "limits", "node")), real_money=args.real_money)
+    plan = prepare_live(settings, dry_run=args.dry_run_config)
+    print(plan.text, flush=True)
+    if args.dry_run_config:
+        return 0
+    run_live(plan)
+    print(f"run folder: {plan.run.run_dir}")
+    return 0

@@ -1,0 +1,277 @@
+"""The live node: LSTMStrategy trading on Binance through Nautilus's Binance clients, behind rails.
+
+A Nautilus ``TradingNode`` with Nautilus's Binance data client and its Binance execution client
+(spot, or USDT-M futures), built by ``strategies.binance_clients`` (see there what it changes),
+and ``LSTMStrategy`` with the safety rails of ``strategies.safety``. Testnet unless told
+otherwise: mainnet needs ``network = "mainnet"`` and an explicit acknowledgement that it trades
+real money. API keys come from the environment only, under the names Nautilus reads
+(:func:`key_variables`); the node never prints or logs them.
+
+Who enforces what:
+
+- the strategy (``strategies.safety``) enforces every limit on orders that add exposure:
+  ``max_order_notional``, ``max_position_notional``, ``max_orders_per_minute``,
+  ``daily_loss_limit`` (flatten, then nothing new until the next UTC day), the ``kill_file``
+  (flatten and stop; ``<run folder>/KILL`` by default), and no such order before the warm-up is
+  done or while the feed is stale; the drawdown kill switch (``max_drawdown``) as ever;
+- Nautilus's ``RiskEngine`` backs up the order rate (``max_order_submit_rate``) and, on spot,
+  the order notional (``max_notional_per_order``; Nautilus skips that check on margin
+  accounts), at :data:`RISK_ENGINE_HEADROOM` times the rails' limits: it checks every order,
+  closing ones too, and must never keep the strategy from flattening;
+- Nautilus's ``LiveExecEngine`` reconciles orders, fills and positions with Binance at start
+  (``reconciliation=True``); the strategy claims its instrument's orders
+  (``external_order_claims``), so a position found at start is the strategy's to manage.
+
+Futures run in one-way mode (Binance's default; Nautilus stops at start in hedge mode) at the
+``leverage`` given (1 by default), set on Binance at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from nautilus_trader.adapters.binance import BINANCE, BinanceAccountType, BinanceDataClientConfig, BinanceLiveDataClientFactory
+from nautilus_trader.adapters.binance.common.symbol import BinanceSymbol
+from nautilus_trader.adapters.binance.common.urls import get_http_base_url, get_ws_base_url
+from nautilus_trader.adapters.binance.config import BinanceExecClientConfig
+from nautilus_trader.config import (
+    ImportableStrategyConfig,
+    InstrumentProviderConfig,
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    TradingNodeConfig,
+)
+from nautilus_trader.model.instruments import Instrument
+
+from backtests.instruments import MARKETS
+from models.artifact import artifact_digest
+from strategies.binance_clients import LiveBinanceExecClientFactory
+from strategies.decision import entry_threshold
+from strategies.lstm_strategy import LSTMStrategyConfig
+from strategies.node import (
+    CONFIG_PATH,
+    LIVE_DATA_STRATEGY_DEFAULTS,
+    NODE_KEYS,
+    PREDICTIONS_FILE,
+    STRATEGY_PATH,
+    OpenedRun,
+    bar_quotes,
+    logging_config,
+    open_run,
+    run_node,
+    start_session,
+    strategy_config,
+)
+from strategies.safety import SafetyLimits
+
+log = logging.getLogger(__name__)
+
+NETWORKS = ("testnet", "mainnet")
+KILL_FILE = "KILL"
+DEFAULT_LIMITS = {"max_orders_per_minute": 6}
+MAINNET_REQUIRED_LIMITS = ("max_order_notional", "max_position_notional", "daily_loss_limit")
+RISK_ENGINE_HEADROOM = 2  # the RiskEngine's backstops sit this far above the rails, so closes pass them
+NODE_DEFAULTS = {"trader_id": "LIVE-001", "timeout_reconciliation": 30.0, "timeout_post_stop": 5.0}
+
+
+def key_variables(market: str, network: str) -> tuple[str, str]:
+    """The environment variables holding the API key and secret, as Nautilus names them."""
+    if network == "mainnet":
+        return "BINANCE_API_KEY", "BINANCE_API_SECRET"
+    prefix = "BINANCE_TESTNET" if market == "spot" else "BINANCE_FUTURES_TESTNET"
+    return f"{prefix}_API_KEY", f"{prefix}_API_SECRET"
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    model_path: Path
+    symbol: str  # unified, e.g. BTC/USDT
+    market: str = "spot"
+    network: str = "testnet"
+    real_money: bool = False  # the operator acknowledged that mainnet trades real money (command line only)
+    run_dir: Path | None = None  # default: runs/live-<UTC start time>
+    api_url: str | None = None  # Binance REST base URL (default: the network's)
+    ws_url: str | None = None  # Binance stream base URL, market and user data (default: the network's)
+    flatten_on_stop: bool = True
+    leverage: int = 1  # futures
+    log_level: str = "INFO"
+    strategy: dict = field(default_factory=dict)  # LSTMStrategyConfig fields
+    limits: dict = field(default_factory=dict)  # SafetyLimits fields
+    node: dict = field(default_factory=dict)  # TradingNodeConfig fields: NODE_KEYS
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, not {self.network!r}")
+        if self.network == "mainnet" and not self.real_money:
+            raise ValueError("mainnet trades real money: give --mainnet together with --i-understand-this-trades-real-money")
+        if self.market not in MARKETS:
+            raise ValueError(f"market must be one of {MARKETS}, not {self.market!r}")
+        if not isinstance(self.leverage, int) or not 1 <= self.leverage <= 125:
+            raise ValueError(f"leverage must be a whole number from 1 to 125, not {self.leverage!r}")
+        if self.market == "spot" and self.leverage != 1:
+            raise ValueError("leverage is for futures: spot trades without it")
+        unknown = set(self.node) - NODE_KEYS
+        if unknown:
+            raise ValueError(f"unknown [node] settings {sorted(unknown)}: expected some of {sorted(NODE_KEYS)}")
+        try:
+            msgspec.convert(self.limits, SafetyLimits)
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise ValueError(f"bad [limits] settings: {exc}") from None
+        missing = [name for name in MAINNET_REQUIRED_LIMITS if self.network == "mainnet" and name not in self.limits]
+        if missing:
+            raise ValueError(f"mainnet needs explicit limits: set {', '.join(missing)} in the [limits] section of --config")
+
+    @property
+    def account_type(self) -> BinanceAccountType:
+        return BinanceAccountType.SPOT if self.market == "spot" else BinanceAccountType.USDT_FUTURES
+
+    @property
+    def testnet(self) -> bool:
+        return self.network == "testnet"
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    """A live node ready to start: its config, its run and what it will do, in words."""
+
+    settings: LiveSettings
+    run: OpenedRun
+    config: TradingNodeConfig
+    text: str
+
+
+def prepare_live(settings: LiveSettings, dry_run: bool = False) -> LivePlan:
+    """Everything short of connecting: keys present (unless ``dry_run``), the instrument from the
+    network's public exchangeInfo, the node's config and the plan. A dry run creates nothing."""
+    variables = key_variables(settings.market, settings.network)
+    missing = [name for name in variables if not os.environ.get(name)]
+    if missing and not dry_run:
+        raise ValueError(f"no API key: set {' and '.join(missing)} in the environment (keys are read from there only)")
+    rest_url = settings.api_url or get_http_base_url(settings.account_type, settings.testnet, is_us=False)
+    run = open_run(settings.model_path, settings.symbol, settings.market, rest_url, settings.run_dir, "live",
+                   settings.strategy, create=not dry_run)
+    limits = safety_limits(settings, run.run_dir)
+    if Path(limits.kill_file).exists():
+        raise ValueError(f"the kill file {limits.kill_file} exists: remove it to start the node")
+    config = live_node_config(settings, run, limits)
+    return LivePlan(settings, run, config, describe(settings, run, config, limits, missing))
+
+
+def run_live(plan: LivePlan) -> None:
+    """Run the live node until SIGINT, SIGTERM, the kill file or a fatal error."""
+    settings = plan.settings
+    session = start_session(plan.run, {
+        "model": str(settings.model_path),
+        "symbol": settings.symbol,
+        "market": settings.market,
+        "network": settings.network,
+        "api_url": settings.api_url,
+        "ws_url": settings.ws_url,
+        "flatten_on_stop": settings.flatten_on_stop,
+        "leverage": settings.leverage,
+        "strategy": settings.strategy,
+        "limits": msgspec.structs.asdict(safety_limits(settings, plan.run.run_dir)),
+    })
+    log.info("trading %s %s on Binance %s with %s; run folder %s; stop with Ctrl-C (SIGINT), SIGTERM or the kill file",
+             settings.symbol, settings.market, settings.network, settings.model_path, plan.run.run_dir)
+    run_node(plan.config, plan.run, session, BinanceLiveDataClientFactory, LiveBinanceExecClientFactory, starting_balance=None)
+
+
+def safety_limits(settings: LiveSettings, run_dir: Path) -> SafetyLimits:
+    return msgspec.convert({**DEFAULT_LIMITS, "kill_file": str(run_dir / KILL_FILE), **settings.limits}, SafetyLimits)
+
+
+def live_node_config(settings: LiveSettings, run: OpenedRun, limits: SafetyLimits) -> TradingNodeConfig:
+    """The TradingNodeConfig of a live run."""
+    instrument = run.instrument
+    venue = {
+        "account_type": settings.account_type,
+        "testnet": settings.testnet,
+        "base_url_http": settings.api_url,
+        "base_url_ws": settings.ws_url,
+        "instrument_provider": InstrumentProviderConfig(load_all=False),  # the node brings the instrument
+    }
+    data_client = BinanceDataClientConfig(**venue, update_instruments_interval_mins=None)
+    exec_client = BinanceExecClientConfig(
+        **venue,
+        use_position_ids=False,  # one net position per instrument, as the strategy trades it
+        futures_leverages=None if settings.market == "spot" else {BinanceSymbol(instrument.raw_symbol.value): settings.leverage},
+    )
+    risk = {}
+    if limits.max_orders_per_minute:
+        risk["max_order_submit_rate"] = f"{RISK_ENGINE_HEADROOM * limits.max_orders_per_minute}/00:01:00"
+    if limits.max_order_notional:
+        risk["max_notional_per_order"] = {str(instrument.id): math.ceil(RISK_ENGINE_HEADROOM * limits.max_order_notional)}
+    strategy = strategy_config(LIVE_DATA_STRATEGY_DEFAULTS, settings.strategy, {
+        "instrument_id": str(instrument.id),
+        "bar_type": run.bar_type,
+        "model_path": str(settings.model_path),
+        "predictions_path": str(run.run_dir / PREDICTIONS_FILE),
+        "close_positions_on_stop": settings.flatten_on_stop,
+        "oms_type": "NETTING",
+        "external_order_claims": [str(instrument.id)],
+        **msgspec.structs.asdict(limits),
+    })
+    return TradingNodeConfig(
+        **{**NODE_DEFAULTS, **settings.node},
+        logging=logging_config(run.run_dir, settings.log_level),
+        exec_engine=LiveExecEngineConfig(reconciliation=True, graceful_shutdown_on_exception=True),
+        risk_engine=LiveRiskEngineConfig(**risk),
+        data_clients={BINANCE: data_client},
+        exec_clients={BINANCE: exec_client},
+        actors=[bar_quotes(instrument, run.bar_type)],
+        strategies=[ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=strategy)],
+    )
+
+
+def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, limits: SafetyLimits, missing_keys: list[str]) -> str:
+    """What the node will do, in words: venue, keys, instrument, model, sizing, limits, files."""
+    instrument: Instrument = run.instrument
+    strategy = LSTMStrategyConfig.parse(msgspec.json.encode(config.strategies[0].config))
+    quote = instrument.quote_currency.code
+    network = "TESTNET" if settings.testnet else "MAINNET: REAL MONEY"
+    rest = settings.api_url or get_http_base_url(settings.account_type, settings.testnet, is_us=False)
+    streams = settings.ws_url or get_ws_base_url(settings.account_type, settings.testnet, is_us=False)
+    key, secret = key_variables(settings.market, settings.network)
+    keys = "NOT SET: " + ", ".join(missing_keys) if missing_keys else "set"
+    threshold = strategy.entry_threshold if strategy.entry_threshold is not None else entry_threshold(float(instrument.taker_fee), strategy.entry_margin)
+    size = f"{strategy.equity_fraction:g} of equity" if strategy.equity_fraction is not None else f"{strategy.order_notional:g} {quote}"
+    shorts = settings.market == "futures" and strategy.allow_short is not False
+    risk = config.risk_engine
+    notional_backstop = risk.max_notional_per_order.get(str(instrument.id))
+    rails = [
+        ("max_order_notional", limits.max_order_notional, quote,
+         f"strategy; RiskEngine backstop {notional_backstop} {quote} per order" + (" (spot)" if settings.market == "spot" else
+                                                                             ": Nautilus skips it on futures") if notional_backstop else "strategy"),
+        ("max_position_notional", limits.max_position_notional, quote, "strategy"),
+        ("max_orders_per_minute", limits.max_orders_per_minute, "",
+         f"strategy; RiskEngine backstop {risk.max_order_submit_rate}" if limits.max_orders_per_minute else "strategy"),
+        ("daily_loss_limit", limits.daily_loss_limit, quote, "strategy: flatten, nothing new until the next UTC day"),
+        ("max_drawdown", f"{strategy.max_drawdown:.0%}" if strategy.max_drawdown is not None else None, "", "strategy: flatten and halt"),
+        ("kill_file", limits.kill_file, "", "strategy: flatten and stop the node"),
+    ]
+    lines = [
+        "nautilus-lstm live: what this node will do",
+        f"  venue        Binance {settings.market} {network}",
+        f"               REST {rest}, streams {streams}",
+        f"  API keys     {key} / {secret} from the environment ({keys}); never printed or logged",
+        f"  instrument   {instrument.id}: tick {instrument.price_increment}, size step {instrument.size_increment}, "
+        f"min quantity {instrument.min_quantity}, min notional {instrument.min_notional}, taker fee {float(instrument.taker_fee):.4%}",
+        f"  model        {settings.model_path} ({strategy.forecaster}), bars {run.bar_type}, sha256 {artifact_digest(settings.model_path)[:12]}",
+        f"  decisions    entry threshold {threshold:.6f} (log return), {'long and short' if shorts else 'long only'}",
+        f"  sizing       {size} per position, capped at max_notional {strategy.max_notional:g} {quote}"
+        + (f"; leverage {settings.leverage}x" if settings.market == "futures" else ""),
+        "  rails",
+        *(f"    {name:<22} {'none' if value is None else f'{value:g}' if isinstance(value, float) else value} {unit}".rstrip()
+          + f"   [{who}]" for name, value, unit, who in rails),
+        "    orders adding exposure wait for the warm-up and a fresh feed; orders reducing the position always go out",
+        f"  on stop      {'flatten' if settings.flatten_on_stop else 'keep the position'} (SIGINT, SIGTERM)",
+        "  at start     Nautilus reconciles orders, fills and positions with Binance; the strategy manages what it finds",
+        f"  run folder   {run.run_dir}: node.log, predictions.csv, state.json, run.json, fills.csv, positions.csv",
+    ]
+    return "\n".join(lines)

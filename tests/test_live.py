@@ -1,0 +1,283 @@
+"""The live node: its command, its config, and end to end against the loopback fake Binance.
+
+The end-to-end tests run the real ``nautilus-lstm live`` command (a TradingNode with Nautilus's
+own Binance data and execution clients) against the fake, which checks every signed request's
+HMAC signature against the test keys and fills market orders at the latest close. Spot: 1-second
+bars replayed around the present (``tests/node_harness``), trading, rails, a ``kill -9`` with a
+position open, a restart that reconciles it, the kill file. Futures: a position left by an earlier
+node, reconciled and flattened by the kill file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fake_binance import FUTURES, SPOT, FakeBinance
+
+from models.artifact import load_artifact
+from models.predictor import batch_predict
+from scripts.cli import main
+from strategies.binance_clients import redact
+from strategies.live import LiveSettings, key_variables
+from tests.node_harness import (
+    HISTORY_BARS,
+    REPLAY_FIRST_ROW,
+    close_times,
+    restamp,
+    start_node,
+    train_tiny_model,
+    wait_for,
+    wait_for_exit,
+)
+
+KEY = "live-test-key-b7Kq2LmZ9xW4pR1sT6vY3nA8cE5dF0gH"  # what the fake's account answers to
+SECRET = "live-test-secret-Qz8Wn3Xr6Tp1Lk4Jm7Hb2Vc5Nd9Sf0Gy"
+PERP_BAR_TYPE = "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL"
+MINUTE_MS = 60_000
+# Trade often (the test adds an entry threshold the tiny model's forecasts cross often), wait
+# only a few bars after a gap; rails the strategy meets: 500 USDT positions under 600 USDT
+# limits, and at most 2 orders a minute adding exposure, which its trading soon runs into.
+STRATEGY = {"gap_cooldown_bars": 5, "min_holding_bars": 1, "order_notional": 500.0}
+LIMITS = {"max_order_notional": 600.0, "max_position_notional": 600.0, "max_orders_per_minute": 2, "daily_loss_limit": 1000.0}
+
+
+def write_config(path: Path, **sections: dict) -> Path:
+    path.write_text("".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+                            for name, values in sections.items()))
+    return path
+
+
+def live_command(model: Path, fake: FakeBinance, market: str, run_dir: Path, config: Path, *options: str) -> list[str]:
+    return [
+        sys.executable, "-m", "scripts.cli", "live", "--model", str(model), "--symbol", "BTC/USDT", "--market", market,
+        "--config", str(config), "--run-dir", str(run_dir), "--api-url", fake.url, "--ws-url", fake.ws_url(market), *options,
+    ]
+
+
+def keys_for_testnet(market: str) -> dict[str, str]:
+    return dict(zip(key_variables(market, "testnet"), (KEY, SECRET)))
+
+
+def run_until_killed(command: list[str], out: Path, waiting_for: str) -> None:
+    """Run the live node until ``waiting_for`` shows in its output, then stop it with the kill file."""
+    market, run_dir = command[command.index("--market") + 1], Path(command[command.index("--run-dir") + 1])
+    node = start_node(command, out, keys_for_testnet(market))
+    try:
+        wait_for(lambda: waiting_for in out.read_text(), 60, repr(waiting_for), node, out)
+        (run_dir / "KILL").touch()
+        wait_for_exit(node, out, "the kill file")
+    finally:
+        node.kill()
+
+
+def orders_sent(fake: FakeBinance) -> list[dict]:
+    return [r.params for r in fake.requests if (r.method, r.endpoint) == ("POST", "order")]
+
+
+def holding(text: str, *paths: Path) -> list[Path]:
+    """The files among ``paths`` that contain ``text``."""
+    return [path for path in paths if path.is_file() and text.encode() in path.read_bytes()]
+
+
+# -- command line and configuration ------------------------------------------------------------
+
+
+def test_mainnet_needs_the_explicit_flag_and_explicit_limits(tmp_path, capsys):
+    with FakeBinance() as fake:
+        config = write_config(tmp_path / "node.toml", limits={"max_order_notional": 500.0})
+        argv = ["live", "--model", str(tmp_path / "model"), "--symbol", "BTC/USDT", "--config", str(config),
+                "--api-url", fake.url, "--dry-run-config"]
+        assert main([*argv, "--mainnet"]) == 2
+        assert main([*argv, "--mainnet", "--i-understand-this-trades-real-money"]) == 2
+        assert fake.requests == []  # refused before anything reached the exchange
+    messages = capsys.readouterr().err
+    assert "mainnet trades real money: give --mainnet together with --i-understand-this-trades-real-money" in messages
+    assert "mainnet needs explicit limits: set max_position_notional, daily_loss_limit in the [limits] section" in messages
+    with pytest.raises(ValueError, match="mainnet trades real money"):
+        LiveSettings(model_path=Path("m"), symbol="BTC/USDT", network="mainnet")  # a config file cannot acknowledge
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(limits={"max_order_notionl": 1.0}), "bad \\[limits\\] settings: Object contains unknown field `max_order_notionl`"),
+    (dict(limits={"daily_loss_limit": -5.0}), "bad \\[limits\\] settings: daily_loss_limit must be positive, not -5.0"),
+    (dict(leverage=3), "leverage is for futures"),
+    (dict(market="futures", leverage=0), "leverage must be a whole number from 1 to 125, not 0"),
+    (dict(network="paper"), "network must be one of"),
+    (dict(node={"cache": {}}), "unknown \\[node\\] settings \\['cache'\\]"),
+])
+def test_bad_live_settings(changes, message):
+    with pytest.raises(ValueError, match=message):
+        LiveSettings(**{"model_path": Path("m"), "symbol": "BTC/USDT", **changes})
+
+
+def test_key_variables_are_the_ones_nautilus_reads(monkeypatch):
+    from nautilus_trader.adapters.binance import BinanceAccountType
+    from nautilus_trader.adapters.binance.common.credentials import get_api_key, get_api_secret
+
+    for market, account_type in (("spot", BinanceAccountType.SPOT), ("futures", BinanceAccountType.USDT_FUTURES)):
+        for network in ("testnet", "mainnet"):
+            key, secret = key_variables(market, network)
+            monkeypatch.setenv(key, f"{market}-{network}-key")
+            monkeypatch.setenv(secret, f"{market}-{network}-secret")
+            testnet = network == "testnet"
+            assert (get_api_key(account_type, testnet), get_api_secret(account_type, testnet)) == (
+                f"{market}-{network}-key", f"{market}-{network}-secret")
+    assert redact(KEY) == "****F0gH" and redact("short") == "****"
+
+
+def test_the_sample_node_toml_is_a_valid_live_config():
+    from strategies.node import command_settings, read_config
+    from tests.conftest import PROJECT_ROOT
+
+    raw = read_config(PROJECT_ROOT / "deploy" / "node.toml")
+    settings = LiveSettings(**command_settings(raw, "live", argparse.Namespace(verbose=False), ("strategy", "limits", "node")))
+    assert settings.network == "testnet" and settings.limits["max_order_notional"] >= settings.strategy["order_notional"]
+    # Its limits are enough for mainnet too, once the operator acknowledges real money.
+    LiveSettings(**{**settings.__dict__, "network": "mainnet", "real_money": True})
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path, capsys, monkeypatch):
+    for name in key_variables("spot", "testnet"):
+        monkeypatch.delenv(name, raising=False)
+    config = write_config(tmp_path / "node.toml", strategy=STRATEGY, limits=LIMITS)
+    run_dir = tmp_path / "run"
+    with FakeBinance(now_ms=1_747_699_200_000) as fake:
+        argv = ["live", "--model", str(second_bars_model), "--symbol", "BTC/USDT", "--config", str(config),
+                "--run-dir", str(run_dir), "--api-url", fake.url, "--dry-run-config"]
+        assert main(argv) == 0
+        plan = capsys.readouterr().out
+        assert main(argv[:-1]) == 2  # for real: refused without keys
+    assert "no API key: set BINANCE_TESTNET_API_KEY and BINANCE_TESTNET_API_SECRET in the environment" in capsys.readouterr().err
+    assert not run_dir.exists()
+    assert "venue        Binance spot TESTNET" in plan
+    assert "BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET from the environment (NOT SET" in plan
+    assert "instrument   BTCUSDT.BINANCE: tick 0.01, size step 0.00001" in plan
+    assert "sizing       500 USDT per position" in plan
+    assert re.search(r"max_order_notional\s+600 USDT\s+\[strategy; RiskEngine backstop 1200 USDT per order \(spot\)\]", plan)
+    assert re.search(r"max_orders_per_minute\s+2\s+\[strategy; RiskEngine backstop 4/00:01:00\]", plan)
+    assert re.search(r"daily_loss_limit\s+1000 USDT", plan) and f"kill_file              {run_dir / 'KILL'}" in plan
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, tmp_path):
+    model = second_bars_model
+    now_ms = (time.time_ns() // 1_000_000 // 1000 + 1) * 1000
+    served = restamp(real_bars.iloc[REPLAY_FIRST_ROW:REPLAY_FIRST_ROW + HISTORY_BARS + 400], now_ms - HISTORY_BARS * 1000)
+    forecasts = batch_predict(load_artifact(model), served.set_index(close_times(served)).drop(columns="open_time"))
+    strategy = {**STRATEGY, "entry_threshold": float(forecasts["q0.5"].median())}
+    config = write_config(tmp_path / "node.toml", strategy=strategy, limits=LIMITS)
+    run_dir = tmp_path / "run"
+    out1, out2 = tmp_path / "session1.out", tmp_path / "session2.out"
+
+    fake = FakeBinance()
+    fake.add_klines(served, interval="1s")
+    account = fake.open_account(KEY, SECRET, balances={"USDT": "10000", "BTC": "0"})
+    price = Decimal(str(served["close"].iloc[-1]))
+    with fake:
+        # Session 1: warm up and buy; kill -9 with the position open.
+        node = start_node(live_command(model, fake, SPOT, run_dir, config), out1, keys_for_testnet(SPOT))
+        try:
+            wait_for(lambda: account.balances["BTC"] * price > 100, 60, "a long position", node, out1)
+        finally:
+            node.kill()
+            node.wait()
+        sent_before_kill, requests_before_restart = len(orders_sent(fake)), len(fake.requests)
+        held = account.balances["BTC"]
+
+        # Session 2: Nautilus reconciles the position and the strategy manages it; it trades
+        # until the order rate rail blocks an order; the kill file stops it.
+        run_until_killed(live_command(model, fake, SPOT, run_dir, config), out2, "orders in the last minute")
+        events = fake.user_events(SPOT)
+        requests = list(fake.requests)
+
+    log1, log2 = out1.read_text(), out2.read_text()
+    sent = orders_sent(fake)
+
+    # Orders: market orders with the right side, the instrument's precision and Nautilus's ids.
+    assert sent_before_kill == 1 and len(sent) >= 4
+    for order in sent:
+        assert order["type"] == "MARKET" and order["side"] in ("BUY", "SELL") and order["symbol"] == "BTCUSDT"
+        assert re.fullmatch(r"0\.\d{5}", order["quantity"]) and Decimal(order["quantity"]) >= Decimal("0.00001")
+        assert re.fullmatch(r"O-\d{8}-\d{6}-001-000-\d+", order["newClientOrderId"])
+    assert len({order["newClientOrderId"] for order in sent}) == len(sent)
+    assert [o["side"] for o in sent[:2]] == ["BUY", "SELL"]  # spot: long only, each position closed
+    # Every signed request was signed right: none was refused.
+    signed = [r for r in requests if r.endpoint in ("account", "order", "allOrders", "myTrades", "openOrders", "userDataStream")]
+    assert signed and all(r.status == 200 for r in signed), [(r.endpoint, r.body) for r in signed if r.status != 200]
+
+    # Fills came back over the user-data stream and moved Nautilus's portfolio.
+    trades = [e for e in events if e["e"] == "executionReport" and e["x"] == "TRADE"]
+    assert len(trades) == len(sent)
+    for trade in trades:
+        filled = re.search(rf"OrderFilled\(instrument_id=BTCUSDT\.BINANCE, client_order_id={trade['c']}, venue_order_id={trade['i']}, "
+                           rf".*?trade_id={trade['t']}, .*?order_side={trade['S']}, .*?last_qty=(\S+), last_px=(\S+) USDT", log1 + log2)
+        assert filled and Decimal(filled[1]) == Decimal(trade["l"]) and Decimal(filled[2].replace("_", "")) == Decimal(trade["L"]), trade
+    assert re.search(r"PositionOpened\(instrument_id=BTCUSDT\.BINANCE.*?side=LONG", log1)
+    assert "AccountState(account_id=BINANCE-SPOT-master" in log1
+
+    # Rails: nothing before the warm-up; a blocked order with its reason, and nothing sent for it.
+    assert log1.index("warm-up done") < log1.index("OrderSubmitted")
+    blocked = re.search(r"BUY order blocked: (\d) orders in the last minute: max_orders_per_minute is 2", log2)
+    assert blocked and int(blocked[1]) >= 2
+    assert log2.count("LSTMStrategy: <--[EVT] OrderSubmitted(") == len(sent) - sent_before_kill  # every order submitted reached Binance
+
+    # Restart: reconciled from the venue's orders and trades, not bought again, then managed.
+    picked_up = re.search(r"the venue holds a LONG position of ([\d.e-]+): managing it", log2)
+    assert held > 0 and picked_up and Decimal(picked_up[1]) == Decimal(sent[0]["quantity"])  # the BUY before the kill
+    assert {"allOrders", "myTrades"} <= {r.endpoint for r in requests[requests_before_restart:]}
+    after_restart = sent[sent_before_kill:]
+    assert after_restart[0]["side"] == "SELL", after_restart  # no duplicate: it closed what it held
+    assert "kill file" in log2 and account.balances["BTC"] * price < 5  # flat but for dust
+
+    # No key or secret anywhere.
+    files = [out1, out2, *run_dir.iterdir()]
+    assert holding(KEY, *files) == holding(SECRET, *files) == []
+    assert redact(KEY) in log1  # Nautilus's "API key ... has trading permissions", redacted
+
+
+@pytest.mark.slow
+def test_futures_position_reconciled_and_flattened_by_the_kill_file(real_bars, tmp_path):
+    perp_bars = real_bars.drop(columns="line").round({"open": 1, "high": 1, "low": 1, "close": 1, "volume": 3})  # the contract's precision
+    now_ms = time.time_ns() // 1_000_000 // MINUTE_MS * MINUTE_MS
+    history = restamp(perp_bars.iloc[REPLAY_FIRST_ROW:REPLAY_FIRST_ROW + HISTORY_BARS], now_ms - HISTORY_BARS * MINUTE_MS, MINUTE_MS)
+    model = train_tiny_model(tmp_path / "model", perp_bars.iloc[:4000], PERP_BAR_TYPE, "1m", "futures")
+    config = write_config(tmp_path / "node.toml", strategy=STRATEGY, limits=LIMITS, live={"leverage": 2})
+    run_dir, out = tmp_path / "run", tmp_path / "node.out"
+
+    fake = FakeBinance()
+    fake.add_klines(history, interval="1m", market=FUTURES)
+    account = fake.open_account(KEY, SECRET, futures_wallet="10000")
+    with fake:
+        # An earlier node's long position: its order and trade are on the venue.
+        info = fake.symbol_info(FUTURES, "BTCUSDT")
+        account.market_order(FUTURES, info, {"side": "BUY", "type": "MARKET", "quantity": "0.010",
+                                             "newClientOrderId": "O-20250101-000000-001-000-1"},
+                             fake.last_close(FUTURES, "BTCUSDT"), fake.clock_ms() - 5000)
+        run_until_killed(live_command(model, fake, FUTURES, run_dir, config), out, "managing it")
+        requests = list(fake.requests)
+        events = fake.user_events(FUTURES)
+
+    log = out.read_text()
+    assert "the venue holds a LONG position of 0.01: managing it" in log
+    assert [(r.method, r.params["leverage"]) for r in requests if r.endpoint == "leverage"] == [("POST", "2")]
+    assert account.leverage["BTCUSDT"] == 2
+    assert {"account", "positionRisk", "positionSide/dual", "symbolConfig", "listenKey", "allOrders", "userTrades"} <= {
+        r.endpoint for r in requests}
+    [close] = orders_sent(fake)
+    assert (close["side"], close["quantity"], close["reduceOnly"].lower(), close["positionSide"]) == ("SELL", "0.010", "true", "BOTH")
+    assert account.positions["BTCUSDT"].amount == 0
+    trade = next(e["o"] for e in events if e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["x"] == "TRADE")
+    assert trade["c"] == close["newClientOrderId"]
+    assert re.search(rf"OrderFilled\(instrument_id=BTCUSDT-PERP\.BINANCE, client_order_id={trade['c']}", log)
+    files = [out, *run_dir.iterdir()]
+    assert holding(KEY, *files) == holding(SECRET, *files) == []
