@@ -187,7 +187,9 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
         # Session 1: warm up and buy; kill -9 with the position open.
         node = start_node(live_command(model, fake, SPOT, run_dir, config), out1, keys_for_testnet(SPOT))
         try:
-            wait_for(lambda: account.balances["BTC"] * price > 100, 60, "a long position", node, out1)
+            # Wait until the node itself has booked the fill (not only the venue), then kill it.
+            wait_for(lambda: account.balances["BTC"] * price > 100 and "PositionOpened(" in out1.read_text(),
+                     60, "a long position, booked by the node", node, out1)
         finally:
             node.kill()
             node.wait()
