@@ -103,9 +103,12 @@ def test_kill_9_leaves_whole_batches(tmp_path, week, shared_data):
         time.sleep(rng.uniform(0.5, 1.5))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        frame = load_bars(tmp_path, BTC_1M)
+        try:
+            frame = load_bars(tmp_path, BTC_1M)
+        except CatalogError:  # killed before its first batch landed: nothing there, nothing torn
+            frame = week.iloc[:0]
         held = len(frame)
-        assert held % 20 == 0 and held > 0
+        assert held % 20 == 0
         assert np.array_equal(frame["close"].to_numpy(), week["close"].to_numpy()[:held])
     # A later writer clears what the killed ones staged and completes the set.
     clear_stale_staging(tmp_path)
