@@ -133,6 +133,30 @@ def write_new_bars(
     return len(fresh), int(known.sum())
 
 
+def open_catalog(catalog_path: Path) -> ParquetDataCatalog:
+    catalog_path = Path(catalog_path)
+    if not catalog_path.exists():
+        raise CatalogError(f"no catalog at {catalog_path}: run `nautilus-lstm download` or `import-klines` first")
+    return ParquetDataCatalog(str(catalog_path))
+
+
+def query_bars(
+    catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> list[Bar]:
+    """Nautilus bars of ``bar_type`` closing in [start, end], or an error that says what is held."""
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"empty date range: start {start} is not before end {end}")
+    catalog = open_catalog(catalog_path)
+    bars = catalog.bars(bar_types=[str(bar_type)], start=start, end=end)
+    if not bars:
+        held = ", ".join(sorted(_bar_types(catalog))) or "none"
+        raise CatalogError(
+            f"{catalog_path} holds no {bar_type} bars between {start or 'the first'} and {end or 'the last'} "
+            f"(bar types held: {held})"
+        )
+    return bars
+
+
 def load_bars(
     catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
 ) -> pd.DataFrame:
@@ -140,14 +164,7 @@ def load_bars(
 
     ``start``/``end`` bound the close time, inclusive.
     """
-    catalog_path = Path(catalog_path)
-    if not catalog_path.exists():
-        raise CatalogError(f"no catalog at {catalog_path}: run `nautilus-lstm download` or `import-klines` first")
-    catalog = ParquetDataCatalog(str(catalog_path))
-    bars = catalog.bars(bar_types=[str(bar_type)], start=start, end=end)
-    if not bars:
-        held = ", ".join(sorted(_bar_types(catalog))) or "none"
-        raise CatalogError(f"{catalog_path} holds no {bar_type} bars in that range (bar types held: {held})")
+    bars = query_bars(catalog_path, bar_type, start, end)
     # Nautilus holds fixed-point values; as_double() can miss the decimal by an ulp, so round
     # back to the bars' own precision to get exactly the prices the exchange sent.
     price_digits, size_digits = bars[0].close.precision, bars[0].volume.precision

@@ -218,8 +218,6 @@ def _history_from(saved: dict) -> list[dict]:
 def load_training_bars(config: TrainConfig) -> pd.DataFrame:
     start = pd.Timestamp(config.data.start, tz="UTC") if config.data.start else None
     end = pd.Timestamp(config.data.end, tz="UTC") if config.data.end else None
-    if start is not None and end is not None and start >= end:
-        raise ValueError(f"empty date range: start {config.data.start} is not before end {config.data.end}")
     bars = load_bars(Path(config.data.catalog), config.data.bar_type, start=start, end=end)
     if config.data.holdout_days:
         bars = bars.loc[: bars.index[-1] - pd.Timedelta(days=config.data.holdout_days)]
