@@ -33,12 +33,11 @@ from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
-from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
-from backtests.catalog import CatalogError
-from strategies.decision import order_quantity
+from backtests.catalog import CatalogError, open_catalog, query_bars
+from strategies.decision import instrument_order_quantity
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +70,14 @@ class StrategyRun:
 
 def load_inputs(settings: BacktestSettings) -> tuple[Instrument, list[Bar]]:
     """The instrument (with any fee override) and the bars of the range, or a clear error."""
-    catalog_path = Path(settings.catalog)
-    if not catalog_path.exists():
-        raise CatalogError(f"no catalog at {catalog_path}: run `nautilus-lstm download` or `import-klines` first")
-    catalog = ParquetDataCatalog(str(catalog_path))
+    catalog = open_catalog(settings.catalog)
     bar_type = BarType.from_str(settings.bar_type)
     instruments = catalog.instruments(instrument_ids=[str(bar_type.instrument_id)])
     if not instruments:
         held = ", ".join(str(i.id) for i in catalog.instruments()) or "none"
-        raise CatalogError(f"{catalog_path} has no instrument {bar_type.instrument_id} (instruments held: {held})")
+        raise CatalogError(f"{settings.catalog} has no instrument {bar_type.instrument_id} (instruments held: {held})")
     instrument = with_fees(instruments[0], settings.maker_fee, settings.taker_fee)
-    if settings.start is not None and settings.end is not None and settings.start >= settings.end:
-        raise ValueError(f"empty date range: start {settings.start} is not before end {settings.end}")
-    bars = catalog.bars(bar_types=[settings.bar_type], start=settings.start, end=settings.end)
-    if not bars:
-        raise CatalogError(f"{catalog_path} holds no {settings.bar_type} bars between {settings.start} and {settings.end}")
+    bars = query_bars(settings.catalog, settings.bar_type, settings.start, settings.end)
     return instrument, bars
 
 
@@ -119,7 +111,7 @@ def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, inst
     )
     engine.add_instrument(instrument)
     engine.add_data(bars)
-    engine.kernel.data_engine.register_catalog(ParquetDataCatalog(str(settings.catalog)))
+    engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     engine.add_strategy(strategy)
     started = time.perf_counter()
     try:
@@ -184,7 +176,7 @@ class BuyAndHold(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         if self.portfolio.is_flat(self.instrument.id) and not self.cache.orders():
-            quantity, problem = _quantity(self.instrument, self.config.notional, bar.close.as_double())
+            quantity, problem = instrument_order_quantity(self.instrument, self.config.notional, bar.close.as_double())
             if problem:
                 raise ValueError(f"buy-and-hold cannot buy: {problem}")
             self.submit_order(self.order_factory.market(self.instrument.id, OrderSide.BUY, self.instrument.make_qty(quantity)))
@@ -196,7 +188,7 @@ class BuyAndHold(Strategy):
 def benchmark_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
     notional = min(settings.strategy.get("order_notional", 1_000.0), settings.strategy.get("max_notional", 100_000.0))
     bar_type = BarType.from_str(settings.bar_type)
-    quantity, problem = _quantity(instrument, notional, first_close)
+    quantity, problem = instrument_order_quantity(instrument, notional, first_close)
     if problem:
         raise ValueError(f"benchmarks cannot size {notional} of quote: {problem}")
     trade_size = Decimal(str(instrument.make_qty(quantity)))
@@ -214,13 +206,6 @@ def benchmark_strategies(settings: BacktestSettings, instrument: Instrument, fir
         "ema_cross": ema,
         "buy_and_hold": BuyAndHold(BuyAndHoldConfig(instrument_id=instrument.id, bar_type=bar_type, notional=notional)),
     }
-
-
-def _quantity(instrument: Instrument, notional: float, price: float) -> tuple[float, str | None]:
-    return order_quantity(
-        notional, price, float(instrument.size_increment),
-        float(instrument.min_quantity or 0), float(instrument.min_notional or 0),
-    )
 
 
 def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRun]]:

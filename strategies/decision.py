@@ -74,3 +74,11 @@ def order_quantity(notional: float, price: float, step: float, min_quantity: flo
     if quantity * price < min_notional:
         return 0.0, f"order notional {quantity * price:.2f} is under the venue minimum {min_notional:.2f}"
     return quantity, None
+
+
+def instrument_order_quantity(instrument, notional: float, price: float) -> tuple[float, str | None]:
+    """:func:`order_quantity` with a Nautilus instrument's size step and venue minimums."""
+    return order_quantity(
+        notional, price, float(instrument.size_increment),
+        float(instrument.min_quantity or 0), float(instrument.min_notional or 0),
+    )

@@ -49,7 +49,7 @@ from nautilus_trader.trading.strategy import Strategy
 from backtests.timeframes import NANOS_PER_SECOND, bar_close_ns
 from models.artifact import artifact_digest, load_artifact
 from models.predictor import OnlinePredictor, OnlineRidge
-from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, entry_threshold, order_quantity, stop_triggered
+from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, entry_threshold, instrument_order_quantity, stop_triggered
 from strategies.safety import ProposedOrder, SafetyLimits, SafetyRails
 
 FORECASTERS = ("lstm", "ridge")
@@ -534,10 +534,7 @@ class LSTMStrategy(Strategy):
             self._submit(OrderSide.SELL if position > 0 else OrderSide.BUY, abs(position))
         if target != FLAT:
             notional = self._notional(close)
-            quantity, problem = order_quantity(
-                notional, close, float(self.instrument.size_increment),
-                float(self.instrument.min_quantity or 0), float(self.instrument.min_notional or 0),
-            )
+            quantity, problem = instrument_order_quantity(self.instrument, notional, close)
             if problem:
                 self.log.warning(f"not opening a position: {problem}")
                 target = FLAT
