@@ -1,10 +1,11 @@
 """JSON for reports: an undefined number (NaN, ±inf) is written as null, never as bare NaN,
-which strict JSON readers (jq, JavaScript, most databases) refuse."""
+which strict JSON readers (jq, JavaScript, most databases) refuse; a Decimal as its text."""
 
 from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 
 import numpy as np
 
@@ -20,6 +21,8 @@ def _clean(value):
         return [_clean(v) for v in value]
     if isinstance(value, np.ndarray):
         return [_clean(v) for v in value.tolist()]
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -70,6 +70,7 @@ from nautilus_trader.model.instruments import Instrument
 from backtests.instruments import MARKETS, instrument_id
 from backtests.timeframes import timeframe_of_bar_spec
 from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
+from models.jsonio import dumps
 from strategies.lstm_strategy import LSTMStrategy, LSTMStrategyConfig
 
 log = logging.getLogger(__name__)
@@ -462,11 +463,5 @@ def _read_state(run_dir: Path) -> dict[str, bytes]:
 
 def _write_json(path: Path, value) -> None:
     staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(value, indent=2, default=_json_value))
+    staging.write_text(dumps(value))
     os.replace(staging, path)
-
-
-def _json_value(value):
-    if isinstance(value, (Decimal,)):
-        return str(value)
-    return float(value)

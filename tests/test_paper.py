@@ -94,7 +94,9 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
         finally:
             stop_node(node, signal.SIGINT, out1)
         first = decisions(run_dir)
-        stats1 = json.loads((run_dir / "stats.json").read_text())
+        stats_text = (run_dir / "stats.json").read_text()
+        assert "NaN" not in stats_text  # strict JSON, as the backtest report's
+        stats1 = json.loads(stats_text)
         fills1 = pd.read_csv(run_dir / "fills.csv")
         positions1 = pd.read_csv(run_dir / "positions.csv")
         requests1 = len(fake.requests)
