@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` and `make test`. Both create .venv and install first.
-PYTHON ?= python3
+# The venv needs Python >= 3.12 (nautilus_trader 1.231): scripts/python.sh finds one, or builds one
+# once per machine into ~/.cache/nautilus-lstm (PYTHON_FOR_VENV=/path/to/python picks one yourself).
 VENV ?= .venv
 BIN = $(VENV)/bin
 # Where the demo keeps its catalog, model and report.
@@ -22,7 +23,8 @@ install: $(BIN)/.installed
 # Re-install when the package definition changes. torch==2.13.0 is pinned in pyproject.toml, so
 # pip never pulls a second torch in behind it.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null || \
+		{ rm -rf $(VENV) && python=$$(bash scripts/python.sh) && echo "creating $(VENV) with $$python" && $$python -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scripts.options import add_node_options
+from scripts.options import add_node_options, require_supported_nautilus
 
 
 def register(subparsers) -> None:
@@ -34,6 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_supported_nautilus()
     from strategies.node import PaperSettings, command_settings, read_config, run_paper
 
     raw = read_config(args.config) if args.config else {}

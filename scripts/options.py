@@ -4,6 +4,8 @@ that run a node on live data (``paper``, ``live``)."""
 from __future__ import annotations
 
 import argparse
+import re
+from importlib import metadata
 from pathlib import Path
 
 from backtests.catalog import DEFAULT_CATALOG
@@ -36,9 +38,25 @@ def add_node_options(parser: argparse.ArgumentParser, command: str, sections: st
     parser.add_argument("--config", type=Path, help=f"node TOML file: [{command}] (these options), {sections}")
     parser.add_argument("--run-dir", type=Path, help=f"run folder; an existing one resumes (default: runs/{command}-<UTC time>)")
     parser.add_argument("--api-url", help="Binance REST base URL instead of Binance's (passed to base_url_http)")
-    parser.add_argument("--ws-url", help="Binance stream base URL instead of Binance's (passed to base_url_ws)")
+    parser.add_argument("--ws-url", help="Binance market-data stream base URL instead of Binance's (passed to the data "
+                                         "client's base_url_ws; on USDT-M futures Binance's is the /market route)")
     flatten = parser.add_mutually_exclusive_group()
     flatten.add_argument("--flatten-on-stop", dest="flatten_on_stop", action="store_true", default=None,
                          help="close the position on SIGINT or SIGTERM (the default)")
     flatten.add_argument("--keep-positions", dest="flatten_on_stop", action="store_false",
                          help="leave the position open on SIGINT or SIGTERM")
+
+
+def require_supported_nautilus(installed: str | None = None) -> None:
+    """Refuse to run a node on a nautilus_trader older than the one this project pins (in
+    pyproject.toml): older Binance adapters use routes Binance has retired, and fail against it."""
+    supported = next(re.search(r"==\s*([\d.]+)", requirement)[1] for requirement in metadata.requires("nautilus-lstm")
+                     if re.match(r"nautilus[_-]trader\b", requirement, re.IGNORECASE))
+    installed = installed or metadata.version("nautilus_trader")
+    if _release(installed) < _release(supported):
+        raise ValueError(f"nautilus_trader {installed} is installed, but paper and live need {supported} or newer "
+                         f"(older Binance adapters use routes Binance has retired): run `make install`")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])

@@ -1,11 +1,14 @@
 """The live node: LSTMStrategy trading on Binance through Nautilus's Binance clients, behind rails.
 
 A Nautilus ``TradingNode`` with Nautilus's Binance data client and its Binance execution client
-(spot, or USDT-M futures), built by ``strategies.binance_clients`` (see there what it changes),
-and ``LSTMStrategy`` with the safety rails of ``strategies.safety``. Testnet unless told
-otherwise: mainnet needs ``network = "mainnet"`` and an explicit acknowledgement that it trades
-real money. API keys come from the environment only, under the names Nautilus reads
-(:func:`key_variables`); the node never prints or logs them.
+(spot, or USDT-M futures), built by ``strategies.binance_clients`` (see there what it changes
+and which routes it uses), and ``LSTMStrategy`` with the safety rails of ``strategies.safety``.
+Binance's test environments unless told otherwise: spot trades on the spot TESTNET, futures on the
+futures DEMO environment (Binance moved its futures testnet there); mainnet needs
+``network = "mainnet"`` and an explicit acknowledgement that it trades real money. API keys come
+from the environment only, under the names Nautilus 1.231 reads (:func:`key_variables`); HMAC
+and Ed25519 keys both work (Nautilus tells them apart by the secret's form); the node never
+prints or logs them.
 
 Who enforces what:
 
@@ -36,8 +39,9 @@ from pathlib import Path
 
 import msgspec
 from nautilus_trader.adapters.binance import BINANCE, BinanceAccountType, BinanceDataClientConfig, BinanceLiveDataClientFactory
+from nautilus_trader.adapters.binance.common.credentials import is_ed25519_private_key
+from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
 from nautilus_trader.adapters.binance.common.symbol import BinanceSymbol
-from nautilus_trader.adapters.binance.common.urls import get_http_base_url, get_ws_base_url
 from nautilus_trader.adapters.binance.config import BinanceExecClientConfig
 from nautilus_trader.config import (
     ImportableStrategyConfig,
@@ -50,7 +54,7 @@ from nautilus_trader.model.instruments import Instrument
 
 from backtests.instruments import MARKETS
 from models.artifact import artifact_digest
-from strategies.binance_clients import LiveBinanceExecClientFactory
+from strategies.binance_clients import LiveBinanceExecClientFactory, binance_routes
 from strategies.decision import entry_threshold
 from strategies.lstm_strategy import LSTMStrategyConfig
 from strategies.node import (
@@ -71,7 +75,10 @@ from strategies.safety import SafetyLimits
 
 log = logging.getLogger(__name__)
 
-NETWORKS = ("testnet", "mainnet")
+# The networks a live node can trade on, as Nautilus names them.
+ENVIRONMENTS = {"testnet": BinanceEnvironment.TESTNET, "demo": BinanceEnvironment.DEMO, "mainnet": BinanceEnvironment.LIVE}
+NETWORKS = tuple(ENVIRONMENTS)
+DEFAULT_NETWORK = {"spot": "testnet", "futures": "demo"}  # Binance's futures testnet moved to the demo environment
 KILL_FILE = "KILL"
 DEFAULT_LIMITS = {"max_orders_per_minute": 6}
 MAINNET_REQUIRED_LIMITS = ("max_order_notional", "max_position_notional", "daily_loss_limit")
@@ -80,10 +87,11 @@ NODE_DEFAULTS = {"trader_id": "LIVE-001", "timeout_reconciliation": 30.0, "timeo
 
 
 def key_variables(market: str, network: str) -> tuple[str, str]:
-    """The environment variables holding the API key and secret, as Nautilus names them."""
-    if network == "mainnet":
-        return "BINANCE_API_KEY", "BINANCE_API_SECRET"
-    prefix = "BINANCE_TESTNET" if market == "spot" else "BINANCE_FUTURES_TESTNET"
+    """The environment variables holding the API key and secret, as Nautilus 1.231 names them
+    (the demo environment has one key for spot and futures)."""
+    prefix = {"mainnet": "BINANCE", "demo": "BINANCE_DEMO"}.get(network)
+    if prefix is None:
+        prefix = "BINANCE_TESTNET" if market == "spot" else "BINANCE_FUTURES_TESTNET"
     return f"{prefix}_API_KEY", f"{prefix}_API_SECRET"
 
 
@@ -92,11 +100,13 @@ class LiveSettings:
     model_path: Path
     symbol: str  # unified, e.g. BTC/USDT
     market: str = "spot"
-    network: str = "testnet"
+    network: str | None = None  # testnet, demo or mainnet (default: DEFAULT_NETWORK of the market)
     real_money: bool = False  # the operator acknowledged that mainnet trades real money (command line only)
     run_dir: Path | None = None  # default: runs/live-<UTC start time>
     api_url: str | None = None  # Binance REST base URL (default: the network's)
-    ws_url: str | None = None  # Binance stream base URL, market and user data (default: the network's)
+    ws_url: str | None = None  # Binance market-stream base URL (default: the network's)
+    ws_api_url: str | None = None  # Binance WebSocket API URL (default: the network's)
+    ws_user_url: str | None = None  # futures: the user-data (listen-key) stream base URL (default: the network's)
     flatten_on_stop: bool = True
     leverage: int = 1  # futures
     log_level: str = "INFO"
@@ -105,12 +115,15 @@ class LiveSettings:
     node: dict = field(default_factory=dict)  # TradingNodeConfig fields: NODE_KEYS
 
     def __post_init__(self) -> None:
+        if self.market not in MARKETS:
+            raise ValueError(f"market must be one of {MARKETS}, not {self.market!r}")
+        object.__setattr__(self, "network", self.network or DEFAULT_NETWORK[self.market])
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, not {self.network!r}")
         if self.network == "mainnet" and not self.real_money:
             raise ValueError("mainnet trades real money: give --mainnet together with --i-understand-this-trades-real-money")
-        if self.market not in MARKETS:
-            raise ValueError(f"market must be one of {MARKETS}, not {self.market!r}")
+        if self.market == "spot" and self.ws_user_url:
+            raise ValueError("--ws-user-url is for futures: spot user data comes over the WebSocket API (--ws-api-url)")
         if not isinstance(self.leverage, int) or not 1 <= self.leverage <= 125:
             raise ValueError(f"leverage must be a whole number from 1 to 125, not {self.leverage!r}")
         if self.market == "spot" and self.leverage != 1:
@@ -131,8 +144,11 @@ class LiveSettings:
         return BinanceAccountType.SPOT if self.market == "spot" else BinanceAccountType.USDT_FUTURES
 
     @property
-    def testnet(self) -> bool:
-        return self.network == "testnet"
+    def environment(self) -> BinanceEnvironment:
+        return ENVIRONMENTS[self.network]
+
+    def routes(self):
+        return binance_routes(self.account_type, self.environment, self.api_url, self.ws_url, self.ws_api_url, self.ws_user_url)
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,7 @@ def prepare_live(settings: LiveSettings, dry_run: bool = False) -> LivePlan:
     missing = [name for name in variables if not os.environ.get(name)]
     if missing and not dry_run:
         raise ValueError(f"no API key: set {' and '.join(missing)} in the environment (keys are read from there only)")
-    rest_url = settings.api_url or get_http_base_url(settings.account_type, settings.testnet, is_us=False)
-    run = open_run(settings.model_path, settings.symbol, settings.market, rest_url, settings.run_dir, "live",
+    run = open_run(settings.model_path, settings.symbol, settings.market, settings.routes().rest, settings.run_dir, "live",
                    settings.strategy, create=not dry_run)
     limits = safety_limits(settings, run.run_dir)
     if Path(limits.kill_file).exists():
@@ -172,6 +187,8 @@ def run_live(plan: LivePlan) -> None:
         "network": settings.network,
         "api_url": settings.api_url,
         "ws_url": settings.ws_url,
+        "ws_api_url": settings.ws_api_url,
+        "ws_user_url": settings.ws_user_url,
         "flatten_on_stop": settings.flatten_on_stop,
         "leverage": settings.leverage,
         "strategy": settings.strategy,
@@ -191,14 +208,16 @@ def live_node_config(settings: LiveSettings, run: OpenedRun, limits: SafetyLimit
     instrument = run.instrument
     venue = {
         "account_type": settings.account_type,
-        "testnet": settings.testnet,
+        "environment": settings.environment,
         "base_url_http": settings.api_url,
-        "base_url_ws": settings.ws_url,
         "instrument_provider": InstrumentProviderConfig(load_all=False),  # the node brings the instrument
     }
-    data_client = BinanceDataClientConfig(**venue, update_instruments_interval_mins=None)
+    # Market data needs no key; the execution client reads its key pair from the environment.
+    data_client = BinanceDataClientConfig(**venue, base_url_ws=settings.ws_url, update_instruments_interval_mins=None)
     exec_client = BinanceExecClientConfig(
         **venue,
+        base_url_ws=settings.ws_api_url,
+        base_url_ws_stream=settings.ws_user_url,
         use_position_ids=False,  # one net position per instrument, as the strategy trades it
         futures_leverages=None if settings.market == "spot" else {BinanceSymbol(instrument.raw_symbol.value): settings.leverage},
     )
@@ -234,11 +253,16 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
     instrument: Instrument = run.instrument
     strategy = LSTMStrategyConfig.parse(msgspec.json.encode(config.strategies[0].config))
     quote = instrument.quote_currency.code
-    network = "TESTNET" if settings.testnet else "MAINNET: REAL MONEY"
-    rest = settings.api_url or get_http_base_url(settings.account_type, settings.testnet, is_us=False)
-    streams = settings.ws_url or get_ws_base_url(settings.account_type, settings.testnet, is_us=False)
+    network = settings.environment.value + (" (MAINNET: REAL MONEY)" if settings.network == "mainnet" else "")
+    routes = settings.routes()
     key, secret = key_variables(settings.market, settings.network)
-    keys = "NOT SET: " + ", ".join(missing_keys) if missing_keys else "set"
+    kind = "Ed25519" if is_ed25519_private_key(os.environ.get(secret, "")) else "HMAC"
+    keys = "NOT SET: " + ", ".join(missing_keys) if missing_keys else f"set, {kind}"
+    if settings.market == "spot":
+        user_data = f"{routes.ws_api} (WebSocket API: session.logon, userDataStream.subscribe)"
+    else:
+        listen_key = "WebSocket API userDataStream.start" if kind == "Ed25519" else "REST listenKey"
+        user_data = f"{routes.user_data} (listen key from the {listen_key}; WebSocket API {routes.ws_api})"
     threshold = strategy.entry_threshold if strategy.entry_threshold is not None else entry_threshold(float(instrument.taker_fee), strategy.entry_margin)
     size = f"{strategy.equity_fraction:g} of equity" if strategy.equity_fraction is not None else f"{strategy.order_notional:g} {quote}"
     shorts = settings.market == "futures" and strategy.allow_short is not False
@@ -258,7 +282,9 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
     lines = [
         "nautilus-lstm live: what this node will do",
         f"  venue        Binance {settings.market} {network}",
-        f"               REST {rest}, streams {streams}",
+        f"  routes       REST         {routes.rest}",
+        f"               market data  {routes.market_data}",
+        f"               user data    {user_data}",
         f"  API keys     {key} / {secret} from the environment ({keys}); never printed or logged",
         f"  instrument   {instrument.id}: tick {instrument.price_increment}, size step {instrument.size_increment}, "
         f"min quantity {instrument.min_quantity}, min notional {instrument.min_notional}, taker fee {float(instrument.taker_fee):.4%}",

@@ -11,18 +11,16 @@ A Nautilus ``TradingNode`` with
   the latest bar (the ``BarQuotes`` actor tells it the price: see there why);
 - ``LSTMStrategy``, loaded through ``ImportableStrategyConfig`` as in backtests.
 
-Three things Nautilus 1.221 does not do for a paper node, done here (the live node shares the
-first and the last):
+The data client reads Binance's LIVE public market data with no API key (Nautilus 1.231's data
+client needs none), on the routes of ``strategies.binance_clients.binance_routes`` (USDT-M futures
+klines on ``/market``). Two things Nautilus does not do for a paper node, done here (the live
+node shares both):
 
 - The instrument. Nautilus's Binance instrument providers call signed endpoints (the account's
   fee tier), which need API keys. Paper trading needs none, so the provider is told to load
   nothing and the instrument is built as ``nautilus-lstm download`` builds it: from Binance's
   public ``exchangeInfo`` through ccxt, with the venue's default fees
   (``backtests.instruments``). Backtests of downloaded data trade the same instrument.
-- API keys. Nautilus's Binance HTTP client refuses to start without a key pair and sends the key
-  with every request. Keys in the environment (``BINANCE_API_KEY``/``BINANCE_API_SECRET``) are
-  left for Nautilus to read; without them a placeholder pair is passed that can sign nothing. The
-  node makes public calls only (``exchangeInfo``, ``klines``) and never logs a key.
 - Persistence. Without a cache database Nautilus keeps no strategy state, so the node writes
   ``LSTMStrategy.on_save()`` to ``state.json`` in the run folder on stop and hands it to
   ``on_load`` on the next start with the same run folder.
@@ -50,6 +48,7 @@ import numpy as np
 import msgspec
 import pandas as pd
 from nautilus_trader.adapters.binance import BINANCE, BinanceAccountType, BinanceDataClientConfig, BinanceLiveDataClientFactory
+from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
 from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
 from nautilus_trader.adapters.sandbox.factory import SandboxLiveExecClientFactory
 from nautilus_trader.common.actor import Actor
@@ -79,10 +78,6 @@ STRATEGY_PATH = "strategies.lstm_strategy:LSTMStrategy"
 CONFIG_PATH = "strategies.lstm_strategy:LSTMStrategyConfig"
 STATE_FILE = "state.json"
 PREDICTIONS_FILE = "predictions.csv"
-# Stands in for a key pair where the environment has none: Nautilus's Binance client needs one
-# to start, and paper trading makes public calls only.
-PLACEHOLDER_KEY = "public-market-data-only"
-KEY_VARIABLES = ("BINANCE_API_KEY", "BINANCE_API_SECRET")
 
 # What a node on live data (paper or live) changes in LSTMStrategy's defaults: decisions logged
 # and written down, gaps back-filled, a silent feed noticed.
@@ -92,7 +87,8 @@ NODE_KEYS = {"trader_id", "timeout_connection", "timeout_reconciliation", "timeo
              "timeout_disconnection", "timeout_post_stop", "timeout_shutdown"}
 SANDBOX_KEYS = {"default_leverage"}
 PAPER_KEYS = {"model", "symbol", "market", "balance", "run_dir", "api_url", "ws_url", "flatten_on_stop"}
-LIVE_KEYS = {"model", "symbol", "market", "network", "run_dir", "api_url", "ws_url", "flatten_on_stop", "leverage"}
+LIVE_KEYS = {"model", "symbol", "market", "network", "run_dir", "api_url", "ws_url", "ws_api_url", "ws_user_url",
+             "flatten_on_stop", "leverage"}
 COMMAND_KEYS = {"paper": PAPER_KEYS, "live": LIVE_KEYS}  # each command's own section of a node TOML file
 CONFIG_SECTIONS = {*COMMAND_KEYS, "strategy", "limits", "node", "sandbox"}
 
@@ -222,13 +218,11 @@ def node_config(settings: PaperSettings, instrument: Instrument, bar_type: str, 
     if currency != instrument.quote_currency.code:
         raise ValueError(f"the balance must be in {instrument.quote_currency.code}, the quote currency of {instrument.id}, not {currency}")
     balances = [f"{amount} {currency}"] + ([f"0 {instrument.base_currency.code}"] if spot else [])
-    keys_in_environment = all(os.environ.get(name) for name in KEY_VARIABLES)
     data_client = BinanceDataClientConfig(
         account_type=BinanceAccountType.SPOT if spot else BinanceAccountType.USDT_FUTURES,
+        environment=BinanceEnvironment.LIVE,  # Binance's real market data; orders go to the sandbox
         base_url_http=settings.api_url,
         base_url_ws=settings.ws_url,
-        api_key=None if keys_in_environment else PLACEHOLDER_KEY,
-        api_secret=None if keys_in_environment else PLACEHOLDER_KEY,
         instrument_provider=InstrumentProviderConfig(load_all=False),  # its loaders need signed calls
         update_instruments_interval_mins=None,
     )

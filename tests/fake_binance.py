@@ -8,7 +8,10 @@ and ``klines`` (bars loaded with :meth:`FakeBinance.add_klines`, in Binance's 12
 layout). What the bar files lack (quote volume, trade count, taker volumes) is served as zero.
 
 WebSocket market streams: a second server, at :meth:`FakeBinance.ws_url` (one base URL per
-market, as Binance has ``stream.binance.com`` and ``fstream.binance.com``). It speaks the
+market, as Binance has ``stream.binance.com`` and ``fstream.binance.com``; on futures the
+``/market`` route, as Binance has routed USDT-M streams since 2026-04-23: the old root,
+:meth:`FakeBinance.retired_ws_url`, takes connections and subscriptions and sends nothing, as
+Binance's does). It speaks the
 protocol of Binance's market streams: ``/stream?streams=a/b`` (combined: every message wrapped
 as ``{"stream": ..., "data": ...}``) and ``/ws/<stream>`` (raw), the live ``SUBSCRIBE``,
 ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` requests (answered ``{"result": ..., "id": ...}``),
@@ -22,11 +25,13 @@ wallet) the fake serves the account endpoints Nautilus's Binance execution clien
 (:data:`ACCOUNT_ROUTES`): account and balances, new/query/cancel order, open orders, all
 orders, trades, listen keys; on futures also position risk, position mode, symbol config and
 leverage. A request must carry the account's key in ``X-MBX-APIKEY`` (else ``-2014``/``-2015``,
-HTTP 401) and, where Binance signs, an HMAC-SHA256 ``signature`` of its other parameters under
-the account's secret (else ``-1022``) and a ``timestamp`` within its ``recvWindow`` (else
+HTTP 401) and, where Binance signs, a ``signature`` of its other parameters under the account's
+key, HMAC-SHA256 or Ed25519 (else ``-1022``), and a ``timestamp`` within its ``recvWindow`` (else
 ``-1021``). Orders are filled by :class:`fake_binance_account.FakeAccount` at the close of the
-symbol's latest closed bar, and each fill is pushed as Binance pushes it on the user-data stream:
-a stream named by the listen key, on the market's stream host (``/stream?streams=<listenKey>``).
+symbol's latest closed bar, and each fill is pushed where Binance pushes user data today
+(``fake_binance_user``): on spot over the WebSocket API (``/api/v3/userDataStream`` answers 410,
+as it has since 2026-02-20), on futures on the ``/private`` route of a listen key. Futures
+conditional orders are refused with ``-4120`` (the Algo Order API took them on 2025-12-09).
 
 For tests of clients under stress the fake can answer klines requests with HTTP 429 and
 Binance's ``-1003`` body, pace its answers, freeze its clock, drop every stream connection and
@@ -37,10 +42,7 @@ silent (:meth:`FakeBinance.silence_streams`); it records every request and strea
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import secrets
 import sys
 import threading
 import time
@@ -58,6 +60,7 @@ from aiohttp import WSMsgType, web
 from backtests.klines import read_klines
 from backtests.timeframes import parse_timeframe
 from fake_binance_account import DEFAULT_LEVERAGE, FUTURES, SPOT, BinanceError, FakeAccount, Printer
+from fake_binance_user import LISTEN_KEY_MISSING, Session, UserData, check_timestamp
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -74,9 +77,6 @@ ACCOUNT_ROUTES = {
     ("DELETE", "/api/v3/openOrders"): ("_cancel_order", SIGNED),
     ("GET", "/api/v3/allOrders"): ("_all_orders", SIGNED),
     ("GET", "/api/v3/myTrades"): ("_user_trades", SIGNED),
-    ("POST", "/api/v3/userDataStream"): ("_new_listen_key", API_KEY),
-    ("PUT", "/api/v3/userDataStream"): ("_keep_listen_key", API_KEY),
-    ("DELETE", "/api/v3/userDataStream"): ("_keep_listen_key", API_KEY),
     ("GET", "/fapi/v2/account"): ("_futures_account", SIGNED),
     ("GET", "/fapi/v3/positionRisk"): ("_position_risk", SIGNED),
     ("GET", "/fapi/v1/positionSide/dual"): ("_position_mode", SIGNED),
@@ -91,9 +91,16 @@ ACCOUNT_ROUTES = {
     ("GET", "/fapi/v1/userTrades"): ("_user_trades", SIGNED),
     ("POST", "/fapi/v1/listenKey"): ("_new_listen_key", API_KEY),
     ("PUT", "/fapi/v1/listenKey"): ("_keep_listen_key", API_KEY),
-    ("DELETE", "/fapi/v1/listenKey"): ("_keep_listen_key", API_KEY),
+    ("DELETE", "/fapi/v1/listenKey"): ("_close_listen_key", API_KEY),
 }
-DEFAULT_RECV_WINDOW_MS = 5000
+# Routes Binance has retired: answered HTTP 410 Gone, as Binance answers them.
+RETIRED_ROUTES = {
+    ("POST", "/api/v3/userDataStream"): "spot listen keys were retired on 2026-02-20: use the WebSocket API's userDataStream.subscribe",
+    ("PUT", "/api/v3/userDataStream"): "spot listen keys were retired on 2026-02-20: use the WebSocket API's userDataStream.subscribe",
+    ("DELETE", "/api/v3/userDataStream"): "spot listen keys were retired on 2026-02-20: use the WebSocket API's userDataStream.unsubscribe",
+}
+# Futures conditional orders moved to the Algo Order API on 2025-12-09.
+ALGO_ORDER_TYPES = {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
 EXCHANGE_INFO = {SPOT: "binance_spot_exchange_info.json", FUTURES: "binance_usdm_exchange_info.json"}
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
 MARKET_INTERVALS = {SPOT: INTERVALS, FUTURES: INTERVALS[1:]}  # USDT-M futures have no 1-second klines
@@ -122,13 +129,15 @@ class RecordedRequest:
 class StreamEvent:
     """Something the stream server did: ``connect``, ``refuse``, ``subscribe``, ``unsubscribe``,
     ``drop``, ``kline`` (a closed kline sent: ``detail`` is its open time), ``silenced`` (one
-    not sent because the streams were silenced) or ``user`` (a user-data stream event sent:
-    ``detail`` is the event)."""
+    not sent because the streams were silenced), ``user`` (a user-data event sent: ``detail`` is
+    the event) or ``ws-api`` (a WebSocket API request answered: its request and status).
+    ``route`` is the connection's: market, public, retired, private or ws-api."""
 
     kind: str
     market: str
     detail: object = None
     wall_ms: int = 0
+    route: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,8 @@ class FakeBinance:
     """The fake server. Use as a context manager, or call :meth:`start` and :meth:`stop`.
 
     ``now_ms`` freezes the server clock (``/time``, ``serverTime``, and which bars have opened);
-    by default it is the wall clock. ``delay_s`` paces every klines answer. Klines requests are
+    by default it is the wall clock. ``demo`` answers as Binance's futures demo environment does
+    where it differs: ``symbolConfig`` reports leverage 0 for a symbol the account never set. ``delay_s`` paces every klines answer. Klines requests are
     numbered from 1, 429s included; those whose number is in ``throttle_requests``, or a
     multiple of ``throttle_every``, are answered with HTTP 429 and code -1003.
     """
@@ -152,6 +162,7 @@ class FakeBinance:
     delay_s: float = 0.0
     throttle_every: int | None = None
     throttle_requests: frozenset[int] = frozenset()
+    demo: bool = False
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
     _exchange_info: dict[str, dict] = field(default_factory=dict, init=False, repr=False)
     _series: dict[tuple[str, str, str], _Series] = field(default_factory=dict, init=False, repr=False)
@@ -161,10 +172,11 @@ class FakeBinance:
     stream_events: list[StreamEvent] = field(default_factory=list, init=False)
     _streams: _StreamServer | None = field(default=None, init=False, repr=False)
     account: FakeAccount | None = field(default=None, init=False)
-    _listen_keys: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # listen key -> market
+    user_data: UserData = field(init=False, repr=False)
     _account_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.user_data = UserData(self)
         for market, name in EXCHANGE_INFO.items():
             self._exchange_info[market] = json.loads((FIXTURES / name).read_text())
 
@@ -185,12 +197,13 @@ class FakeBinance:
         if self._streams is not None:
             self._streams.pump(market, symbol, interval)
 
-    def open_account(self, api_key: str, api_secret: str, balances: dict[str, str] | None = None,
-                     futures_wallet: str = "0") -> FakeAccount:
-        """The account the signed endpoints serve to requests signed with ``api_secret`` and
-        carrying ``api_key``: spot ``balances`` (asset -> amount) and a USDT-M wallet."""
-        self.account = FakeAccount(api_key, api_secret, {asset: Decimal(amount) for asset, amount in (balances or {}).items()},
-                                   Decimal(futures_wallet))
+    def open_account(self, api_key: str, api_secret: str | None = None, balances: dict[str, str] | None = None,
+                     futures_wallet: str = "0", public_key: str | None = None) -> FakeAccount:
+        """The account the signed endpoints serve to requests carrying ``api_key`` and signed with
+        ``api_secret`` (HMAC) or the private half of ``public_key`` (Ed25519, PEM): spot
+        ``balances`` (asset -> amount) and a USDT-M wallet."""
+        self.account = FakeAccount(api_key, api_secret, public_key,
+                                   {asset: Decimal(amount) for asset, amount in (balances or {}).items()}, Decimal(futures_wallet))
         return self.account
 
     def symbol_info(self, market: str, symbol: str) -> dict | None:
@@ -229,10 +242,36 @@ class FakeBinance:
         return f"http://{host}:{port}"
 
     def ws_url(self, market: str = SPOT) -> str:
-        """The base URL of ``market``'s streams (clients append ``/stream?streams=...`` or ``/ws/...``)."""
+        """The base URL of ``market``'s kline streams (clients append ``/stream?streams=...`` or
+        ``/ws/...``): spot's root, the futures ``/market`` route."""
+        return self._ws_base(market) + ("/market" if market == FUTURES else "")
+
+    def retired_ws_url(self, market: str = FUTURES) -> str:
+        """The futures streams' root, retired on 2026-04-23: it takes connections and
+        subscriptions, and then sends nothing."""
+        return self._ws_base(market)
+
+    def ws_api_url(self, market: str = SPOT) -> str:
+        """The WebSocket API: spot's ``/ws-api/v3``, futures' ``/ws-fapi/v1``."""
+        return self._ws_base(market) + ("/ws-api/v3" if market == SPOT else "/ws-fapi/v1")
+
+    def user_stream_url(self) -> str:
+        """The futures ``/private`` route, where listen-key streams are pushed."""
+        return self._ws_base(FUTURES) + "/private"
+
+    def _ws_base(self, market: str) -> str:
         if market not in EXCHANGE_INFO:
             raise ValueError(f"market must be {SPOT!r} or {FUTURES!r}, not {market!r}")
         return f"ws://127.0.0.1:{self._streams.port}/{market}"
+
+    def expire_listen_keys(self) -> int:
+        """Expire every futures listen key, as Binance does after an hour without keep-alive:
+        ``listenKeyExpired`` is pushed on its stream and the key stops working. Returns how many."""
+        keys = self.user_data.expire_listen_keys(FUTURES)
+        now = self.clock_ms()
+        for key in keys:
+            self._streams.push_listen_key_event(key, {"e": "listenKeyExpired", "E": now, "listenKey": key})
+        return len(keys)
 
     # -- stream faults -----------------------------------------------------------------------
 
@@ -259,9 +298,9 @@ class FakeBinance:
         with self._lock:
             return [event for event in self.stream_events if event.kind == kind]
 
-    def _record(self, kind: str, market: str, detail: object = None) -> None:
+    def _record(self, kind: str, market: str, detail: object = None, route: str = "") -> None:
         with self._lock:
-            self.stream_events.append(StreamEvent(kind, market, detail, int(time.time() * 1000)))
+            self.stream_events.append(StreamEvent(kind, market, detail, int(time.time() * 1000), route))
 
     def clock_ms(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
@@ -278,6 +317,8 @@ class FakeBinance:
                 raise BinanceError(HTTPStatus.NOT_FOUND, -1, f"the fake Binance does not serve {path}")
             if method == "GET" and endpoint in PUBLIC_ENDPOINTS and path.startswith(("/api/v3/", "/fapi/v1/")):
                 status, answer = HTTPStatus.OK, getattr(self, PUBLIC_ENDPOINTS[endpoint])(market, params)
+            elif (method, path) in RETIRED_ROUTES:
+                raise BinanceError(HTTPStatus.GONE, -1000, RETIRED_ROUTES[(method, path)])
             elif (method, path) in ACCOUNT_ROUTES:
                 handler, security = ACCOUNT_ROUTES[(method, path)]
                 account = self._authenticate(security, api_key, query + body, params)
@@ -292,8 +333,8 @@ class FakeBinance:
         return status, answer
 
     def _authenticate(self, security: str, api_key: str | None, total_params: str, params: dict[str, str]) -> FakeAccount:
-        """The account whose key the request carries; for a signed endpoint, its HMAC-SHA256
-        signature of the other parameters checked against the account's secret, and its
+        """The account whose key the request carries; for a signed endpoint, its signature of the
+        other parameters checked under the account's key (HMAC-SHA256 or Ed25519), and its
         timestamp against the receive window, as Binance does."""
         if not api_key:
             raise BinanceError(HTTPStatus.UNAUTHORIZED, -2014, "API-key format invalid.")
@@ -303,17 +344,11 @@ class FakeBinance:
             return self.account
         signature = params.get("signature", "")
         signed = "&".join(pair for pair in total_params.split("&") if pair and not pair.startswith("signature="))
-        expected = hmac.new(self.account.api_secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not signature:
             raise BinanceError(HTTPStatus.BAD_REQUEST, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-        if not hmac.compare_digest(signature.lower(), expected):
+        if not self.account.verify(signed, signature):
             raise BinanceError(HTTPStatus.BAD_REQUEST, -1022, "Signature for this request is not valid.")
-        timestamp = _integer(params, "timestamp", None)
-        window = _integer(params, "recvWindow", DEFAULT_RECV_WINDOW_MS)
-        if timestamp is None:
-            raise BinanceError(HTTPStatus.BAD_REQUEST, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
-        if not -window <= timestamp - self.clock_ms() <= 1000:
-            raise BinanceError(HTTPStatus.BAD_REQUEST, -1021, "Timestamp for this request is outside of the recvWindow.")
+        check_timestamp(params, self.clock_ms())
         return self.account
 
     def _ping(self, market: str, params: dict[str, str]) -> dict:
@@ -403,8 +438,9 @@ class FakeBinance:
 
     def _symbol_config(self, account: FakeAccount, market: str, params: dict[str, str]) -> list[dict]:
         symbols = [params["symbol"]] if "symbol" in params else [s["symbol"] for s in self._exchange_info[market]["symbols"]]
+        untouched = 0 if self.demo else DEFAULT_LEVERAGE  # the demo environment reports 0 for symbols never set
         return [{"symbol": symbol, "marginType": "CROSSED", "isAutoAddMargin": False,
-                 "leverage": account.leverage.get(symbol, DEFAULT_LEVERAGE), "maxNotionalValue": "1000000"} for symbol in symbols]
+                 "leverage": account.leverage.get(symbol, untouched), "maxNotionalValue": "1000000"} for symbol in symbols]
 
     def _set_leverage(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
         symbol = self._symbol(market, params)["symbol"]
@@ -416,11 +452,11 @@ class FakeBinance:
 
     def _new_order(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
         info = self._symbol(market, params)
+        if market == FUTURES and params.get("type") in ALGO_ORDER_TYPES:
+            raise BinanceError(HTTPStatus.BAD_REQUEST, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
         fill = account.market_order(market, info, params, self.last_close(market, info["symbol"]), self.clock_ms())
-        for listen_key, key_market in self._listen_keys.items():
-            if key_market == market:
-                for event in fill.events:
-                    self._streams.push(market, listen_key, event)
+        for event in fill.events:
+            self._streams.push_user(market, event)
         return fill.answer
 
     def _query_order(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
@@ -451,11 +487,16 @@ class FakeBinance:
         return [(info, order) for order in orders[-_integer(params, "limit", 500):]]
 
     def _new_listen_key(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
-        listen_key = secrets.token_hex(32)
-        self._listen_keys[listen_key] = market
-        return {"listenKey": listen_key}
+        return {"listenKey": self.user_data.new_listen_key(market)}
 
     def _keep_listen_key(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        live = [key for key, key_market in self.user_data.listen_keys.items() if key_market == market]
+        self.user_data.keep_listen_key(params.get("listenKey") or (live[0] if live else None))
+        return {}
+
+    def _close_listen_key(self, account: FakeAccount, market: str, params: dict[str, str]) -> dict:
+        live = [key for key, key_market in self.user_data.listen_keys.items() if key_market == market]
+        self.user_data.close_listen_key(params.get("listenKey") or (live[0] if live else None))
         return {}
 
     def user_events(self, market: str | None = None) -> list[dict]:
@@ -559,12 +600,21 @@ def _kline(series: _Series, row: int, price_decimals: int, size_decimals: int) -
 # -- WebSocket market streams ------------------------------------------------------------------
 
 
+# What each stream route carries. Binance split the USDT-M streams into /market (klines and the
+# rest of the market data), /public (book data) and /private (user data) on 2026-04-23; the old
+# root still takes connections and subscriptions, and then sends nothing.
+MARKET, PUBLIC, RETIRED, PRIVATE, WS_API = "market", "public", "retired", "private", "ws-api"
+
+
 @dataclass(eq=False)
 class _Connection:
     ws: web.WebSocketResponse
     market: str
     combined: bool  # /stream (messages wrapped with their stream name) rather than /ws
     streams: set[str] = field(default_factory=set)
+    route: str = MARKET
+    listen_key: str | None = None  # a futures user-data stream's
+    session: Session | None = None  # a WebSocket API connection's
 
 
 class _StreamServer:
@@ -576,6 +626,7 @@ class _StreamServer:
         self.refuse_until = 0.0  # time.monotonic() before which new connections are refused
         self.silent_until_ms = 0  # fake clock before which no kline is sent
         self._pumps: dict[tuple[str, str, str], asyncio.Task] = {}
+        self._routes: dict[str, tuple[str, str]] = {}  # route name -> (market, route)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="fake-binance-streams", daemon=True)
         self._thread.start()
@@ -587,9 +638,16 @@ class _StreamServer:
 
     async def _start(self) -> int:
         app = web.Application()
-        for market in EXCHANGE_INFO:
-            app.router.add_get(f"/{market}/stream", self._handle)
-            app.router.add_get(f"/{market}/ws/{{stream}}", self._handle)
+        for market, route, prefix in ((SPOT, MARKET, "/spot"), (FUTURES, MARKET, "/futures/market"),
+                                      (FUTURES, PUBLIC, "/futures/public"), (FUTURES, RETIRED, "/futures")):
+            name = f"{market}-{route}"
+            app.router.add_get(f"{prefix}/stream", self._handle, name=f"{name}.stream")
+            app.router.add_get(f"{prefix}/ws/{{stream}}", self._handle, name=f"{name}.ws")
+            self._routes[name] = (market, route)
+        for path in ("/futures/private", "/futures/private/ws"):
+            app.router.add_get(path, self._user_stream)
+        app.router.add_get("/spot/ws-api/v3", self._ws_api)
+        app.router.add_get("/futures/ws-fapi/v1", self._ws_api)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -632,34 +690,72 @@ class _StreamServer:
                 connection.ws._req.transport.abort()  # no close frame: as a network failure looks
                 self.connections.discard(connection)
             for connection in dropped:
-                self.fake._record("drop", connection.market, sorted(connection.streams))
+                self.fake._record("drop", connection.market, sorted(connection.streams), route=connection.route)
             return len(dropped)
 
         return self._call(cut())
 
     # -- connections -------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        market = request.path.split("/")[1]
+    async def _accept(self, request: web.Request) -> web.WebSocketResponse | web.Response:
         if time.monotonic() < self.refuse_until:
-            self.fake._record("refuse", market)
+            self.fake._record("refuse", request.path.split("/")[1], route=request.path)
             return web.Response(status=503, text="Service Unavailable")
         ws = web.WebSocketResponse(heartbeat=WS_PING_INTERVAL_S, autoping=True)
         await ws.prepare(request)
+        return ws
+
+    async def _serve(self, connection: _Connection, on_text) -> None:
+        self.connections.add(connection)
+        self.fake._record("connect", connection.market, sorted(connection.streams), route=connection.route)
+        try:
+            async for message in connection.ws:
+                if message.type == WSMsgType.TEXT:
+                    await on_text(connection, message.data)
+        finally:
+            self.connections.discard(connection)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """A market-data stream connection (its route: market, public or retired)."""
+        ws = await self._accept(request)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        market, route = self._routes[request.match_info.route.name.split(".")[0]]
         combined = "stream" not in request.match_info  # /stream?streams=a/b, not /ws/a
         if combined:
             streams = {name for name in request.query.get("streams", "").split("/") if name}
         else:
             streams = {request.match_info["stream"]}
-        connection = _Connection(ws, market, combined, streams)
-        self.connections.add(connection)
-        self.fake._record("connect", market, sorted(streams))
-        try:
-            async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    await self._request(connection, message.data)
-        finally:
-            self.connections.discard(connection)
+        await self._serve(_Connection(ws, market, combined, streams, route), self._request)
+        return ws
+
+    async def _user_stream(self, request: web.Request) -> web.StreamResponse:
+        """A futures user-data stream on the /private route, named by its listen key."""
+        listen_key = request.query.get("listenKey", "")
+        if self.fake.user_data.listen_keys.get(listen_key) != FUTURES:
+            self.fake._record("refuse", FUTURES, route=PRIVATE)
+            return web.json_response(LISTEN_KEY_MISSING.body, status=400)
+        ws = await self._accept(request)
+        if isinstance(ws, web.WebSocketResponse):
+            await self._serve(_Connection(ws, FUTURES, False, route=PRIVATE, listen_key=listen_key), self._request)
+        return ws
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        """A WebSocket API connection: requests answered by the fake's :class:`UserData`."""
+        ws = await self._accept(request)
+        if not isinstance(ws, web.WebSocketResponse):
+            return ws
+        market = request.path.split("/")[1]
+        session = Session(market, self.fake.clock_ms())
+
+        async def answer(connection: _Connection, text: str) -> None:
+            with self.fake._account_lock:
+                reply = self.fake.user_data.answer(session, text)
+            self.fake._record("ws-api", market, {"request": json.loads(text) if reply["id"] is not None else text,
+                                                 "status": reply["status"]}, route=WS_API)
+            await connection.ws.send_str(json.dumps(reply, separators=(",", ":")))
+
+        await self._serve(_Connection(ws, market, False, route=WS_API, session=session), answer)
         return ws
 
     async def _request(self, connection: _Connection, text: str) -> None:
@@ -672,11 +768,11 @@ class _StreamServer:
             return
         if method == "SUBSCRIBE":
             connection.streams.update(params)
-            self.fake._record("subscribe", connection.market, list(params))
+            self.fake._record("subscribe", connection.market, list(params), route=connection.route)
             result = None
         elif method == "UNSUBSCRIBE":
             connection.streams.difference_update(params)
-            self.fake._record("unsubscribe", connection.market, list(params))
+            self.fake._record("unsubscribe", connection.market, list(params), route=connection.route)
             result = None
         elif method == "LIST_SUBSCRIPTIONS":
             result = sorted(connection.streams)
@@ -712,28 +808,54 @@ class _StreamServer:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def push(self, market: str, stream: str, data: dict) -> None:
-        """Send ``data`` on ``stream`` (a user-data stream: a listen key) from the stream thread,
-        in the order pushed; recorded as a ``user`` event once sent."""
+    def push_user(self, market: str, event: dict) -> None:
+        """Send a user-data ``event`` where Binance sends it, from the stream thread, in the order
+        pushed: on spot to each WebSocket API session subscribed to the user data stream, on futures
+        to each /private stream of a live listen key. Recorded as a ``user`` event once sent."""
 
+        def receives(connection: _Connection) -> bool:
+            if market == SPOT:
+                return connection.route == WS_API and connection.session.subscription_id is not None
+            return connection.route == PRIVATE and connection.listen_key in self.fake.user_data.listen_keys
+
+        def wrap(connection: _Connection) -> dict:
+            return {"subscriptionId": connection.session.subscription_id, "event": event} if market == SPOT else event
+
+        self._push(market, receives, wrap, event)
+
+    def push_listen_key_event(self, listen_key: str, event: dict) -> None:
+        """Send ``event`` on the futures streams of ``listen_key`` (even one just expired)."""
+        self._push(FUTURES, lambda connection: connection.route == PRIVATE and connection.listen_key == listen_key,
+                   lambda connection: event, event)
+
+    def _push(self, market: str, receives, wrap, event: dict) -> None:
         async def send():
-            if await self._send(market, stream, data):
-                self.fake._record("user", market, data)
+            sent = 0
+            for connection in list(self.connections):
+                if connection.market == market and receives(connection):
+                    sent += await self._send_to(connection, wrap(connection))
+            if sent:
+                self.fake._record("user", market, event)
 
         asyncio.run_coroutine_threadsafe(send(), self.loop)
 
     async def _send(self, market: str, stream: str, data: dict) -> int:
+        """Send a market-data message on ``stream`` to the connections of the route that carries it."""
         sent = 0
         for connection in list(self.connections):
-            if connection.market != market or stream not in connection.streams or connection.ws.closed:
-                continue
-            message = {"stream": stream, "data": data} if connection.combined else data
-            try:
-                await connection.ws.send_str(json.dumps(message, separators=(",", ":")))
-                sent += 1
-            except (ConnectionError, RuntimeError):
-                self.connections.discard(connection)
+            if connection.market == market and connection.route == MARKET and stream in connection.streams:
+                sent += await self._send_to(connection, {"stream": stream, "data": data} if connection.combined else data)
         return sent
+
+    async def _send_to(self, connection: _Connection, message: dict) -> int:
+        if connection.ws.closed:
+            return 0
+        try:
+            await connection.ws.send_str(json.dumps(message, separators=(",", ":")))
+            return 1
+        except (ConnectionError, RuntimeError):
+            self.connections.discard(connection)
+            return 0
 
 
 def _kline_event(series: _Series, row: int, symbol: str, interval: str, closed: bool, now_ms: int,

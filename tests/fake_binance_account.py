@@ -17,9 +17,16 @@ user-data stream events Binance sends for it (``executionReport`` and
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from http import HTTPStatus
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 SPOT, FUTURES = "spot", "futures"
 TAKER_FEE = {SPOT: Decimal("0.001"), FUTURES: Decimal("0.0005")}
@@ -54,16 +61,42 @@ class Fill:
 @dataclass
 class FakeAccount:
     """One Binance account. ``balances`` are spot (asset -> free amount); ``futures_wallet`` is
-    the USDT-M wallet; ``positions`` are USDT-M positions by symbol."""
+    the USDT-M wallet; ``positions`` are USDT-M positions by symbol.
+
+    Its key is an HMAC key (``api_secret``, shared with the client) or an Ed25519 key (Binance
+    keeps only the ``public_key``, PEM; the client signs with the private key)."""
 
     api_key: str
-    api_secret: str
+    api_secret: str | None = None
+    public_key: str | None = None
     balances: dict[str, Decimal] = field(default_factory=dict)
     futures_wallet: Decimal = Decimal(0)
     positions: dict[str, _Position] = field(default_factory=dict)
     leverage: dict[str, int] = field(default_factory=dict)
     orders: dict[str, list[dict]] = field(default_factory=lambda: {SPOT: [], FUTURES: []})  # each filled by one trade
     _next_id: int = 1000
+
+    def __post_init__(self) -> None:
+        if (self.api_secret is None) == (self.public_key is None):
+            raise ValueError("an account has an HMAC secret or an Ed25519 public key, one of the two")
+
+    @property
+    def is_ed25519(self) -> bool:
+        return self.public_key is not None
+
+    def verify(self, payload: str, signature: str) -> bool:
+        """Whether ``signature`` signs ``payload`` under the account's key, as Binance checks it:
+        HMAC-SHA256 in hex, or Ed25519 in base64."""
+        if self.public_key is None:
+            expected = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            return hmac.compare_digest(signature.lower(), expected)
+        key = load_pem_public_key(self.public_key.encode())
+        assert isinstance(key, Ed25519PublicKey)
+        try:
+            key.verify(base64.b64decode(signature, validate=True), payload.encode())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
     def set_position(self, symbol: str, amount: str, entry_price: str, now_ms: int) -> None:
         """Give the account a USDT-M position it opened before (e.g. by an earlier node)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -12,6 +13,9 @@ import urllib.parse
 import urllib.request
 
 import aiohttp
+import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,7 +97,7 @@ def test_exchange_info_time_and_ping(fake):
     assert status == 200 and info["serverTime"] == fake.now_ms
     assert {f["filterType"] for f in spot_btc["filters"]} >= {"PRICE_FILTER", "LOT_SIZE", "NOTIONAL"}
     assert {e["symbol"]: e["contractType"] for e in futures_info["symbols"]} == {
-        "BTCUSDT": "PERPETUAL", "ETHUSDT": "PERPETUAL"
+        "BTCUSDT": "PERPETUAL", "ETHUSDT": "PERPETUAL", "HALTUSDT": "PERPETUAL"
     }
     assert get(fake, "/fapi/v1/time") == (200, {"serverTime": fake.now_ms})
     assert get(fake, "/api/v3/ping") == (200, {})
@@ -249,35 +253,75 @@ def test_signatures_keys_and_timestamps_are_checked(account_fake):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(request)
     assert json.load(error.value)["code"] == -1022
-    # Listen keys need the API key only, as on Binance.
-    request = urllib.request.Request(f"{fake.url}/api/v3/userDataStream", method="POST", headers={"X-MBX-APIKEY": KEY})
+    # Futures listen keys need the API key only, as on Binance; spot's are retired (410 Gone).
+    request = urllib.request.Request(f"{fake.url}/fapi/v1/listenKey", method="POST", headers={"X-MBX-APIKEY": KEY})
     with urllib.request.urlopen(request) as response:
         assert len(json.load(response)["listenKey"]) == 64
-    assert [r.status for r in fake.requests if r.endpoint in ("account", "allOrders", "userDataStream")][-6:] == [
-        200, 400, 401, 400, 400, 200]
+    for method in ("POST", "PUT", "DELETE"):
+        request = urllib.request.Request(f"{fake.url}/api/v3/userDataStream", method=method, headers={"X-MBX-APIKEY": KEY})
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(request)
+        assert gone.value.code == 410 and "retired on 2026-02-20" in json.load(gone.value)["msg"]
+    assert [r.status for r in fake.requests if r.endpoint in ("account", "allOrders", "listenKey", "userDataStream")][-9:] == [
+        200, 400, 401, 400, 400, 200, 410, 410, 410]
+
+
+def logon(fake: FakeBinance, secret: str = SECRET, key: str = KEY, request_id: int = 1) -> dict:
+    """A ``session.logon`` request, signed as Nautilus signs it (HMAC, or Ed25519 for a PEM key)."""
+    params = {"apiKey": key, "timestamp": fake.clock_ms()}
+    payload = urllib.parse.urlencode(params)
+    if secret.startswith("-----BEGIN"):
+        private = serialization.load_pem_private_key(secret.encode(), password=None)
+        signature = base64.b64encode(private.sign(payload.encode())).decode()
+    else:
+        signature = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    return {"id": request_id, "method": "session.logon", "params": {**params, "signature": signature}}
+
+
+def ed25519_pair() -> tuple[str, str]:
+    """(private key, public key), PEM, as Binance's key generator makes them."""
+    private = Ed25519PrivateKey.generate()
+    return (private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
+            private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
+async def ws_api(url: str, requests: list[dict]) -> list[dict]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        answers = []
+        for request in requests:
+            await ws.send_str(json.dumps(request))
+            answers.append(json.loads((await ws.receive(timeout=2)).data))
+    return answers
 
 
 def test_spot_market_order_fills_at_the_last_close_and_streams_it(account_fake, shared_data):
     fake = account_fake
-    _, listen = signed(fake, "POST", "/api/v3/userDataStream", {})
 
-    async def order_while_listening() -> tuple[tuple[int, object], list[dict]]:
+    async def order_while_listening() -> tuple[list[dict], tuple[int, object], list[dict]]:
         async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(fake.ws_url(SPOT) + f"/stream?streams={listen['listenKey']}") as ws:
+            async with session.ws_connect(fake.ws_api_url(SPOT)) as ws:
+                answers = []
+                for request in (logon(fake), {"id": 2, "method": "userDataStream.subscribe"}):
+                    await ws.send_str(json.dumps(request))
+                    answers.append(json.loads((await ws.receive(timeout=2)).data))
                 answer = await asyncio.get_running_loop().run_in_executor(None, lambda: signed(
                     fake, "POST", "/api/v3/order",
                     {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01000", "newClientOrderId": "O-1"}))
                 events = [json.loads((await ws.receive(timeout=2)).data) for _ in range(3)]
-        return answer, events
+        return answers, answer, events
 
-    (status, order), events = asyncio.run(order_while_listening())
+    (logged_on, subscribed), (status, order), events = asyncio.run(order_while_listening())
+    assert logged_on["status"] == 200 and logged_on["result"]["apiKey"] == KEY
+    assert subscribed == {"id": 2, "status": 200, "result": {"subscriptionId": subscribed["result"]["subscriptionId"]}, "rateLimits": []}
     close = read_klines(shared_data / FIXTURE_7D).iloc[89]["close"]  # the last bar closed at 01:30:30
     assert status == 200 and order["status"] == "FILLED" and order["clientOrderId"] == "O-1"
     assert order["fills"] == [{"price": f"{close:.8f}", "qty": "0.01000000", "commission": "0.00001000",
                                "commissionAsset": "BTC", "tradeId": order["orderId"]}]
-    assert [(e["stream"], e["data"]["e"], e["data"].get("x")) for e in events] == [
-        (listen["listenKey"], "executionReport", "NEW"), (listen["listenKey"], "executionReport", "TRADE"),
-        (listen["listenKey"], "outboundAccountPosition", None)]
+    subscription = subscribed["result"]["subscriptionId"]
+    assert [(e["subscriptionId"], e["event"]["e"], e["event"].get("x")) for e in events] == [
+        (subscription, "executionReport", "NEW"), (subscription, "executionReport", "TRADE"),
+        (subscription, "outboundAccountPosition", None)]
+    events = [{"data": e["event"]} for e in events]
     assert events[1]["data"]["L"] == f"{close:.8f}" and events[1]["data"]["c"] == "O-1"
     assert {b["a"]: b["f"] for b in events[2]["data"]["B"]} == {"BTC": "0.00999000", "USDT": f"{10000 - 0.01 * close:.8f}"}
     _, trades = signed(fake, "GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
@@ -309,3 +353,117 @@ def test_futures_leverage_positions_and_reduce_only(account_fake):
     _, account = signed(fake, "GET", "/fapi/v2/account", {})
     fees = sum(float(t["commission"]) for t in trades)
     assert float(account["totalWalletBalance"]) == pytest.approx(5000 - fees)
+
+
+def test_ws_api_logon_checks_keys_and_signatures(account_fake):
+    fake = account_fake
+    answers = asyncio.run(ws_api(fake.ws_api_url(SPOT), [
+        {"id": 1, "method": "userDataStream.subscribe"},  # not logged on yet
+        logon(fake, secret="wrong", request_id=2),
+        logon(fake, key="someone-else", request_id=3),
+        {**logon(fake, request_id=4), "params": {**logon(fake)["params"], "timestamp": fake.clock_ms() - 6000}},
+        logon(fake, request_id=5),
+        {"id": 6, "method": "session.status"},
+        {"id": 7, "method": "userDataStream.start"},  # a futures method
+    ]))
+    assert [(a["id"], a["status"], a.get("error", {}).get("code")) for a in answers] == [
+        (1, 401, -1002), (2, 400, -1022), (3, 401, -2015), (4, 400, -1022), (5, 200, None), (6, 200, None), (7, 400, -1100)]
+    assert answers[5]["result"]["apiKey"] == KEY
+    # The futures WebSocket API logs on Ed25519 keys only.
+    [refused] = asyncio.run(ws_api(fake.ws_api_url(FUTURES), [logon(fake)]))
+    assert refused["error"]["code"] == -4056
+
+
+def test_ed25519_keys_sign_rest_and_ws_api(fake):
+    private, public = ed25519_pair()
+    fake.open_account(KEY, public_key=public, balances={"USDT": "100"})
+    try:
+        query = urllib.parse.urlencode({"timestamp": fake.clock_ms()})
+        signature = base64.b64encode(serialization.load_pem_private_key(private.encode(), None).sign(query.encode())).decode()
+        request = urllib.request.Request(f"{fake.url}/api/v3/account?{query}&{urllib.parse.urlencode({'signature': signature})}",
+                                         headers={"X-MBX-APIKEY": KEY})
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 200
+        assert signed(fake, "GET", "/api/v3/account", {}, secret="an-hmac-secret")[1]["code"] == -1022
+        other, _ = ed25519_pair()
+        answers = asyncio.run(ws_api(fake.ws_api_url(FUTURES), [
+            logon(fake, secret=other), logon(fake, secret=private, request_id=2), {"id": 3, "method": "userDataStream.start"}]))
+        assert [a["status"] for a in answers] == [400, 200, 200] and answers[0]["error"]["code"] == -1022
+        listen_key = answers[2]["result"]["listenKey"]
+        assert fake.user_data.listen_keys[listen_key] == FUTURES
+    finally:
+        fake.account = None
+        fake.user_data.listen_keys.clear()
+
+
+def test_futures_streams_on_today_s_routes(shared_data):
+    """Klines on /market only (the retired root acknowledges and stays silent), user data on
+    /private by listen key, and a listen key expired mid-run."""
+    bars = read_klines(shared_data / FIXTURE_7D).iloc[:6].round({"open": 1, "high": 1, "low": 1, "close": 1, "volume": 3})
+
+    def closing_soon() -> pd.DataFrame:
+        """The bars as 1-minute bars, the last of which closes half a second from now."""
+        last_open = int(time.time() * 1000) - MINUTE + 500
+        return bars.assign(open_time=last_open - np.arange(len(bars))[::-1] * MINUTE)
+
+    fake = FakeBinance()
+    fake.add_klines(closing_soon(), interval="1m", market=FUTURES)
+    fake.open_account(KEY, SECRET, futures_wallet="5000")
+    subscribe = [{"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m"], "id": 1}]
+    with fake:
+        async def both() -> tuple[list[dict], list[dict]]:
+            async def pump():  # once both connections are up
+                await asyncio.sleep(0.3)
+                fake.add_klines(closing_soon(), interval="1m", market=FUTURES)
+
+            routed, retired, _ = await asyncio.gather(
+                read_stream(fake.ws_url(FUTURES) + "/ws/btcusdt@kline_1m", 2.0),
+                read_stream(fake.retired_ws_url(FUTURES) + "/stream?streams=btcusdt@kline_1m", 2.0, send=subscribe),
+                pump())
+            return routed, retired
+
+        routed, retired = asyncio.run(both())
+        _, listen = signed(fake, "POST", "/fapi/v1/listenKey", {})
+
+        async def user_stream() -> tuple[list[dict], list[dict]]:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(fake.user_stream_url() + f"/ws?listenKey={listen['listenKey']}") as ws:
+                    await asyncio.get_running_loop().run_in_executor(None, lambda: signed(
+                        fake, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.010"}))
+                    filled = [json.loads((await ws.receive(timeout=2)).data) for _ in range(3)]
+                    assert await asyncio.get_running_loop().run_in_executor(None, fake.expire_listen_keys) == 1
+                    expired = [json.loads((await ws.receive(timeout=2)).data)]
+            return filled, expired
+
+        filled, expired = asyncio.run(user_stream())
+        algo = signed(fake, "POST", "/fapi/v1/order", {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "quantity": "0.010",
+                                                        "stopPrice": "1"})
+        kept = signed(fake, "PUT", "/fapi/v1/listenKey", {"listenKey": listen["listenKey"]})
+
+        async def refused() -> int:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    await session.ws_connect(fake.user_stream_url() + f"?listenKey={listen['listenKey']}")
+                except aiohttp.WSServerHandshakeError as error:
+                    return error.status
+            return 101
+
+        status = asyncio.run(refused())
+
+    assert routed and all(m["e"] == "kline" for m in routed)
+    assert retired == [{"result": None, "id": 1}]  # acknowledged, then silence
+    assert {e.route for e in fake.events("connect")} == {"market", "retired", "private"}
+    assert [(e["e"], e.get("o", {}).get("x")) for e in filled] == [
+        ("ORDER_TRADE_UPDATE", "NEW"), ("ORDER_TRADE_UPDATE", "TRADE"), ("ACCOUNT_UPDATE", None)]
+    assert expired[0]["e"] == "listenKeyExpired" and expired[0]["listenKey"] == listen["listenKey"]
+    assert algo[1]["code"] == -4120
+    assert kept == (400, {"code": -1125, "msg": "This listenKey does not exist."}) and status == 400
+
+
+def test_futures_exchange_info_lists_a_halted_contract_that_nautilus_parses(fake):
+    from nautilus_trader.adapters.binance.futures.schemas.market import BinanceFuturesExchangeInfo
+
+    status, info = get(fake, "/fapi/v1/exchangeInfo")
+    assert status == 200 and {s["symbol"]: s["status"] for s in info["symbols"]}["HALTUSDT"] == "TRADING_HALT"
+    parsed = msgspec.json.decode(json.dumps(info).encode(), type=BinanceFuturesExchangeInfo)
+    assert len(parsed.symbols) == len(info["symbols"])

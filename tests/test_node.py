@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 from fake_binance import FakeBinance
 from nautilus_trader.adapters.binance import BinanceAccountType
+from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
 
 from backtests.instruments import offline_instrument
 from scripts.cli import main
-from strategies.node import PLACEHOLDER_KEY, PaperSettings, fetch_instrument, node_config, parse_balance, read_config
+from strategies.binance_clients import binance_routes
+from strategies.node import PaperSettings, fetch_instrument, node_config, parse_balance, read_config
 
 SPOT_BARS = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 PERP_BARS = "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL"
@@ -19,9 +21,7 @@ def settings(**changes) -> PaperSettings:
     return PaperSettings(**{"model_path": Path("artifacts/m"), "symbol": "BTC/USDT", **changes})
 
 
-def test_spot_node(tmp_path, monkeypatch):
-    for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET"):
-        monkeypatch.delenv(name, raising=False)
+def test_spot_node(tmp_path):
     instrument = offline_instrument("BTC/USDT", "spot", None)
     paper = settings(balance="2500USDT", api_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:2", strategy={"order_notional": 100.0})
     config = node_config(paper, instrument, SPOT_BARS, tmp_path)
@@ -29,7 +29,8 @@ def test_spot_node(tmp_path, monkeypatch):
     data = config.data_clients["BINANCE"]
     assert data.account_type == BinanceAccountType.SPOT
     assert (data.base_url_http, data.base_url_ws) == ("http://127.0.0.1:1", "ws://127.0.0.1:2")
-    assert data.api_key == data.api_secret == PLACEHOLDER_KEY  # no keys in the environment: public data only
+    assert data.api_key is None and data.api_secret is None  # public market data needs no key
+    assert data.environment == BinanceEnvironment.LIVE  # Binance's real market data
     assert not data.instrument_provider.load_all and not data.instrument_provider.load_ids
     sandbox = config.exec_clients["BINANCE"]
     assert (sandbox.venue, sandbox.account_type, sandbox.oms_type) == ("BINANCE", "CASH", "NETTING")
@@ -43,17 +44,17 @@ def test_spot_node(tmp_path, monkeypatch):
     assert config.logging.log_directory == str(tmp_path)
 
 
-def test_futures_node_and_keys_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("BINANCE_API_KEY", "k")
-    monkeypatch.setenv("BINANCE_API_SECRET", "s")
+def test_futures_node(tmp_path):
     instrument = offline_instrument("BTC/USDT", "futures", None)
     paper = settings(market="futures", flatten_on_stop=False, sandbox={"default_leverage": 2}, node={"trader_id": "PAPER-007"})
     config = node_config(paper, instrument, PERP_BARS, tmp_path)
 
     data = config.data_clients["BINANCE"]
     assert data.account_type == BinanceAccountType.USDT_FUTURES
-    assert data.api_key is None and data.api_secret is None  # Nautilus reads them from the environment itself
+    assert data.api_key is None and data.api_secret is None and data.environment == BinanceEnvironment.LIVE
     assert data.base_url_http is None and data.base_url_ws is None  # Binance's own
+    # ... which for USDT-M klines is the /market route (Binance retired the unrouted streams on 2026-04-23).
+    assert binance_routes(data.account_type, data.environment).market_data == "wss://fstream.binance.com/market"
     sandbox = config.exec_clients["BINANCE"]
     assert sandbox.account_type == "MARGIN" and sandbox.starting_balances == ["10000 USDT"]
     assert sandbox.default_leverage == Decimal(2)
