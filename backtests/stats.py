@@ -21,10 +21,15 @@ bar's equity with that bar's fills undone, so a fee paid on the first bar counts
 - ``sortino``: mean daily return / sqrt(sum of squared negative daily returns / number of days)
   x sqrt(365); Nautilus's ``SortinoRatio``. NaN with fewer than two days or no losing day.
 - ``max_drawdown``: the largest fall from a running peak of equity (``equity_start`` included),
-  as a positive fraction of that peak; 0.0 if equity never falls.
-- ``cagr``: ``(equity_end / equity_start) ** (1 / years) - 1``, years = span of the bar index
-  (first to last bar close) / 365 days. NaN for a zero span or negative equity.
-- ``calmar``: ``cagr / max_drawdown``; NaN if there is no drawdown.
+  as a positive fraction of that peak; 0.0 if equity never falls. Ours, not Nautilus's
+  ``MaxDrawdown``: Nautilus's takes returns, and fed the daily returns it sees the equity at each
+  UTC midnight only; this one marks every bar, so a trough within a day counts too. On the day
+  ends alone the two agree (``tests/test_stats.py`` checks it on a real run).
+- ``cagr``: Nautilus's ``CAGR``: ``(equity_end / equity_start) ** (365 / days) - 1``, days = the
+  number of daily returns (each UTC day the run touches counts whole, as in Sharpe and Sortino).
+  NaN with no daily return.
+- ``calmar``: ``cagr / max_drawdown``; NaN if there is no drawdown. Ours, for the reason
+  ``max_drawdown`` is: Nautilus's ``CalmarRatio`` divides by the drawdown of the day ends.
 - ``trades``: completed round trips. A round trip runs from flat to flat; a fill that flips the
   position closes one round trip and opens the next, its quantity, cash and fee split between them.
   A position still open after the last bar is not a round trip (its PnL is in the equity).
@@ -45,7 +50,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from nautilus_trader.analysis import SharpeRatio, SortinoRatio, WinRate
+from nautilus_trader.analysis import CAGR, SharpeRatio, SortinoRatio, WinRate
 from nautilus_trader.model.objects import Money
 
 FILL_COLUMNS = ["ts", "side", "quantity", "price", "fee"]
@@ -139,7 +144,7 @@ def performance_stats(
     end = float(equity.iloc[-1])
     daily = daily_returns(equity, start)
     max_dd = max_drawdown(pd.concat([pd.Series([start]), equity], ignore_index=True))
-    growth = compound_annual_growth(start, end, equity.index[-1] - equity.index[0])
+    growth = float(CAGR(period=per_year).calculate_from_returns(_by_day(daily))) if len(daily) else math.nan
     trips = round_trip_pnls(fills)
     return {
         "total_return": end / start - 1.0,
@@ -186,14 +191,6 @@ def max_drawdown(equity: pd.Series) -> float:
     return float(drawdown(equity).max())
 
 
-def compound_annual_growth(start: float, end: float, span: pd.Timedelta) -> float:
-    years = span / (DAYS_PER_YEAR * _DAY)
-    ratio = end / start
-    if years <= 0 or ratio < 0:
-        return math.nan
-    return ratio ** (1.0 / years) - 1.0
-
-
 def round_trip_pnls(fills: pd.DataFrame) -> list[float]:
     """PnL after fees of each completed round trip, in the order they close."""
     tolerance = _flat_tolerance(fills)
@@ -218,8 +215,12 @@ def _nautilus_ratio(statistic, daily: pd.Series) -> float:
     # Nautilus's SortinoRatio (1.221) answers a number for a single day; one day has no spread.
     if len(daily) < 2:
         return math.nan
+    return float(statistic.calculate_from_returns(_by_day(daily)))
+
+
+def _by_day(daily: pd.Series) -> dict[int, float]:
     # Nautilus sums returns within a UTC day; ours are already one per day, keyed at midnight.
-    return float(statistic.calculate_from_returns({ts.value: r for ts, r in daily.items()}))
+    return {ts.value: r for ts, r in daily.items()}
 
 
 def _signed_quantity(fills: pd.DataFrame) -> np.ndarray:

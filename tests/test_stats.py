@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from nautilus_trader.analysis import CAGR, CalmarRatio, MaxDrawdown
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.config import LoggingConfig, StrategyConfig
 from nautilus_trader.model.currencies import BTC, USDT
@@ -19,6 +20,7 @@ from backtests.instruments import BUILTIN_MARKETS, bar_type, instrument_from_mar
 from backtests.klines import read_klines, to_bars_frame
 from backtests.stats import (
     FILL_COLUMNS,
+    opening_equity,
     STAT_KEYS,
     daily_returns,
     empty_fills,
@@ -263,6 +265,20 @@ def test_equity_matches_the_nautilus_cash_account(week):
     # The starting BTC is not the strategy's: Nautilus's account holds it beside the strategy's position.
     nautilus_value = usdt + btc * close.iloc[-1]
     assert equity.iloc[-1] + START_BTC * close.iloc[-1] == pytest.approx(nautilus_value, abs=1e-6)
+
+
+    # Nautilus's own statistics of the run's daily returns: its CAGR is ours; its MaxDrawdown and
+    # CalmarRatio see the day ends only, where ours marks every bar (see backtests/stats.py).
+    stats = performance_stats(equity, trades, close, run_seconds=0.0)
+    daily = daily_returns(equity, opening_equity(equity, trades, close))
+    by_day = {ts.value: r for ts, r in daily.items()}
+    assert stats["cagr"] == CAGR(period=365).calculate_from_returns(by_day)
+    day_ends = np.concatenate([[1.0], np.cumprod(1.0 + daily.to_numpy())])
+    daily_drawdown = float((1.0 - day_ends / np.maximum.accumulate(day_ends)).max())
+    assert -MaxDrawdown().calculate_from_returns(by_day) == pytest.approx(daily_drawdown, rel=1e-12)
+    assert CalmarRatio(period=365).calculate_from_returns(by_day) == pytest.approx(stats["cagr"] / daily_drawdown, rel=1e-12)
+    assert stats["max_drawdown"] > daily_drawdown > 0  # intraday troughs deeper than any day end's
+    assert stats["calmar"] == stats["cagr"] / stats["max_drawdown"]
 
 
 def test_an_empty_nautilus_report_is_no_fills():
