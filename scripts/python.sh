@@ -88,7 +88,7 @@ srcdir=$(find "$work/src" -maxdepth 1 -type d -name 'Python-3.13*' | head -n 1)
 rm -rf "$PREFIX"
 (
     cd "$srcdir" &&
-    ./configure --prefix="$PREFIX" --with-ensurepip=install &&
+    ./configure --prefix="$PREFIX" --with-ensurepip=install --disable-test-modules &&
     make -j"$(nproc)" &&
     make install
 ) >>"$CACHE/python-build.log" 2>&1 || fail "building Python failed; see $CACHE/python-build.log"

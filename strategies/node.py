@@ -176,9 +176,10 @@ class BarQuotes(Actor):
     The sandbox execution client listens to the venue's quotes, trades and books only (topics
     ``data.*.BINANCE.*``); bars (``data.bars.<bar type>``) never reach it, so on bars alone it
     has no market and rejects every order. Binance's own best bid/ask would do, but Nautilus 1.221
-    parses it at the precision Binance prints (8 decimals on spot) while the instrument has its
-    tick's (2 for BTCUSDT), and on such a quote the sandbox's matching engine raises and the node
-    stops. So market orders fill at the close of the latest bar, as in a backtest's bar execution.
+    parsed it at the precision Binance prints (8 decimals on spot) while the instrument has its
+    tick's (2 for BTCUSDT), and on such a quote the sandbox's matching engine raised and the node
+    stopped (not rechecked on 1.231). So market orders fill at the close of the latest bar, as in a
+    backtest's bar execution, which keeps paper fills comparable with backtests either way.
     The RiskEngine, without a quote or trade, lets a market order through unchecked.
     """
 
