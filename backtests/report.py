@@ -11,7 +11,7 @@ from nautilus_trader.model.data import Bar
 from backtests.plots import plot_equity, plot_trades
 from backtests.runner import BacktestSettings, StrategyRun
 from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
-from models.jsonio import dumps
+from models.jsonio import write_json
 
 
 def close_series(bars: list[Bar]) -> pd.Series:
@@ -43,7 +43,7 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
             "strategy": settings.strategy,
         },
     }
-    (out / "stats.json").write_text(dumps(report))
+    write_json(out / "stats.json", report)
     runs[main].fills.to_csv(out / "fills.csv")
     runs[main].positions.to_csv(out / "positions.csv")
     if runs[main].predictions is not None:

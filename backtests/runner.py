@@ -5,9 +5,7 @@ sizing, so the report compares like with like:
 
 - ``lstm``: LSTMStrategy, loaded through Nautilus's ``ImportableStrategyConfig``;
 - ``ridge``: the same strategy and rule fed by the artifact's ridge baseline (same features);
-- ``ema_cross``: Nautilus's own EMA-cross example (long-only on spot), unchanged but for
-  waiting for its last order to fill before deciding again;
-- ``buy_and_hold``: buy once at the first bar, hold to the end.
+- ``ema_cross`` and ``buy_and_hold``: ``backtests.benchmarks``.
 
 Orders reach the simulated venue after a 1 ms latency, so a market order decided at a bar's
 close fills on the NEXT bar (at its close, Nautilus's bar execution): never on the bar that
@@ -25,25 +23,21 @@ from pathlib import Path
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import LatencyModel
-from nautilus_trader.config import ImportableStrategyConfig, LoggingConfig, StrategyConfig
-from nautilus_trader.examples.strategies.ema_cross import EMACross, EMACrossConfig
-from nautilus_trader.examples.strategies.ema_cross_long_only import EMACrossLongOnly, EMACrossLongOnlyConfig
+from nautilus_trader.config import ImportableStrategyConfig, LoggingConfig
 from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
-from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.enums import AccountType, OmsType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
-from backtests.catalog import CatalogError, open_catalog, query_bars
-from strategies.decision import instrument_order_quantity
+from backtests.benchmarks import benchmark_strategies
+from marketdata.catalog import CatalogError, open_catalog, query_bars
+from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config, strategy_settings
 
 log = logging.getLogger(__name__)
 
 LATENCY_NS = 1_000_000  # 1 ms: orders fill on the bar after the decision
-STRATEGY_PATH = "strategies.lstm_strategy:LSTMStrategy"
-CONFIG_PATH = "strategies.lstm_strategy:LSTMStrategyConfig"
 
 
 @dataclass(frozen=True)
@@ -125,95 +119,36 @@ def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, inst
     return StrategyRun(name, fills, positions, predictions, seconds)
 
 
+def lstm_settings(settings: BacktestSettings, forecaster: str = "lstm") -> dict:
+    """LSTMStrategyConfig's fields for the backtest: its bars and model, ``settings.strategy`` over them."""
+    fixed = {"instrument_id": str(BarType.from_str(settings.bar_type).instrument_id), "bar_type": settings.bar_type,
+             "model_path": str(settings.model_path), "forecaster": forecaster}
+    if forecaster != "lstm":
+        fixed["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE
+    return strategy_settings(fixed, settings.strategy)
+
+
 def lstm_strategy(settings: BacktestSettings, forecaster: str = "lstm") -> Strategy:
     """LSTMStrategy built the way BacktestNode and TradingNode build it: from an importable config."""
-    bar_type = BarType.from_str(settings.bar_type)
-    config = {
-        "instrument_id": str(bar_type.instrument_id),
-        "bar_type": settings.bar_type,
-        "model_path": str(settings.model_path),
-        "forecaster": forecaster,
-        **settings.strategy,
-    }
-    if forecaster != "lstm":
-        config["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE
+    config = lstm_settings(settings, forecaster)
     return StrategyFactory.create(ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=config))
 
 
-class _WaitsForFills:
-    """Runs a Nautilus example's ``on_bar`` only when none of its orders is in flight.
-
-    The examples decide from the portfolio's position; with orders filling on the next bar they
-    would otherwise order again before the first fill lands, doubling size and fees.
-    """
-
-    def on_bar(self, bar: Bar) -> None:
-        instrument_id = self.config.instrument_id
-        if not (self.cache.orders_inflight_count(instrument_id=instrument_id) or self.cache.orders_open_count(instrument_id=instrument_id)):
-            super().on_bar(bar)
-
-
-class EMACrossBenchmark(_WaitsForFills, EMACross):
-    pass
-
-
-class EMACrossLongOnlyBenchmark(_WaitsForFills, EMACrossLongOnly):
-    pass
-
-
-class BuyAndHoldConfig(StrategyConfig, frozen=True):
-    instrument_id: InstrumentId
-    bar_type: BarType
-    notional: float
-
-
-class BuyAndHold(Strategy):
-    """Buy ``notional`` of quote worth at the first bar and hold it."""
-
-    def on_start(self) -> None:
-        self.instrument = self.cache.instrument(self.config.instrument_id)
-        self.subscribe_bars(self.config.bar_type)
-
-    def on_bar(self, bar: Bar) -> None:
-        if self.portfolio.is_flat(self.instrument.id) and not self.cache.orders():
-            quantity, problem = instrument_order_quantity(self.instrument, self.config.notional, bar.close.as_double())
-            if problem:
-                raise ValueError(f"buy-and-hold cannot buy: {problem}")
-            self.submit_order(self.order_factory.market(self.instrument.id, OrderSide.BUY, self.instrument.make_qty(quantity)))
-
-    def on_stop(self) -> None:
-        pass  # holds to the end: the report marks the position at the last close
-
-
-def benchmark_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
-    notional = min(settings.strategy.get("order_notional", 1_000.0), settings.strategy.get("max_notional", 100_000.0))
-    bar_type = BarType.from_str(settings.bar_type)
-    quantity, problem = instrument_order_quantity(instrument, notional, first_close)
-    if problem:
-        raise ValueError(f"benchmarks cannot size {notional} of quote: {problem}")
-    trade_size = Decimal(str(instrument.make_qty(quantity)))
-    if instrument.instrument_class.name == "SPOT":
-        ema = EMACrossLongOnlyBenchmark(EMACrossLongOnlyConfig(
-            instrument_id=instrument.id, bar_type=bar_type, trade_size=trade_size, request_historical_bars=False,
-        ))
-    else:
-        ema = EMACrossBenchmark(EMACrossConfig(
-            instrument_id=instrument.id, bar_type=bar_type, trade_size=trade_size,
-            subscribe_trade_ticks=False, request_bars=False,
-        ))
+def all_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
+    """The LSTM strategy, the ridge baseline under the same rule, and the benchmarks, sized alike."""
+    sizing = parse_strategy_config(lstm_settings(settings)).sizing
+    notional = min(sizing.order_notional, sizing.max_notional)
     return {
+        "lstm": lstm_strategy(settings),
         "ridge": lstm_strategy(settings, forecaster="ridge"),
-        "ema_cross": ema,
-        "buy_and_hold": BuyAndHold(BuyAndHoldConfig(instrument_id=instrument.id, bar_type=bar_type, notional=notional)),
+        **benchmark_strategies(instrument, BarType.from_str(settings.bar_type), notional, first_close),
     }
 
 
 def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRun]]:
     """The LSTM strategy and every benchmark over the same bars."""
     instrument, bars = load_inputs(settings)
-    runs = {"lstm": run_strategy("lstm", lstm_strategy(settings), settings, instrument, bars)}
-    for name, strategy in benchmark_strategies(settings, instrument, bars[0].close.as_double()).items():
-        runs[name] = run_strategy(name, strategy, settings, instrument, bars)
-    return bars, runs
+    strategies = all_strategies(settings, instrument, bars[0].close.as_double())
+    return bars, {name: run_strategy(name, strategy, settings, instrument, bars) for name, strategy in strategies.items()}
 
 

@@ -24,7 +24,7 @@ bar's equity with that bar's fills undone, so a fee paid on the first bar counts
   as a positive fraction of that peak; 0.0 if equity never falls. Ours, not Nautilus's
   ``MaxDrawdown``: Nautilus's takes returns, and fed the daily returns it sees the equity at each
   UTC midnight only; this one marks every bar, so a trough within a day counts too. On the day
-  ends alone the two agree (``tests/test_stats.py`` checks it on a real run).
+  ends alone the two agree (``tests/backtests/test_stats.py`` checks it on a real run).
 - ``cagr``: Nautilus's ``CAGR``: ``(equity_end / equity_start) ** (365 / days) - 1``, days = the
   number of daily returns (each UTC day the run touches counts whole, as in Sharpe and Sortino).
   NaN with no daily return.

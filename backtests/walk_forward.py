@@ -46,9 +46,8 @@ from backtests.report import close_series, write_report
 from backtests.runner import (
     BacktestSettings,
     StrategyRun,
-    benchmark_strategies,
+    all_strategies,
     load_inputs,
-    lstm_strategy,
     run_strategy,
 )
 from backtests.stats import (
@@ -59,7 +58,7 @@ from backtests.stats import (
 )
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
-from models.jsonio import dumps
+from models.jsonio import write_json
 from models.train import train_model
 
 log = logging.getLogger(__name__)
@@ -131,7 +130,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     stitched = {name: stitch(name, runs) for name, runs in parts.items()}
     report = write_report(out, traded, stitched, settings)
-    (out / "windows.json").write_text(dumps(summary))
+    write_json(out / "windows.json", summary)
     return report
 
 
@@ -161,7 +160,7 @@ def trade_window(
     Returns the runs (their fills closed at the window's end) and each one's statistics over the window.
     """
     close = close_series(bars)
-    strategies = {"lstm": lstm_strategy(settings), **benchmark_strategies(settings, instrument, bars[0].close.as_double())}
+    strategies = all_strategies(settings, instrument, bars[0].close.as_double())
     runs, stats = {}, {}
     for name, strategy in strategies.items():
         balance = balances[name]

@@ -1,8 +1,9 @@
-"""The training config: a small typed TOML file with four sections.
+"""The training config: a small typed TOML file with five sections.
 
 ``[data]`` says which bars, ``[features]`` which features (see :mod:`models.features`),
-``[model]`` the network's shape, ``[training]`` how to fit it and ``[evaluation]`` the
-walk-forward folds. Unknown keys are errors, so a typo never silently falls back to a default.
+``[model]`` the network's shape (``models.network.LSTMConfig``, the one model config),
+``[training]`` how to fit it and ``[evaluation]`` the walk-forward folds. Unknown keys are errors,
+so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from models.network import LSTMConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -22,15 +25,6 @@ class DataConfig:
     start: str = ""
     end: str = ""
     holdout_days: float = 0.0
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.1
-    quantiles: tuple[float, ...] = ()
-    burn_in: int = 64
 
 
 @dataclass(frozen=True)
@@ -58,12 +52,16 @@ class EvaluationConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: dict = field(default_factory=dict)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: LSTMConfig = field(default_factory=LSTMConfig)  # n_features and seed are set at training
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as its file would have it (what training fills in is left out)."""
+        raw = dataclasses.asdict(self)
+        for name in _NOT_IN_FILE[LSTMConfig]:
+            del raw["model"][name]
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> TrainConfig:
@@ -83,12 +81,7 @@ class TrainConfig:
         return config
 
     def validate(self, source: str = "config") -> None:
-        checks = [
-            (self.model.hidden_size > 0 and self.model.num_layers > 0, "[model] hidden_size and num_layers must be positive"),
-            (0 <= self.model.dropout < 1, "[model] dropout must be in [0, 1)"),
-            (all(0 < q < 1 for q in self.model.quantiles), "[model] quantiles must lie in (0, 1)"),
-            (list(self.model.quantiles) == sorted(set(self.model.quantiles)), "[model] quantiles must be increasing"),
-            (self.model.burn_in >= 0, "[model] burn_in must be >= 0"),
+        checks = [  # [model]'s own checks ran when LSTMConfig was made
             (self.data.holdout_days >= 0, "[data] holdout_days must be >= 0"),
             (self.training.horizon >= 1, "[training] horizon must be >= 1"),
             (self.training.sequence_length > self.model.burn_in, "[training] sequence_length must exceed [model] burn_in"),
@@ -127,8 +120,12 @@ def load_config(path: Path | None = None) -> TrainConfig:
     return TrainConfig.from_dict(raw, source=str(path))
 
 
+# Fields a section's dataclass has that the file does not set (training fills them in).
+_NOT_IN_FILE = {LSTMConfig: {"n_features", "seed"}}
+
+
 def _section(section_cls, raw: dict, where: str):
-    known = {f.name: f for f in dataclasses.fields(section_cls)}
+    known = {f.name: f for f in dataclasses.fields(section_cls) if f.name not in _NOT_IN_FILE.get(section_cls, ())}
     unknown = set(raw) - set(known)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
@@ -142,4 +139,7 @@ def _section(section_cls, raw: dict, where: str):
         if type(value) is not type(default):
             raise ValueError(f"{where}: {key} must be {type(default).__name__}, not {value!r}")
         values[key] = value
-    return section_cls(**values)
+    try:
+        return section_cls(**values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-
-from models.artifact import load_artifact  # noqa: E402
-from models.baselines import BASELINES, lagged_log_returns  # noqa: E402
-from models.dataset import build_dataset  # noqa: E402
-from models.jsonio import dumps  # noqa: E402
-from models.metrics import aggregate_over_seeds, cumulative_ic, forecast_metrics  # noqa: E402
-from models.splits import min_gap, walk_forward  # noqa: E402
-from models.train import fit, load_training_bars, predict_series  # noqa: E402
+from models.artifact import load_artifact
+from models.baselines import BASELINES, lagged_log_returns
+from models.dataset import build_dataset
+from models.jsonio import write_json
+from models.metrics import aggregate_over_seeds, cumulative_ic, forecast_metrics
+from models.network import predict_series
+from models.splits import min_gap, walk_forward
+from models.train import fit, load_training_bars
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(dumps(report))
+        write_json(out / "metrics.json", report)
         plot_predicted_vs_realized(predictions, data.target, test_rows, out / "predicted_vs_realized.png")
         plot_cumulative_ic(folds, out / "cumulative_ic.png")
     return report
@@ -141,7 +140,8 @@ def verdict(report: dict, level: float = 0.05) -> str:
 
 def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.ndarray, path: Path) -> None:
     shown = [name for name in ("lstm", "ridge", "momentum") if name in predictions]
-    figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.5), squeeze=False)
+    figure = _figure(5 * len(shown), 4.5)
+    axes = figure.subplots(1, len(shown), squeeze=False)
     realized = target[rows]
     known = ~np.isnan(realized)
     for axis, name in zip(axes[0], shown):
@@ -154,13 +154,12 @@ def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.n
         axis.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
         axis.set_xlabel("predicted log return")
         axis.set_ylabel("realized log return")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figure.savefig(path)
 
 
 def plot_cumulative_ic(folds: dict, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure = _figure(7, 4.5)
+    axis = figure.subplots()
     for name, seed_folds in folds.items():
         table = cumulative_ic(seed_folds[0])
         if table["ic"].notna().any():  # a constant forecast has no IC: leave it out, not as zeros
@@ -171,6 +170,11 @@ def plot_cumulative_ic(folds: dict, path: Path) -> None:
     axis.set_ylabel("cumulative IC (first seed)")
     axis.set_title("Information coefficient accumulated over walk-forward folds")
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    figure.savefig(path)
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas, through matplotlib's object API (no pyplot state, nothing shown)."""
+    figure = Figure(figsize=(width, height), dpi=110, layout="tight")
+    FigureCanvasAgg(figure)
+    return figure

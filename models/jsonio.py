@@ -1,11 +1,19 @@
 """JSON for reports: an undefined number (NaN, ±inf) is written as null, never as bare NaN,
-which strict JSON readers (jq, JavaScript, most databases) refuse; a Decimal as its text."""
+which strict JSON readers (jq, JavaScript, most databases) refuse; a Decimal as its text.
+
+And the one way the project writes a file that must never be seen half-written: into a staging
+file beside it, then moved over it in one step (:func:`replacing`).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +36,22 @@ def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A staging path beside ``path`` to write to; moved over ``path`` when the block ends without
+    error, so a reader, or a crash (``kill -9``), sees the old file or the new one, never part of one."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        yield staging
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value) -> None:
+    """``value`` as strict JSON (:func:`dumps`), written with :func:`replacing`."""
+    with replacing(path) as staging:
+        staging.write_text(dumps(value))

@@ -1,10 +1,10 @@
-"""The LSTM forecaster, and a lean streaming path that advances it one bar at a time.
+"""The LSTM forecaster: its config, the network, its loss.
 
 The model is stateful. A batch prediction runs ``forward`` over a whole contiguous feature
 sequence from zero state and reads the head at every step; the strategy instead steps
-:class:`StreamingLSTM` bar by bar from zero state, carrying (h, c). Both compute the same
-recurrence, so they agree to float32 rounding (tests/test_network.py checks thousands of steps).
-Recomputing a 64-bar window per bar costs ~230 µs in eager torch; one streaming step ~3 µs
+``models.kernels.lstm.StreamingLSTM`` bar by bar from zero state, carrying (h, c): the same
+recurrence compiled, which agrees to float32 rounding (tests/models/test_network.py checks thousands of
+steps). Recomputing a 64-bar window per bar costs ~230 µs in eager torch; one streaming step ~3 µs
 (scripts/bench_step.py).
 
 Training feeds long contiguous sequences and leaves the first ``burn_in`` steps of each out of
@@ -19,19 +19,23 @@ quantile head must include 0.5.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit
 from torch import nn
 
 
 @dataclass(frozen=True)
 class LSTMConfig:
-    n_features: int
+    """The network's shape: the training config's ``[model]`` section, and the artifact's.
+
+    ``n_features`` and ``seed`` are not set in ``[model]``: training sets them from the features
+    and ``[training] seed`` (None: not yet known).
+    """
+
+    n_features: int | None = None
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.1  # between LSTM layers, training only
@@ -42,15 +46,19 @@ class LSTMConfig:
     def __post_init__(self) -> None:
         # Accept a list (from JSON or TOML) and store a tuple, so the config stays hashable.
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
-        if self.n_features < 1 or self.hidden_size < 1 or self.num_layers < 1:
-            raise ValueError(f"n_features, hidden_size and num_layers must be >= 1: {self}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1): {self.dropout}")
-        if self.burn_in < 0:
-            raise ValueError(f"burn_in must be >= 0: {self.burn_in}")
         q = self.quantiles
-        if q and not (0.0 < q[0] and q[-1] < 1.0 and all(a < b for a, b in zip(q, q[1:])) and 0.5 in q):
-            raise ValueError(f"quantiles must increase strictly within (0, 1) and include 0.5: {q}")
+        checks = [
+            (self.n_features is None or self.n_features >= 1, f"n_features must be >= 1, not {self.n_features}"),
+            (self.hidden_size >= 1 and self.num_layers >= 1, "hidden_size and num_layers must be positive"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), not {self.dropout}"),
+            (self.burn_in >= 0, f"burn_in must be >= 0, not {self.burn_in}"),
+            (all(0.0 < x < 1.0 for x in q), f"quantiles must lie in (0, 1): {q}"),
+            (all(a < b for a, b in zip(q, q[1:])), f"quantiles must be increasing: {q}"),
+            (not q or 0.5 in q, f"quantiles must include 0.5, the point forecast: {q}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
     @property
     def n_outputs(self) -> int:
@@ -77,6 +85,8 @@ def pick_device() -> torch.device:
 class LSTMForecaster(nn.Module):
     def __init__(self, config: LSTMConfig):
         super().__init__()
+        if config.n_features is None:
+            raise ValueError("the network needs n_features (set from the features at training)")
         self.config = config
         # The same seed gives the same weights; fork_rng leaves the caller's global RNG alone.
         with torch.random.fork_rng(devices=[]):
@@ -126,158 +136,21 @@ class LSTMForecaster(nn.Module):
         return (per_step * mask).sum() / mask.sum().clamp(min=1)
 
 
-# Rational approximation of tanh in float32 (the coefficients of Eigen's and ONNX Runtime's
-# vectorized tanh): |error| < 4e-7 against the exact tanh (3.4e-7 measured; tests/test_network.py),
-# exactly +-1 past the clamp. Plain arithmetic, so the gate loops vectorize (256 values in ~25 ns);
-# a loop over libm's tanhf does not (~650 ns), and numba cannot call NumPy's SIMD tanh.
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_TANH_P = tuple(np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
-                                        5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
-                                        4.89352455891786e-03))
-_TANH_Q = tuple(np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
-                                        4.89352518554385e-03))
-_HALF = np.float32(0.5)
+PREDICT_CHUNK = 8192  # bars per forward call when predicting a long series; state carries across
 
 
-@njit(cache=True, error_model="numpy")
-def _tanh(x):
-    x = _TANH_CLAMP if x > _TANH_CLAMP else x
-    x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
-    x2 = x * x
-    p = _TANH_P[0]
-    for a in _TANH_P[1:]:
-        p = p * x2 + a
-    q = _TANH_Q[0]
-    for b in _TANH_Q[1:]:
-        q = q * x2 + b
-    return x * p / q
+@torch.no_grad()
+def predict_series(model: LSTMForecaster, scaled_features: np.ndarray) -> np.ndarray:
+    """The batch path: one stateful pass over the whole series, zero state at its first row.
 
-
-@njit(cache=True, error_model="numpy")
-def _affine(wt, x, b, out):
-    """out = W @ x + b, with W (len(out), len(x)) given transposed, flattened row-major in ``wt``.
-
-    Column by column (out += x[i] * W[:, i]): each output sums its terms in order, and the loop
-    over the outputs vectorizes without reordering any sum (no fastmath). Measured as fast as a
-    reassociated dot product here: the step is bound by reading the weights from L2.
+    Returns (rows, n_outputs) in the scaled target's units. Equal to stepping the model bar by
+    bar from the same first row, which is what the strategy does.
     """
-    n = out.size
-    for j in range(n):
-        out[j] = b[j]
-    for i in range(x.size):
-        xi, column = x[i], wt[i * n : (i + 1) * n]
-        for j in range(n):
-            out[j] += column[j] * xi
-
-
-@njit(cache=True, error_model="numpy")
-def _lstm_step(params, xh, c, z, y):
-    """One step of every layer and the head, in place.
-
-    ``params``: per layer W (4H x (inputs + H), stored transposed) and b (4H), the gates ordered
-    i, f, o, g and the sigmoid gates' rows halved; then the head's W (n_outputs x H, transposed)
-    and b. ``xh``: [x, h_0, h_1, ...], so layer l reads [h_(l-1), h_l] as one slice; ``c``
-    (layers, H); ``z`` (4H) scratch; ``y`` (n_outputs) gets the outputs.
-    """
-    layers, hid = c.shape
-    n_in = xh.size - layers * hid
-    at = 0
-    for layer in range(layers):
-        inputs = xh[0 if layer == 0 else n_in + (layer - 1) * hid : n_in + (layer + 1) * hid]
-        size = 4 * hid * inputs.size
-        _affine(params[at : at + size], inputs, params[at + size : at + size + 4 * hid], z)
-        at += size + 4 * hid
-        for j in range(4 * hid):
-            z[j] = _tanh(z[j])
-        h, cl = xh[n_in + layer * hid : n_in + (layer + 1) * hid], c[layer]
-        for j in range(hid):
-            # sigmoid(v) = (1 + tanh(v / 2)) / 2, the halving being in the weights.
-            i, f, o = _HALF + _HALF * z[j], _HALF + _HALF * z[hid + j], _HALF + _HALF * z[2 * hid + j]
-            cl[j] = f * cl[j] + i * z[3 * hid + j]
-            h[j] = o * _tanh(cl[j])
-    n_out = y.size
-    _affine(params[at : at + n_out * hid], xh[xh.size - hid :], params[at + n_out * hid :], y)
-    # Quantile head: the lowest quantile, then softplus gaps summed up (a no-op for one output).
-    for j in range(1, n_out):
-        v = float(y[j])
-        y[j] = y[j - 1] + (max(v, 0.0) + math.log1p(math.exp(-abs(v))))
-
-
-class StreamingLSTM:
-    """Advances a trained LSTMForecaster one bar at a time, carrying (h, c) between calls.
-
-    One numba-compiled call per step on preallocated float32 arrays, chosen by measurement
-    (scripts/bench_step.py; median µs per step, 2 layers, hidden 64, 20 features, real bars, one
-    thread, 2-core AMD EPYC): 2.6 here, 10.2 for the NumPy float32 step it replaced (one np.dot
-    per layer; every NumPy call costs about a microsecond of dispatch); earlier, with 16 features,
-    torch ops on preallocated tensors took 19, torch.lstm_cell 27, a one-step nn.LSTM call 114.
-    What bounds it now is reading the 216 KB of weights from L2 each step, not the arithmetic.
-    Float32 matches the torch model to ~1e-7. OnlinePredictor runs ``_lstm_step`` on these same
-    arrays from its own kernel.
-    """
-
-    def __init__(self, model: LSTMForecaster):
-        cfg = model.config
-        n_in, hid, layers = cfg.n_features, cfg.hidden_size, cfg.num_layers
-        self.config = cfg
-        # One buffer [x, h_0, h_1, ...]: layer l reads its input and its own previous h as the
-        # contiguous slice [h_(l-1), h_l], so the step never concatenates or copies vectors.
-        self._xh = np.zeros(n_in + layers * hid, np.float32)
-        self._x = self._xh[:n_in]
-        self._h = self._xh[n_in:].reshape(layers, hid)
-        self._c = np.zeros((layers, hid), np.float32)
-        self._z = np.zeros(4 * hid, np.float32)
-        # PyTorch orders the gates i, f, g, o; put g last so the three sigmoid gates are one
-        # slice, and halve their rows: sigmoid(z) = (1 + tanh(z / 2)) / 2, so tanh serves all.
-        order = torch.cat([torch.arange(0, 2 * hid), torch.arange(3 * hid, 4 * hid), torch.arange(2 * hid, 3 * hid)])
-        scale = torch.ones(4 * hid, 1)
-        scale[: 3 * hid] = 0.5
-        parts = []
-        with torch.no_grad():
-            lstm = model.lstm
-            for layer in range(layers):
-                w = torch.cat([getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")], dim=1)
-                b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-                parts += [(w[order] * scale).T, b[order] * scale[:, 0]]
-            parts += [model.head.weight.T, model.head.bias]
-        self._params = np.concatenate([_to_numpy(p).ravel() for p in parts])
-        self._y = np.zeros(cfg.n_outputs, np.float32)
-        self._y_out = self._y.view()
-        self._y_out.flags.writeable = False
-        # What _lstm_step takes (OnlinePredictor calls it from its kernel).
-        self._kernel_arrays = (self._params, self._xh, self._c, self._z, self._y)
-        # Compile now (or load numba's cache) on throwaway state, not on the first bar.
-        _lstm_step(self._params, self._xh.copy(), self._c.copy(), self._z, self._y.copy())
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        """Feed one bar's features (n_features,); return its prediction (n_outputs,).
-
-        The returned array is a read-only view that the next step overwrites: copy it to keep it.
-        """
-        if x.shape != self._x.shape:
-            raise ValueError(f"expected features of shape {self._x.shape}, got {x.shape}")
-        self._x[:] = x
-        _lstm_step(*self._kernel_arrays)
-        return self._y_out
-
-    def reset(self) -> None:
-        """Back to zero state, as at the start of a batch prediction."""
-        self._h[:] = 0.0
-        self._c[:] = 0.0
-
-    @property
-    def state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of (h, c), each (num_layers, hidden_size): forward's state for one sequence."""
-        return self._h.copy(), self._c.copy()
-
-    @state.setter
-    def state(self, value: tuple[np.ndarray, np.ndarray]) -> None:
-        h, c = (np.asarray(v, np.float32) for v in value)
-        if h.shape != self._h.shape or c.shape != self._c.shape:
-            raise ValueError(f"expected h and c of shape {self._h.shape}, got {h.shape} and {c.shape}")
-        self._h[:] = h
-        self._c[:] = c
-
-
-def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+    model.eval()
+    device = next(model.parameters()).device
+    outputs, state = [], None
+    for start in range(0, len(scaled_features), PREDICT_CHUNK):
+        chunk = torch.as_tensor(scaled_features[start : start + PREDICT_CHUNK], dtype=torch.float32, device=device)
+        prediction, state = model(chunk.unsqueeze(0), state)
+        outputs.append(prediction[0].cpu().numpy())
+    return np.concatenate(outputs).astype(np.float64)

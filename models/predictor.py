@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from models.artifact import Artifact
 from models.dataset import build_dataset
-from models.features import OnlineFeatures, _update_features
-from models.network import StreamingLSTM, _lstm_step
-from models.train import predict_series
+from models.kernels.features import OnlineFeatures
+from models.kernels.lstm import StreamingLSTM
+from models.kernels.predict import predict_bar
+from models.network import predict_series
 
 
 def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
@@ -25,34 +25,18 @@ def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(outputs, index=data.index, columns=output_columns(artifact))
 
 
-def output_columns(artifact: Artifact) -> list[str]:
-    return [f"q{q:g}" for q in artifact.lstm.quantiles] or ["prediction"]
-
-
-@njit(cache=True, error_model="numpy")
-def _predict_bar(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
-                 params, xh, c, z, y, target_scale, out) -> bool:
-    """OnlinePredictor.update as one compiled call: features, scaling, LSTM step, outputs.
-
-    The features' arrays (models.features), then ``scaler`` (2, n_features: mean, std), the
-    StreamingLSTM's arrays (models.network), the target scale and ``out`` (n_outputs, float64).
-    False during the features' warm-up, when nothing else runs.
-    """
-    if not _update_features(index, coefficients, state, row, close_time_ns, high, low, close, volume):
-        return False
-    for i in range(row.size):  # Scaler.transform in float64, then float32 as the batch path feeds torch
-        xh[i] = (row[i] - scaler[0, i]) / scaler[1, i]
-    _lstm_step(params, xh, c, z, y)
-    for i in range(y.size):  # back to log returns, in float64 as batch_predict
-        out[i] = float(y[i]) * target_scale
-    return True
+def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
+    """What a forecaster of the artifact outputs per bar: the LSTM's quantiles (or its point
+    forecast), the ridge baseline's point forecast."""
+    quantiles = artifact.lstm.quantiles if forecaster == "lstm" else ()
+    return [f"q{q:g}" for q in quantiles] or ["prediction"]
 
 
 class OnlinePredictor:
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
     ``features`` and ``network`` hold the state (reset, get_state/set_state, state); ``update``
-    runs their kernels together in ``_predict_bar``. Construction compiles it (or loads it from
+    runs their kernels together in ``predict_bar``. Construction compiles it (or loads it from
     numba's cache) so the first bar is fast.
     """
 
@@ -62,10 +46,10 @@ class OnlinePredictor:
         self.point_index = artifact.lstm.point_index
         scaler = np.stack([artifact.scaler.mean, artifact.scaler.std]).astype(np.float64)
         self._out = np.zeros(artifact.lstm.n_outputs)
-        # Everything _predict_bar takes after the bar, bound once: no attribute lookups per bar.
+        # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays,
                         float(artifact.target_scale), self._out)
-        _predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+        predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
 
     @property
     def warmup_bars(self) -> int:
@@ -75,9 +59,9 @@ class OnlinePredictor:
         self.features.reset()
         self.network.reset()
 
-    def update(self, close_time_ns: int, open_: float, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
         """Feed one closed bar; returns all outputs as log returns (None during warm-up)."""
-        if _predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
+        if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
 
@@ -109,8 +93,8 @@ class OnlineRidge:
     def reset(self) -> None:
         self.features.reset()
 
-    def update(self, close_time_ns: int, open_: float, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
-        row = self.features.update(close_time_ns, open_, high, low, close, volume)
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+        row = self.features.update(close_time_ns, high, low, close, volume)
         if row is None:
             return None
         return np.array([row @ self._coef + self._intercept])

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import random
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +27,19 @@ import torch
 from nautilus_trader.model.data import BarType
 from tqdm import tqdm
 
-from backtests.catalog import load_bars
+from marketdata.catalog import load_bars
 from models.artifact import Artifact, data_fingerprint, save_artifact
 from models.baselines import RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
 from models.features import FeatureSpec, default_spec
+from models.jsonio import replacing
 from models.metrics import forecast_metrics
-from models.network import LSTMConfig, LSTMForecaster, pick_device
+from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
 from models.splits import Split, min_gap, train_val_split
 
 log = logging.getLogger(__name__)
 
-PREDICT_CHUNK = 8192  # bars per forward call when predicting a long series; state carries across
 
 
 @dataclass
@@ -61,15 +61,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def lstm_config(config: TrainConfig, n_features: int, seed: int) -> LSTMConfig:
-    return LSTMConfig(
-        n_features=n_features,
-        hidden_size=config.model.hidden_size,
-        num_layers=config.model.num_layers,
-        dropout=config.model.dropout,
-        quantiles=tuple(config.model.quantiles),
-        burn_in=config.model.burn_in,
-        seed=seed,
-    )
+    return dataclasses.replace(config.model, n_features=n_features, seed=seed)
 
 
 def fit(
@@ -159,23 +151,6 @@ def fit(
 
 
 @torch.no_grad()
-def predict_series(model: LSTMForecaster, scaled_features: np.ndarray) -> np.ndarray:
-    """The batch path: one stateful pass over the whole series, zero state at its first row.
-
-    Returns (rows, n_outputs) in the scaled target's units. Equal to stepping the model bar by
-    bar from the same first row, which is what the strategy does.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    outputs, state = [], None
-    for start in range(0, len(scaled_features), PREDICT_CHUNK):
-        chunk = torch.as_tensor(scaled_features[start : start + PREDICT_CHUNK], dtype=torch.float32, device=device)
-        prediction, state = model(chunk.unsqueeze(0), state)
-        outputs.append(prediction[0].cpu().numpy())
-    return np.concatenate(outputs).astype(np.float64)
-
-
-@torch.no_grad()
 def validation_loss(model: LSTMForecaster, features: np.ndarray, target: np.ndarray, split: Split) -> float:
     # Predict from the first row so the validation rows see the same context the strategy would.
     prediction = predict_series(model, features[: split.val.stop])[split.val.start :]
@@ -203,9 +178,8 @@ def _save_checkpoint(path, run_key, model, optimizer, generator, epoch, best_los
         "history": torch.tensor([[h["epoch"], h["train_loss"], h["val_loss"]] for h in history], dtype=torch.float64),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # a kill mid-save keeps the previous checkpoint
+    with replacing(path) as staging:  # a kill mid-save keeps the previous checkpoint
+        torch.save(state, staging)
 
 
 def _history_from(saved: dict) -> list[dict]:

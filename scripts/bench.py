@@ -30,12 +30,13 @@ from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.trading.strategy import Strategy
 
-from backtests.catalog import load_bars
-from backtests.history import import_klines
+from marketdata.catalog import load_bars
+from marketdata.history import import_klines
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from models.config import load_config
 from models.dataset import build_dataset
-from models.train import predict_series, train_model
+from models.network import predict_series
+from models.train import train_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"

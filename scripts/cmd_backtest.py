@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtests.catalog import DEFAULT_CATALOG
+from marketdata.catalog import DEFAULT_CATALOG
+from strategies.decision import SizingConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--end", help="last bar close, ISO date/time UTC (default: the last)")
     parser.add_argument("--out", type=Path, default=Path("reports/backtest"), help="report folder (default: reports/backtest)")
     parser.add_argument("--balance", type=float, default=10_000.0, help="starting balance in quote currency (default: 10000)")
-    parser.add_argument("--notional", type=float, default=1_000.0, help="position size in quote currency (default: 1000)")
+    parser.add_argument("--notional", type=float,
+                        help=f"position size in quote currency (default: {SizingConfig().order_notional:g})")
     parser.add_argument("--entry-threshold", type=float, help="forecast (log return) needed to trade (default: round-trip taker fee + margin)")
     parser.add_argument("--maker-fee", type=float, help="override the venue's maker fee rate (default: the instrument's)")
     parser.add_argument("--taker-fee", type=float, help="override the venue's taker fee rate (default: the instrument's)")
@@ -58,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
     trained_until = pd.Timestamp(artifact.data["last_bar_close"])
     # By default trade only bars the model has never seen: those after its training data.
     start = _time(args.start) if args.start else None if args.walk_forward else trained_until + pd.Timedelta(1, unit="ns")
-    strategy = {"order_notional": args.notional}
-    if args.entry_threshold is not None:
-        strategy["entry_threshold"] = args.entry_threshold
+    given = {"order_notional": args.notional, "entry_threshold": args.entry_threshold}
+    strategy = {name: value for name, value in given.items() if value is not None}
     settings = BacktestSettings(
         model_path=args.model,
         catalog=args.catalog,

@@ -6,9 +6,9 @@ import argparse
 
 import pandas as pd
 
-from backtests.download import DownloadRequest, download_ohlcv
-from backtests.exchange import RetryPolicy
-from backtests.timeframes import NANOS_PER_MILLI, parse_timeframe
+from marketdata.download import DownloadRequest, download_ohlcv
+from marketdata.exchange import RetryPolicy
+from marketdata.timeframes import NANOS_PER_MILLI, parse_timeframe
 from scripts.options import add_bar_options
 
 _DEFAULT_RETRY = RetryPolicy()

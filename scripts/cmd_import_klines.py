@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from backtests.history import import_klines
+from marketdata.history import import_klines
 from scripts.options import add_bar_options
 
 log = logging.getLogger(__name__)

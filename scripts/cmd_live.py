@@ -52,8 +52,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_supported_nautilus()
-    from strategies.live import LiveSettings, prepare_live, run_live
-    from strategies.node import command_settings, read_config
+    from nodes.live import LiveSettings, prepare_live, run_live
+    from scripts.node_config import command_settings, read_config
 
     raw = read_config(args.config) if args.config else {}
     settings = LiveSettings(**command_settings(raw, "live", args, ("strategy", "limits", "node")), real_money=args.real_money)

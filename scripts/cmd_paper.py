@@ -35,7 +35,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_supported_nautilus()
-    from strategies.node import PaperSettings, command_settings, read_config, run_paper
+    from nodes.paper import PaperSettings, run_paper
+    from scripts.node_config import command_settings, read_config
 
     raw = read_config(args.config) if args.config else {}
     run_dir = run_paper(PaperSettings(**command_settings(raw, "paper", args, ("strategy", "node", "sandbox"))))

@@ -8,9 +8,9 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from backtests.catalog import DEFAULT_CATALOG
-from backtests.instruments import MARKETS
-from backtests.validation import PLACEHOLDER_POLICIES
+from marketdata.catalog import DEFAULT_CATALOG
+from marketdata.instruments import MARKETS
+from marketdata.validation import PLACEHOLDER_POLICIES
 
 
 def add_bar_options(parser: argparse.ArgumentParser) -> None:

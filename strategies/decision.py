@@ -7,9 +7,56 @@ than it costs: the entry threshold defaults to the round-trip taker fee plus a m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 LONG, FLAT, SHORT = 1, 0, -1
+
+
+class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The trading rule's settings (LSTMStrategyConfig's ``rule``).
+
+    entry_margin: added to the round-trip taker fee to make the default entry threshold (log return).
+    entry_threshold: an explicit entry threshold (log return), replacing fee + margin.
+    allow_short: whether to go short; by default only where the venue allows it (perpetuals).
+    quantile_gate: with a quantile model, trade only when the whole quantile band clears the threshold.
+    min_holding_bars: bars to hold a position before the rule may exit or reverse it (default: the horizon).
+    stop_loss: exit when a bar closes this fraction against the entry price (e.g. 0.02).
+    take_profit: exit when a bar closes this fraction in favour of the entry price.
+    """
+
+    entry_margin: float = 0.0005
+    entry_threshold: float | None = None
+    allow_short: bool | None = None
+    quantile_gate: bool = False
+    min_holding_bars: int | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+    def threshold(self, taker_fee: float) -> float:
+        """The entry threshold: the explicit one, or the round-trip taker fee plus the margin.
+        The strategy and the live node's plan both ask this."""
+        return self.entry_threshold if self.entry_threshold is not None else entry_threshold(taker_fee, self.entry_margin)
+
+
+class SizingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Position sizes (LSTMStrategyConfig's ``sizing``), in quote currency.
+
+    order_notional: position size (used unless ``equity_fraction`` is set).
+    equity_fraction: size positions at this fraction of account equity instead.
+    max_notional: the cap on any position's notional.
+    """
+
+    order_notional: float = 1_000.0
+    equity_fraction: float | None = None
+    max_notional: float = 100_000.0
+
+    def notional(self, equity: Callable[[], float]) -> float:
+        """The notional of a new position; ``equity()`` is asked for the account's equity only when sized by it."""
+        wanted = self.order_notional if self.equity_fraction is None else self.equity_fraction * equity()
+        return min(wanted, self.max_notional)
 
 
 @dataclass(frozen=True)
@@ -18,6 +65,18 @@ class DecisionRule:
     allow_short: bool
     min_holding_bars: int
     quantile_gate: bool = False  # trade only when the whole quantile band clears the threshold
+
+    @classmethod
+    def of(cls, config: RuleConfig, instrument, horizon: int) -> DecisionRule:
+        """The rule for a Nautilus ``instrument`` (its taker fee; shorts only where it is a
+        perpetual or future) and a model of ``horizon`` bars (the default minimum holding)."""
+        venue_shorts = instrument.instrument_class.name in ("SWAP", "FUTURE")
+        return cls(
+            threshold=config.threshold(float(instrument.taker_fee)),
+            allow_short=venue_shorts if config.allow_short is None else config.allow_short and venue_shorts,
+            min_holding_bars=config.min_holding_bars if config.min_holding_bars is not None else horizon,
+            quantile_gate=config.quantile_gate,
+        )
 
 
 def entry_threshold(taker_fee: float, margin: float) -> float:

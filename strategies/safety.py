@@ -1,7 +1,8 @@
-"""Safety rails of a live node: what an order must pass before it goes out, and when to stop.
+"""Safety rails: what an order must pass before it goes out, and when to stop.
 
-The strategy asks :meth:`SafetyRails.review` about every order before submitting it, and calls
-:meth:`SafetyRails.check` on a timer. One rule runs through all of it: **no rail stands between
+The strategy asks :meth:`SafetyRails.review` about every order before submitting it (where an
+order limit is set: the live node's rails), calls :meth:`SafetyRails.check` on a timer, and
+:meth:`SafetyRails.drawdown_breached` on every bar it decides on. One rule runs through all of it: **no rail stands between
 the strategy and flat.** Only an order that adds exposure (opens, adds to or flips the position)
 can be blocked; an order that only reduces the position always goes out, at most cut to what a
 spot account holds. Limits (all optional, in the instrument's quote currency):
@@ -12,10 +13,12 @@ spot account holds. Limits (all optional, in the instrument's quote currency):
   last 60 seconds;
 - ``daily_loss_limit``: once equity is this far below the day's starting equity (the first seen
   after 00:00 UTC), flatten and add no exposure until the next UTC day;
-- ``kill_file``: once this file exists, flatten and stop the node.
+- ``kill_file``: once this file exists, flatten and stop the node;
+- ``max_drawdown`` (0.25 by default, in backtests too): the kill switch. Once equity falls this
+  fraction below its peak, flatten and trade no more (a fraction, not an amount).
 
 Orders adding exposure also wait for the strategy to be ready (warm-up done, feed not stale).
-Nautilus's RiskEngine backs some of these up (see ``strategies.live``); its checks apply to
+Nautilus's RiskEngine backs some of these up (see ``nodes.live``); its checks apply to
 every order, which is why the rails proper live here.
 """
 
@@ -30,6 +33,7 @@ import msgspec
 import pandas as pd
 
 ORDER_RATE_WINDOW_NS = 60_000_000_000
+ORDER_LIMITS = ("max_order_notional", "max_position_notional", "max_orders_per_minute", "daily_loss_limit", "kill_file")
 
 
 class SafetyLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -40,12 +44,20 @@ class SafetyLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_orders_per_minute: int | None = None
     daily_loss_limit: float | None = None
     kill_file: str | None = None
+    max_drawdown: float | None = 0.25
 
     def __post_init__(self) -> None:
         for name in ("max_order_notional", "max_position_notional", "max_orders_per_minute", "daily_loss_limit"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive, not {value}")
+        if self.max_drawdown is not None and not 0 < self.max_drawdown < 1:
+            raise ValueError(f"max_drawdown must be a fraction between 0 and 1, not {self.max_drawdown}")
+
+    @property
+    def guards_orders(self) -> bool:
+        """Whether any limit on orders or on a timer is set (the live node's rails), beyond the kill switch."""
+        return any(getattr(self, name) is not None for name in ORDER_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -68,11 +80,14 @@ class ProposedOrder:
 
 
 class SafetyRails:
-    """The limits, the orders sent in the last minute, the day's starting equity and a halt."""
+    """The limits, the orders sent in the last minute, the day's starting equity, the equity's
+    peak and the halts."""
 
     def __init__(self, limits: SafetyLimits):
         self.limits = limits
         self.halted: str | None = None  # why no exposure may be added (a daily loss), until the next UTC day
+        self.drawdown_halted = False  # the kill switch fired: flat for good
+        self._peak_equity = 0.0
         self._sent_ns: deque[int] = deque()
         self._day: str | None = None
         self._day_start_equity = math.nan
@@ -130,6 +145,15 @@ class SafetyRails:
         self.halted = (f"daily loss {loss:.2f} reached daily_loss_limit {limit:g} (equity {self._day_start_equity:.2f} "
                        f"at the start of {day} UTC, {equity:.2f} now)")
         return self.halted
+
+    def drawdown_breached(self, equity: float) -> str | None:
+        """Why to flatten and halt for good (equity just fell ``max_drawdown`` below its peak), or None."""
+        self._peak_equity = max(self._peak_equity, equity)
+        limit = self.limits.max_drawdown
+        if self.drawdown_halted or limit is None or not self._peak_equity > 0 or equity >= self._peak_equity * (1 - limit):
+            return None
+        self.drawdown_halted = True
+        return f"equity {equity:.2f} is {1 - equity / self._peak_equity:.2%} below its peak"
 
     # -- across restarts -----------------------------------------------------------------------
 

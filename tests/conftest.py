@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backtests.history import import_klines
+from marketdata.history import import_klines
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_SETTING = "NAUTILUS_LSTM_DATA"
@@ -51,7 +51,7 @@ def catalog(tmp_path_factory, shared_data) -> Path:
 @pytest.fixture(scope="session")
 def real_bars(shared_data):
     """The 7-day BTC/USDT 1-minute fixture, as read_klines reads it."""
-    from backtests.klines import read_klines
+    from marketdata.klines import read_klines
 
     return read_klines(shared_data / FIXTURE_7D)
 
@@ -59,8 +59,8 @@ def real_bars(shared_data):
 @pytest.fixture(scope="session")
 def second_bars_model(tmp_path_factory, real_bars) -> Path:
     """A tiny quantile model of 1-second BTCUSDT spot bars (real minute bars re-stamped a second
-    apart; ``tests/node_harness``), shared by the paper and live nodes' end-to-end tests."""
-    from tests.node_harness import BAR_TYPE, TRAIN_ROWS, restamp, train_tiny_model
+    apart; ``tests/fakes/node_harness``), shared by the paper and live nodes' end-to-end tests."""
+    from tests.fakes.node_harness import BAR_TYPE, TRAIN_ROWS, restamp, train_tiny_model
 
     return train_tiny_model(tmp_path_factory.mktemp("second-bars-model"), restamp(real_bars.iloc[TRAIN_ROWS], 1_700_000_000_000),
                             BAR_TYPE, "1s", "spot")

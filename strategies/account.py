@@ -1,0 +1,98 @@
+"""The strategy's view of its account: the position counting orders in flight, and equity.
+
+Equity is ``cash + units * close``: on a spot CASH account the quote balance plus the base asset
+held; on a linear perpetual the balance plus each position's units times (close - entry). The two
+figures change only with fills (and, on futures, funding), so they are read from the account
+after a fill and every ``EQUITY_REFRESH_BARS`` calls, not on every bar.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.events import OrderFilled
+
+from strategies.safety import ProposedOrder
+
+EQUITY_REFRESH_BARS = 60
+
+
+class AccountView:
+    """What the strategy needs to know of its account, read from Nautilus's portfolio and cache."""
+
+    def __init__(self, portfolio, cache, instrument) -> None:
+        self._portfolio, self._cache, self._instrument = portfolio, cache, instrument
+        self.in_flight: set = set()  # client order ids of our orders the venue has not finished with
+        self._parts: tuple[float, float] | None = None  # (cash, units)
+        self._calls_since_refresh = 0
+
+    def sent(self, client_order_id) -> None:
+        self.in_flight.add(client_order_id)
+
+    def order_event(self, event) -> None:
+        """Keep track of an order event: done orders leave the in-flight set, fills move equity."""
+        # In a live node an order waits in the engines' queues for a while: not yet in flight in
+        # the cache's sense, but its fill will change the position all the same.
+        order = self._cache.order(event.client_order_id)  # None at OrderInitialized: not cached yet
+        if order is not None and order.is_closed:
+            self.in_flight.discard(event.client_order_id)
+        if isinstance(event, OrderFilled):
+            self._parts = None  # balances and position changed
+
+    def net_position(self) -> float:
+        return float(self._portfolio.net_position(self._instrument.id))
+
+    def expected_position(self) -> float:
+        """The signed net position once the orders still in flight are done."""
+        position = self.net_position()
+        for client_order_id in self.in_flight:
+            order = self._cache.order(client_order_id)
+            if order is not None and not order.is_closed:
+                position += float(order.leaves_qty) * (1 if order.side == OrderSide.BUY else -1)
+        return position
+
+    def entry_price(self) -> float:
+        """The average opening price of the open position (0.0 if none)."""
+        opened = self._cache.positions_open(instrument_id=self._instrument.id)
+        return float(opened[0].avg_px_open) if opened else 0.0
+
+    def free_base(self) -> float | None:
+        """On a cash account, the base asset free to sell; None on a margin account."""
+        account = self._portfolio.account(self._instrument.id.venue)
+        if account is None or not account.is_cash_account:
+            return None
+        free = account.balance_free(self._instrument.base_currency)
+        return free.as_double() if free is not None else 0.0
+
+    def proposed(self, side: int, quantity: float, price: float, not_ready: str | None) -> ProposedOrder:
+        """An order the strategy wants to submit (side +1 buy, -1 sell), as the safety rails judge it."""
+        instrument = self._instrument
+        return ProposedOrder(side=side, quantity=quantity, price=price, position=self.expected_position(),
+                             size_increment=float(instrument.size_increment), min_quantity=float(instrument.min_quantity or 0),
+                             free_base=self.free_base(), not_ready=not_ready)
+
+    def equity(self, close: float) -> float:
+        """Account equity in quote currency, marked at ``close`` (NaN without an account)."""
+        if self._parts is None or self._calls_since_refresh >= EQUITY_REFRESH_BARS:
+            self._parts = self._read_parts()
+            self._calls_since_refresh = 0
+        self._calls_since_refresh += 1
+        cash, units = self._parts
+        return cash + units * close
+
+    def _read_parts(self) -> tuple[float, float]:
+        instrument = self._instrument
+        account = self._portfolio.account(instrument.id.venue)
+        if account is None:
+            return math.nan, 0.0
+        if account.is_cash_account:
+            quote_total = account.balance_total(instrument.quote_currency)
+            base_total = account.balance_total(instrument.base_currency)
+            return (quote_total.as_double() if quote_total else 0.0), (base_total.as_double() if base_total else 0.0)
+        balance = account.balance_total(instrument.get_settlement_currency())
+        cash, units = (balance.as_double() if balance else 0.0), 0.0
+        for position in self._cache.positions_open(instrument_id=instrument.id):
+            units += position.signed_qty
+            cash -= position.signed_qty * position.avg_px_open
+        return cash, units

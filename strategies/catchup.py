@@ -1,0 +1,116 @@
+"""Catching up on history, and noticing a silent feed: the strategy's bar supply.
+
+- :class:`CatchUp`: a history request (warm-up, resume, back-fill) and the bars that wait while it
+  is out. While a request is out, every bar (history and live alike) is held; when the answer
+  comes, or the request times out, the strategy gets all of them at once in close-time order and
+  feeds those it has not seen. So a live bar that beats the history is neither lost nor
+  double-counted, and the first live bar is forecast by a warm model. Nautilus's Binance adapter
+  sends no answer at all when the venue has no bars, hence the timeout.
+- :class:`StaleFeed`: whether bars stopped coming (no bar for ``stale_feed_bars`` intervals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import msgspec
+import pandas as pd
+from nautilus_trader.model.data import Bar
+
+
+class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the strategy gets and trusts its bars (LSTMStrategyConfig's ``feed``).
+
+    warmup_bars: history requested at start; default: the features' warm-up plus 4 × the LSTM burn-in.
+    gap_cooldown_bars: after a gap in the bars, how many bars to wait before trading again.
+    max_bar_delay_bars: a bar that closed more than this many intervals before now is stale: no
+        trading on it (a bar stamped in the future, as in an accelerated replay, is never stale).
+    backfill_gaps: when a bar arrives after missing ones, request the missing bars from the venue
+        before going on (paper and live nodes; backtest data has no more to give).
+    stale_feed_bars: warn and pause trading once no bar has arrived for this many intervals
+        (paper and live nodes; off in backtests).
+    request_timeout_s: give up on a history request that has no answer after this long, and go on
+        with the bars at hand.
+    """
+
+    warmup_bars: int | None = None
+    gap_cooldown_bars: int = 60
+    max_bar_delay_bars: float = 2.0
+    backfill_gaps: bool = False
+    stale_feed_bars: float | None = None
+    request_timeout_s: float = 60.0
+
+
+# What the strategy is handed when a request is answered or given up on: why it was made, the
+# bars the venue sent, the live bars held meanwhile, and whether it timed out.
+Answered = Callable[[str, list[Bar], list[Bar], bool], None]
+
+
+class CatchUp:
+    """One history request at a time, through the strategy's clock and ``request_bars``."""
+
+    def __init__(self, strategy, bar_type, timeout_s: float, answered: Answered) -> None:
+        self._strategy, self._bar_type, self._timeout_s, self._answered = strategy, bar_type, timeout_s, answered
+        self.why: str | None = None  # what the request out is for (None: none is out)
+        self._number = 0
+        self._history: list[Bar] = []
+        self._held: list[Bar] = []
+
+    def request(self, start_ns: int, why: str) -> None:
+        """Ask for the bars closing from ``start_ns`` to now; bars are held meanwhile."""
+        self.why = why
+        self._number += 1
+        number = self._number
+        clock = self._strategy.clock
+        now = clock.utc_now()
+        clock.set_time_alert(f"history-{number}", now + timedelta(seconds=self._timeout_s),
+                             callback=lambda event: self._done(number, timed_out=True))
+        self._strategy.request_bars(self._bar_type, start=pd.Timestamp(start_ns, unit="ns", tz="UTC"), end=now,
+                                    callback=lambda request_id: self._done(number, timed_out=False))
+
+    def history_bar(self, bar: Bar) -> None:
+        """A bar of the answer (``on_historical_data``)."""
+        if self.why and bar.bar_type == self._bar_type:
+            self._history.append(bar)
+
+    def hold(self, bar: Bar) -> None:
+        """A live bar to feed once the request is answered."""
+        self._held.append(bar)
+
+    def _done(self, number: int, timed_out: bool) -> None:
+        if number != self._number or self.why is None:
+            return  # the answer to a request already given up on, or its timer after the answer
+        alert = f"history-{number}"
+        if not timed_out and alert in self._strategy.clock.timer_names:
+            self._strategy.clock.cancel_timer(alert)
+        why, self.why = self.why, None
+        history, held = self._history, self._held
+        self._history, self._held = [], []
+        self._answered(why, history, held, timed_out)
+
+
+class StaleFeed:
+    """Whether the feed went silent: no bar for ``stale_bars`` intervals."""
+
+    def __init__(self, stale_bars: float | None, interval_ns: int, now_ns: int) -> None:
+        self._limit_ns = stale_bars * interval_ns if stale_bars else None
+        self._interval_ns = interval_ns
+        self.last_arrival_ns = now_ns
+        self.stale = False
+
+    def arrived(self, now_ns: int) -> bool:
+        """A bar arrived; whether the feed was stale until now."""
+        self.last_arrival_ns = now_ns
+        was_stale, self.stale = self.stale, False
+        return was_stale
+
+    def check(self, now_ns: int) -> float | None:
+        """The intervals of silence if the feed just went stale, else None."""
+        if self._limit_ns is None or self.stale:
+            return None
+        silent = now_ns - self.last_arrival_ns
+        if silent < self._limit_ns:
+            return None
+        self.stale = True
+        return silent / self._interval_ns

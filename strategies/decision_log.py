@@ -1,0 +1,79 @@
+"""What the strategy decided: one record per forecast bar, in memory, in a CSV file as it goes,
+and one log line per decision.
+
+A record is the bar's close time, its close, the model's outputs (the point forecast, or each
+quantile's), the side decided and why: :func:`prediction_columns` names them, for the strategy's
+frame, its ``predictions_path`` file and the nodes' run folders alike.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from strategies.decision import FLAT, LONG, SHORT
+
+SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
+
+
+def prediction_columns(output_names: list[str]) -> list[str]:
+    return ["close_time", "close", *output_names, "side", "reason"]
+
+
+def iso_time(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
+
+
+class DecisionLog:
+    """The records of one run of the strategy, and the file they are appended to (if any)."""
+
+    def __init__(self, output_names: list[str], point_index: int, path: str | None) -> None:
+        self.output_names = output_names
+        self.records: list[tuple] = []  # (close ns, close, outputs..., side, reason)
+        self._point_index = point_index
+        self._quantiles = len(output_names) > 1
+        self._file = self._writer = None
+        if path:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists() or path.stat().st_size == 0
+            self._file = path.open("a", newline="")
+            self._writer = csv.writer(self._file)
+            if new:
+                self._writer.writerow(prediction_columns(output_names))
+
+    def record(self, ts: int, close: float, outputs: list[float], side: int, reason: str) -> None:
+        self.records.append((ts, close, *outputs, side, reason))
+        if self._writer is not None:
+            self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason])
+            self._file.flush()
+
+    def line(self, ts: int, outputs: list[float], held: int, target: int, reason: str) -> str:
+        """One line per decision: bar time, prediction, quantiles, action and reason."""
+        point = outputs[self._point_index]
+        quantiles = " ".join(f"{name}={value:+.6f}" for name, value in zip(self.output_names, outputs)) if self._quantiles else "none"
+        if target == held:
+            action = f"HOLD {SIDE_NAMES[target]}"
+        else:
+            action = f"{'BUY' if target > held else 'SELL'} {SIDE_NAMES[held]}->{SIDE_NAMES[target]}"
+        return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}] action={action} reason={reason}"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._writer = None
+
+    def frame(self) -> pd.DataFrame:
+        """Every forecast with its bar close time and close, the decided side and the reason."""
+        frame = pd.DataFrame(self.records, columns=prediction_columns(self.output_names))
+        frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
+        return frame.set_index("close_time")
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A predictions file written through ``predictions_path``, as :meth:`DecisionLog.frame`."""
+    frame = pd.read_csv(path)
+    frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
+    return frame.set_index("close_time")

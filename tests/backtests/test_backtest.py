@@ -1,0 +1,221 @@
+"""Backtests: parity with offline predictions, no look-ahead, fills on the next bar, errors, report."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from marketdata.catalog import load_bars
+from marketdata.history import import_klines
+from backtests.report import write_report
+from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_all, run_strategy
+from backtests.stats import STAT_KEYS
+from models.artifact import load_artifact
+from models.predictor import batch_predict
+from models.train import train_model
+from scripts.cli import main
+from strategies.decision import FLAT, SHORT
+from strategies.decision_log import read_predictions
+from tests.conftest import ETH_1M, FIXTURE_7D
+from tests.fakes.training import tiny_config
+
+SPOT = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+# We hold no perpetual data: ETH spot bars (ticks of 0.01, as the ETH perpetual's) stand in for it,
+# which is enough to exercise shorts and the margin account.
+PERP = "ETHUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL"
+START = pd.Timestamp("2025-05-25", tz="UTC")
+END = pd.Timestamp("2025-05-26 12:00", tz="UTC")
+MINUTE = pd.Timedelta(minutes=1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, shared_data):
+    """A catalog of real bars (BTC spot, ETH as a perpetual) and a tiny model per market,
+    trained on the days before the backtest range."""
+    root = tmp_path_factory.mktemp("backtest")
+    catalog = root / "catalog"
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
+                  market="spot", catalog_path=catalog)
+    import_klines(shared_data / ETH_1M, exchange="binance", symbol="ETH/USDT", timeframe="1m",
+                  market="futures", catalog_path=catalog)
+    models = {}
+    for bar_type in (SPOT, PERP):
+        dates = {"bar_type": bar_type, "start": "2025-05-20", "end": "2025-05-24 12:00"}
+        config = tiny_config(catalog, max_epochs=1).override(data=dates)
+        models[bar_type] = root / bar_type
+        train_model(config, models[bar_type])
+    return catalog, models
+
+
+def settings_for(setup, bar_type=SPOT, **strategy) -> BacktestSettings:
+    catalog, models = setup
+    return BacktestSettings(model_path=models[bar_type], catalog=catalog, bar_type=bar_type, start=START, end=END,
+                            strategy={"entry_threshold": 1e-5, **strategy})
+
+
+def lstm_run(settings):
+    instrument, bars = load_inputs(settings)
+    return run_strategy("lstm", lstm_strategy(settings), settings, instrument, bars), bars
+
+
+def test_backtest_predictions_equal_offline_batch_predictions(setup):
+    settings = settings_for(setup)
+    run, bars = lstm_run(settings)
+    live = run.predictions
+    assert live.index[0] == START and live.index[-1] == END and len(live) == len(bars)
+    assert live.index.is_unique  # the warm-up history's overlap with the first live bar was not fed twice
+    artifact = load_artifact(settings.model_path)
+    # The strategy warms up on the features' warm-up + 4 burn-ins of history before its first bar.
+    warmup = 415 + 4 * artifact.lstm.burn_in
+    history = load_bars(settings.catalog, SPOT, start=START - (warmup + 1) * MINUTE, end=END)
+    offline = batch_predict(artifact, history).loc[live.index, "prediction"]
+    assert np.max(np.abs(offline.to_numpy() - live["prediction"].to_numpy())) <= 1e-5
+
+
+def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
+    settings = settings_for(setup)
+    base, _ = lstm_run(settings)
+    # A second catalog whose every bar after t is changed.
+    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    bars = load_bars(settings.catalog, SPOT)
+    rng = np.random.default_rng(1)
+    later = bars.index > t
+    scale = rng.uniform(0.97, 1.03, size=later.sum())
+    bars.loc[later, ["open", "high", "low", "close"]] = bars.loc[later, ["open", "high", "low", "close"]].mul(scale, axis=0).round(2)
+    bars.loc[later, "volume"] = (bars.loc[later, "volume"] * rng.uniform(0.5, 2, size=later.sum())).round(5)
+    klines = pd.DataFrame({"open_time": (bars.index - MINUTE).as_unit("ms").asi8, **{c: bars[c] for c in bars}}).reset_index(drop=True)
+    path = tmp_path / "changed.csv"
+    klines.to_csv(path, index=False)
+    import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
+    changed, _ = lstm_run(replace(settings, catalog=tmp_path / "catalog"))
+
+    decided = lambda run: run.predictions.loc[:t, ["prediction", "side"]]  # noqa: E731
+    pd.testing.assert_frame_equal(decided(base), decided(changed))
+    assert not base.predictions.loc[t:].iloc[1:]["prediction"].equals(changed.predictions.loc[t:].iloc[1:]["prediction"])
+    orders = lambda run: run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]]  # noqa: E731
+    assert len(orders(base)) > 10
+    pd.testing.assert_frame_equal(orders(base).reset_index(drop=True), orders(changed).reset_index(drop=True))
+
+    # Every fill lands one bar after the decision that caused it, never on the decision's bar.
+    sides = base.predictions["side"]
+    decisions = sides.index[sides.ne(sides.shift(fill_value=FLAT))]
+    fill_times = set(pd.to_datetime(base.fills["ts_event"]))
+    assert fill_times == {d + MINUTE for d in decisions if d + MINUTE <= END}
+
+
+def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
+    settings = settings_for(setup)
+    bars, runs = run_all(settings)
+    report = write_report(tmp_path, bars, runs, settings)
+    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}
+    text = (tmp_path / "stats.json").read_text()
+    assert "NaN" not in text  # strict JSON: undefined figures are null
+    stats = json.loads(text)
+    assert set(STAT_KEYS) <= set(stats)
+    for name, entry in stats["benchmarks"].items():
+        assert set(entry) == set(STAT_KEYS), name
+        assert entry["bars"] == len(bars)
+    assert stats["trades"] > 0 and stats["benchmarks"]["buy_and_hold"]["exposure"] > 0.99
+    for name in ("fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    predictions = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert len(predictions) == len(bars) and (predictions["side"] != SHORT).all()  # spot never shorts
+
+
+def test_perpetual_goes_short_on_a_margin_account(setup):
+    run, _ = lstm_run(settings_for(setup, PERP))
+    assert (run.predictions["side"] == SHORT).any()
+    assert (run.positions["entry"] == "SELL").any()  # positions opened by selling: shorts
+
+
+def test_drawdown_kill_switch_flattens_and_stops(setup):
+    run, _ = lstm_run(settings_for(setup, max_drawdown=0.0005, order_notional=5_000.0))
+    reasons = run.predictions["reason"]
+    halted = reasons.index[reasons == "drawdown kill switch"]
+    assert len(halted) == 1
+    after = run.predictions.loc[halted[0]:]
+    assert (after["side"] == FLAT).all() and after["reason"].iloc[1:].str.contains("halted").all()
+    last_fill = pd.to_datetime(run.fills["ts_event"]).max()
+    assert last_fill <= halted[0] + MINUTE  # the flattening order was the last
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, s: a.__setitem__(a.index("--model"), "--model") or a.__setitem__(a.index("--model") + 1, str(s / "nope")), "is not a model artifact"),
+    (lambda a, s: a.extend(["--bar-type", "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"]), "trained on BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL bars, not ETHUSDT"),
+    (lambda a, s: a.extend(["--start", "2025-05-26", "--end", "2025-05-25"]), "empty date range"),
+    (lambda a, s: a.extend(["--start", "2026-01-01"]), "holds no BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL bars between"),
+    (lambda a, s: a.__setitem__(a.index("--catalog") + 1, str(s / "empty-catalog")), "no catalog at"),
+])
+def test_bad_input_gives_a_clear_error(setup, tmp_path, caplog, change, message):
+    catalog, models = setup
+    args = ["backtest", "--model", str(models[SPOT]), "--catalog", str(catalog), "--out", str(tmp_path / "out")]
+    change(args, tmp_path)
+    assert main(args) == 2
+    assert message in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_catalog_without_the_instrument(setup, tmp_path, shared_data, caplog):
+    _, models = setup
+    other = tmp_path / "eth-only"
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=other)
+    assert main(["backtest", "--model", str(models[SPOT]), "--catalog", str(other), "--out", str(tmp_path / "out")]) == 2
+    assert "has no instrument BTCUSDT.BINANCE (instruments held: ETHUSDT.BINANCE)" in caplog.text
+
+
+def strategy_run(settings, state=None):
+    """(run, strategy): the strategy kept, to save its state or read what it did."""
+    instrument, bars = load_inputs(settings)
+    strategy = lstm_strategy(settings)
+    if state:
+        strategy.load(state)
+    return run_strategy("lstm", strategy, settings, instrument, bars), strategy
+
+
+def test_saved_state_resumes_without_warming_up(setup, tmp_path, capfd):
+    middle = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    straight, _ = strategy_run(settings_for(setup))
+    _, stopped = strategy_run(replace(settings_for(setup), end=middle))
+    state = stopped.save()
+    assert set(state) == {"lstm_strategy"} and json.loads(state["lstm_strategy"])["last_close_ns"] == middle.value
+    capfd.readouterr()
+
+    # Restarted ten bars later: the ten missed bars come from history, the model goes on exactly.
+    later = replace(settings_for(setup, predictions_path=str(tmp_path / "predictions.csv")), start=middle + 11 * MINUTE)
+    resumed, strategy = strategy_run(later, state)
+    assert strategy.warmup_range == ((middle + MINUTE).value, (middle + 11 * MINUTE).value)
+    columns = ["prediction"]
+    pd.testing.assert_frame_equal(resumed.predictions[columns], straight.predictions.loc[middle + 11 * MINUTE:, columns])
+    # The predictions file holds the same decisions, to the last bit.
+    pd.testing.assert_frame_equal(read_predictions(tmp_path / "predictions.csv"), resumed.predictions)
+
+    # Another model's state, or one older than a warm-up, is not used: a full warm-up instead.
+    other = json.loads(state["lstm_strategy"])
+    other["model"] = "0" * 64
+    _, strategy = strategy_run(later, {"lstm_strategy": json.dumps(other).encode()})
+    assert strategy.warmup_range[0] < middle.value
+    _, strategy = strategy_run(replace(later, start=middle + 600 * MINUTE, end=None), state)
+    assert strategy.warmup_range[0] > middle.value + 50 * MINUTE.value
+
+
+def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, capfd):
+    """A silent feed is noticed by the timer; the gap it leaves (no more bars to back-fill from the
+    catalog) pauses trading for the cooldown."""
+    catalog, _ = setup
+    klines = load_bars(catalog, SPOT)
+    gap = klines.index[(klines.index > START + 30 * MINUTE) & (klines.index <= START + 40 * MINUTE)]
+    klines = klines.drop(index=gap)
+    frame = pd.DataFrame({"open_time": (klines.index - MINUTE).as_unit("ms").asi8, **{c: klines[c] for c in klines}})
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    import_klines(tmp_path / "gap.csv", exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
+    settings = replace(settings_for(setup, stale_feed_bars=3.0, backfill_gaps=True, gap_cooldown_bars=5),
+                       catalog=tmp_path / "catalog", end=START + 60 * MINUTE)
+    run, _ = strategy_run(settings)
+    out = capfd.readouterr().out  # the backtest logs warnings and errors only
+    assert "stale feed: no bar for 3.0 intervals (last closed 2025-05-25T00:30:00+00:00)" in out
+    assert "10 bars missing before 2025-05-25T00:41:00+00:00: back-filling them from the venue" in out
+    assert "gap of 10 bars the venue could not fill before 2025-05-25T00:41:00+00:00: no trading for 5 bars" in out
+    after = run.predictions.loc[START + 41 * MINUTE:, "reason"]
+    assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()

@@ -1,0 +1,214 @@
+"""Baseline forecasters: known answers on generated series, no look-ahead, and a leakage guard on real bars."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from marketdata.klines import read_klines
+from models.baselines import (
+    AR_MAX_ORDER,
+    BASELINES,
+    RIDGE_ALPHAS,
+    AutoregressiveForecast,
+    DriftForecast,
+    MomentumForecast,
+    RidgeForecast,
+    ZeroForecast,
+    lagged_log_returns,
+)
+from models.metrics import forecast_metrics
+from tests.conftest import FIXTURE_7D
+
+N_LAGS = AR_MAX_ORDER + 1
+
+
+def forward_log_return(close: np.ndarray, horizon: int) -> np.ndarray:
+    """y_t = log(close[t+h] / close[t]); NaN for the last h bars."""
+    log_close = np.log(close)
+    target = np.full(close.size, np.nan)
+    target[:-horizon] = log_close[horizon:] - log_close[:-horizon]
+    return target
+
+
+def causal_features(close: np.ndarray) -> np.ndarray:
+    """A small feature matrix built from bars up to t only: the last 5 returns and a 30-bar volatility."""
+    lags = lagged_log_returns(close, 5)
+    volatility = pd.Series(lags[:, 0]).rolling(30).std().to_numpy()
+    return np.column_stack([lags, volatility])
+
+
+def series_inputs(close: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, past_returns, target) over the whole series, as a walk-forward harness would build them."""
+    return causal_features(close), lagged_log_returns(close, N_LAGS), forward_log_return(close, horizon)
+
+
+def simulate_ar(phi: list[float], n: int, seed: int, scale: float = 1e-3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shocks = scale * rng.standard_normal(n + 500)
+    returns = np.zeros_like(shocks)
+    for t in range(len(phi), len(shocks)):
+        returns[t] = sum(p * returns[t - 1 - i] for i, p in enumerate(phi)) + shocks[t]
+    return returns[500:]  # past the burn-in
+
+
+def random_walk_close(n: int, seed: int) -> np.ndarray:
+    return 100 * np.exp(np.cumsum(1e-3 * np.random.default_rng(seed).standard_normal(n)))
+
+
+def test_lagged_log_returns_by_hand():
+    lags = lagged_log_returns(np.exp([0.0, 1.0, 3.0]), 2)
+    np.testing.assert_allclose(lags, [[np.nan, np.nan], [1.0, np.nan], [2.0, 1.0]])
+
+
+def test_registry_builds_every_baseline_for_a_horizon():
+    assert list(BASELINES) == ["zero", "drift", "momentum", "ridge", "ar"]
+    for name, make in BASELINES.items():
+        assert make(3).horizon == 3, name
+    with pytest.raises(ValueError, match="horizon"):
+        ZeroForecast(0)
+
+
+def test_zero_and_drift():
+    past = np.zeros((4, 0))
+    target = np.array([0.1, 0.3, np.nan, np.nan])
+    assert np.array_equal(ZeroForecast(1).fit(None, past, target).predict(None, past), np.zeros(4))
+    np.testing.assert_allclose(DriftForecast(1).fit(None, past, target).predict(None, past), np.full(4, 0.2))
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_momentum_fits_its_coefficient_and_reads_the_last_h_bar_return(horizon):
+    rng = np.random.default_rng(0)
+    past = rng.standard_normal((5000, N_LAGS))
+    signal = past[:, :horizon].sum(axis=1)
+    target = -0.4 * signal + 0.1 * rng.standard_normal(5000)
+    model = MomentumForecast(horizon).fit(None, past, target)
+    assert model.coef_ == pytest.approx(-0.4, abs=0.01)
+    np.testing.assert_allclose(model.predict(None, past), model.coef_ * signal)
+
+
+def test_ridge_recovers_linear_coefficients_in_original_units():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 3)) * [1.0, 10.0, 0.01] + [0.0, 5.0, -1.0]
+    weights = np.array([0.5, -0.02, 30.0])
+    y = x @ weights + 0.2 + 0.01 * rng.standard_normal(3000)
+    model = RidgeForecast(1, alpha=1e-8).fit(x, np.zeros((3000, 0)), y)
+    np.testing.assert_allclose(model.coef_, weights, rtol=1e-2)
+    assert model.intercept_ == pytest.approx(0.2, abs=0.05)
+    np.testing.assert_allclose(model.predict(x[:10], None), x[:10] @ model.coef_ + model.intercept_)
+
+
+def test_ridge_flattens_windowed_features():
+    rng = np.random.default_rng(2)
+    windows = rng.standard_normal((500, 4, 2))
+    y = windows[:, -1, 0] + 0.01 * rng.standard_normal(500)
+    model = RidgeForecast(1, alpha=1e-6).fit(windows, np.zeros((500, 0)), y)
+    assert model.coef_.shape == (8,)
+    assert model.coef_[6] == pytest.approx(1.0, abs=0.01)
+
+
+def test_ridge_holdout_shrinks_noise_and_keeps_signal():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 20))
+    empty = np.zeros((2000, 0))
+    noise_only = RidgeForecast(5).fit(x, empty, rng.standard_normal(2000))
+    assert noise_only.alpha_ >= 1.0
+    strong = RidgeForecast(5).fit(x, empty, x[:, 0] + 0.01 * rng.standard_normal(2000))
+    assert strong.alpha_ == min(RIDGE_ALPHAS)
+
+
+def test_ridge_standardizes_with_training_statistics_only():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1000, 2))
+    model = RidgeForecast(1, alpha=0.1).fit(x, np.zeros((1000, 0)), x[:, 0])
+    before = model.predict(x[:5], None)
+    # Test rows on another scale change nothing fitted: a forecast depends on its own row alone.
+    shifted = np.vstack([x[:5], 1000 * rng.standard_normal((50, 2))])
+    np.testing.assert_array_equal(model.predict(shifted, None)[:5], before)
+
+
+def test_ar_recovers_phi_and_order_of_ar1_data():
+    returns = simulate_ar([0.4], 20_000, seed=5)
+    close = 100 * np.exp(np.cumsum(returns))
+    past = lagged_log_returns(close, N_LAGS)
+    model = AutoregressiveForecast(3).fit(None, past, forward_log_return(close, 3))
+    assert model.order_ == 1
+    assert model.phi_[0] == pytest.approx(0.4, abs=0.02)
+    # The 3-step cumulative forecast of an AR(1): c(1 + (1+phi) + (1+phi+phi²)) + (phi + phi² + phi³) r_t.
+    phi, c = model.phi_[0], model.intercept_
+    expected = c * (3 + 2 * phi + phi**2) + (phi + phi**2 + phi**3) * past[:, 0]
+    np.testing.assert_allclose(model.predict(None, past), expected, rtol=1e-10, atol=1e-15)
+
+
+def test_ar_recovers_ar2():
+    close = 100 * np.exp(np.cumsum(simulate_ar([0.3, -0.2], 20_000, seed=6)))
+    model = AutoregressiveForecast(1).fit(None, lagged_log_returns(close, N_LAGS), forward_log_return(close, 1))
+    assert model.order_ == 2
+    np.testing.assert_allclose(model.phi_, [0.3, -0.2], atol=0.02)
+
+
+def test_ar_on_a_random_walk_picks_a_constant():
+    close = random_walk_close(20_000, seed=7)
+    model = AutoregressiveForecast(2).fit(None, lagged_log_returns(close, N_LAGS), forward_log_return(close, 2))
+    assert model.order_ == 0
+    np.testing.assert_allclose(model.predict(None, lagged_log_returns(close, N_LAGS)), 2 * model.intercept_)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+@pytest.mark.parametrize("horizon", [1, 4])
+def test_no_look_ahead(name, horizon):
+    close = random_walk_close(3000, seed=8)
+    t = 2500
+    # Everything after bar t rewritten; bar t and before unchanged.
+    altered = close.copy()
+    altered[t + 1 :] = random_walk_close(close.size - t - 1, seed=9) * close[t] / 50
+    features, past, target = series_inputs(close, horizon)
+    features_alt, past_alt, target_alt = series_inputs(altered, horizon)
+    np.testing.assert_array_equal(features[: t + 1], features_alt[: t + 1])
+
+    # A fitted model held fixed: the forecast at t and before ignores the rewrite.
+    train = slice(40, 2000 - horizon)
+    model = BASELINES[name](horizon).fit(features[train], past[train], target[train])
+    np.testing.assert_array_equal(model.predict(features, past)[: t + 1], model.predict(features_alt, past_alt)[: t + 1])
+
+    # Fitted on everything known at t (the last target that has closed is y_{t-h}), on either series.
+    known = slice(40, t - horizon + 1)
+    at_t = [
+        BASELINES[name](horizon).fit(f[known], p[known], y[known]).predict(f[t : t + 1], p[t : t + 1])
+        for f, p, y in ((features, past, target), (features_alt, past_alt, target_alt))
+    ]
+    np.testing.assert_array_equal(at_t[0], at_t[1])
+
+
+@pytest.fixture(scope="module")
+def fixture_close(shared_data) -> np.ndarray:
+    return read_klines(shared_data / FIXTURE_7D)["close"].to_numpy()
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 3, 4, 5])
+def test_no_baseline_calls_direction_above_60_percent_on_real_bars(fixture_close, horizon):
+    """On real 1-minute BTC, out of sample, a hit rate above 0.6 would mean a leak in the harness."""
+    features, past, target = series_inputs(fixture_close, horizon)
+    split = int(0.7 * len(fixture_close))
+    train, test = slice(N_LAGS, split - horizon), slice(split, len(fixture_close) - horizon)
+    for name, make in BASELINES.items():
+        model = make(horizon).fit(features[train], past[train], target[train])
+        metrics = forecast_metrics(target[test], model.predict(features[test], past[test]), horizon=horizon)
+        accuracy = metrics["directional_accuracy"]
+        assert math.isnan(accuracy) or accuracy <= 0.6, (name, metrics)
+
+
+def test_the_real_bar_guard_catches_a_leak(fixture_close):
+    """A feature that peeks at the target passes the same harness only with a hit rate far above 0.6."""
+    horizon = 3
+    _, past, target = series_inputs(fixture_close, horizon)
+    noise = np.random.default_rng(10).standard_normal(target.size) * np.nanstd(target)
+    leaky = np.column_stack([np.nan_to_num(target) + noise, past[:, :3]])
+    split = int(0.7 * len(fixture_close))
+    train, test = slice(N_LAGS, split - horizon), slice(split, len(fixture_close) - horizon)
+    model = RidgeForecast(horizon).fit(leaky[train], past[train], target[train])
+    metrics = forecast_metrics(target[test], model.predict(leaky[test], past[test]), horizon=horizon)
+    assert metrics["directional_accuracy"] > 0.6

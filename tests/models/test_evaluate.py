@@ -1,0 +1,73 @@
+"""`evaluate`: the LSTM and every baseline on the same folds, with the documented schema."""
+
+import json
+
+import pytest
+
+from marketdata.history import import_klines
+from models.evaluate import evaluate
+from models.train import train_model
+from scripts.cli import main
+from tests.conftest import FIXTURE_7D
+from tests.fakes.training import tiny_config
+
+REPORTED = {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic", "rank_ic", "dm_pvalue_vs_zero"}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("evaluate")
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
+                  market="spot", catalog_path=root / "catalog")
+    train_model(tiny_config(root / "catalog", max_epochs=1), root / "model")
+    assert main(["evaluate", str(root / "model"), "--seeds", "2", "--out", str(root / "report")]) == 0
+    return root / "report"
+
+
+def test_metrics_json_schema(evaluated):
+    text = (evaluated / "metrics.json").read_text()
+    assert "NaN" not in text  # strict JSON
+    report = json.loads(text)
+    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar"}
+    assert report["seeds"] == [0, 1] and len(report["folds"]) == 2
+    for name, entry in report["models"].items():
+        assert REPORTED <= set(entry), name
+        for key in REPORTED:
+            assert set(entry[key]) == {"mean", "std"}
+        assert len(entry["folds"]) == 2 and REPORTED <= set(entry["folds"][0])
+
+
+def test_every_model_is_scored_on_the_same_rows(evaluated):
+    report = json.loads((evaluated / "metrics.json").read_text())
+    counts = {name: [fold["n"]["mean"] for fold in entry["folds"]] for name, entry in report["models"].items()}
+    assert len({tuple(c) for c in counts.values()}) == 1
+    folds = report["folds"]
+    assert folds[0]["test"][1] == folds[1]["test"][0]  # consecutive test blocks
+
+
+def test_results_are_honest_about_a_random_walk(evaluated):
+    report = json.loads((evaluated / "metrics.json").read_text())
+    lstm = report["models"]["lstm"]
+    # One-minute BTC is close to a random walk: a high hit rate here would mean leakage.
+    assert 0.4 < lstm["directional_accuracy"]["mean"] < 0.6
+    assert report["models"]["zero"]["ic"]["mean"] is None  # a constant forecast has no IC: null, not NaN
+    assert lstm["rmse_ratio_vs_zero"]["std"] > 0  # seeds differ
+    beats = lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
+    assert report["verdict"].startswith("The LSTM beats" if beats else "The LSTM does NOT beat")
+
+
+def test_plots_are_written(evaluated):
+    for name in ("predicted_vs_realized.png", "cumulative_ic.png"):
+        assert (evaluated / name).stat().st_size > 10_000
+
+
+def test_quantile_model_reports_coverage_and_pinball(tmp_path, catalog):
+    config = tiny_config(catalog, max_epochs=1).override(model={"quantiles": (0.1, 0.5, 0.9)})
+    train_model(config, tmp_path / "model")
+    report = evaluate(tmp_path / "model", seeds=1)
+    lstm = report["models"]["lstm"]
+    assert {"coverage_q0.1", "coverage_q0.5", "coverage_q0.9", "pinball"} <= set(lstm)
+    # Coverage is the share of outcomes below each quantile forecast: ordered, and in [0, 1].
+    cover = [lstm[f"coverage_q{q}"]["mean"] for q in ("0.1", "0.5", "0.9")]
+    assert 0 <= cover[0] <= cover[1] <= cover[2] <= 1
+    assert "pinball" not in report["models"]["ridge"]

@@ -1,0 +1,227 @@
+"""Training, artifacts and predictions: determinism, resume, no leakage, train/serve parity."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from marketdata.catalog import load_bars
+from models.artifact import ArtifactError, load_artifact, save_artifact
+from models.dataset import build_dataset, sequences
+from models.features import default_spec
+from models.kernels.predict import predict_bar
+from models.predictor import OnlinePredictor, batch_predict
+from models.splits import min_gap, train_val_split
+from models.train import fit, train_model
+from tests.fakes.training import BAR_TYPE, tiny_config
+
+
+@pytest.fixture(scope="module")
+def artifact(catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifact") / "model"
+    train_model(tiny_config(catalog), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bars(catalog):
+    return load_bars(catalog, BAR_TYPE)
+
+
+def split_for(config, data):
+    return train_val_split(len(data), config.training.val_fraction, min_gap(config.training.horizon, config.model.burn_in))
+
+
+def test_sequences_score_every_row_once():
+    features = np.arange(100, dtype=np.float64)[:, None]
+    target = np.arange(100, dtype=np.float64)
+    x, y, mask = sequences(features, target, range(0, 100), length=30, burn_in=10)
+    scored = np.concatenate([y[i][mask[i]] for i in range(len(y))])
+    assert sorted(scored.tolist()) == list(range(10, 100))  # all but the first burn-in, once each
+    assert (x[:, :, 0] == y).all()
+
+
+def test_same_seed_same_model_other_seed_other_model(catalog, bars):
+    config = tiny_config(catalog, max_epochs=1)
+    data = build_dataset(bars, default_spec(), config.training.horizon)
+    split = split_for(config, data)
+    first, again, other = (fit(config, data, split, seed=s).model.state_dict() for s in (0, 0, 1))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_resume_continues_exactly(catalog, bars, tmp_path):
+    config = tiny_config(catalog, max_epochs=2)
+    data = build_dataset(bars, default_spec(), config.training.horizon)
+    split = split_for(config, data)
+    straight = fit(config, data, split)
+    checkpoint = tmp_path / "last.pt"
+    fit(config.override(training={"max_epochs": 1}), data, split, checkpoint=checkpoint)  # then "killed"
+    resumed = fit(config, data, split, checkpoint=checkpoint)
+    assert [h["epoch"] for h in resumed.history] == [0, 1]
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+    state, expected = resumed.model.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+    with pytest.raises(ValueError, match="another config, seed or data"):
+        fit(config, data, split, seed=5, checkpoint=checkpoint)
+
+
+def test_scaler_and_target_scale_see_training_rows_only(catalog, bars):
+    config = tiny_config(catalog, max_epochs=1)
+    data = build_dataset(bars, default_spec(), config.training.horizon)
+    split = split_for(config, data)
+    changed = bars.copy()
+    # Change every bar after the last fitting row's target horizon: validation and beyond.
+    after = data.index[split.fit.stop - 1 + config.training.horizon]
+    changed.loc[changed.index > after, ["open", "high", "low", "close"]] *= 1.5
+    changed.loc[changed.index > after, "volume"] *= 3
+    base = fit(config, data, split)
+    other = fit(config, build_dataset(changed, default_spec(), config.training.horizon), split)
+    np.testing.assert_array_equal(base.scaler.mean, other.scaler.mean)
+    np.testing.assert_array_equal(base.scaler.std, other.scaler.std)
+    assert base.target_scale == other.target_scale
+
+
+def test_predictions_at_t_ignore_every_later_bar(artifact, bars):
+    model = load_artifact(artifact)
+    t = bars.index[6000]
+    changed = bars.copy()
+    rng = np.random.default_rng(0)
+    later = changed.index > t
+    changed.loc[later, ["open", "high", "low", "close"]] *= rng.uniform(0.8, 1.2, size=(later.sum(), 1))
+    changed.loc[later, "high"] = changed.loc[later, ["open", "high", "low", "close"]].max(axis=1)
+    changed.loc[later, "low"] = changed.loc[later, ["open", "high", "low", "close"]].min(axis=1)
+    changed.loc[later, "volume"] *= rng.uniform(0.1, 10, size=later.sum())
+    base, other = batch_predict(model, bars), batch_predict(model, changed)
+    known = base.index <= t
+    np.testing.assert_array_equal(base[known].to_numpy(), other[known].to_numpy())
+    assert not np.allclose(base[~known].to_numpy(), other[~known].to_numpy())
+
+
+def test_streaming_predictions_equal_batch_on_real_bars(artifact, bars):
+    model = load_artifact(artifact)
+    batch = batch_predict(model, bars)
+    online = OnlinePredictor(model)
+    streamed, times = [], []
+    for row in bars.itertuples():
+        out = online.update(row.Index.value, row.high, row.low, row.close, row.volume)
+        if out is not None:
+            streamed.append(out.copy())
+            times.append(row.Index)
+    assert pd.DatetimeIndex(times).equals(batch.index)
+    assert np.max(np.abs(np.array(streamed) - batch.to_numpy())) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def quantile_artifact(catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quantile-artifact") / "model"
+    train_model(tiny_config(catalog, max_epochs=1).override(model={"quantiles": (0.1, 0.5, 0.9)}), out)
+    return out
+
+
+def stream_bars(online, bars: pd.DataFrame) -> list:
+    """Every bar through ``online.update`` (Python ints and floats, as the strategy passes them)."""
+    columns = [bars[c].tolist() for c in ("high", "low", "close", "volume")]
+    return [online.update(t, *bar) for t, *bar in zip(bars.index.as_unit("ns").asi8.tolist(), *columns)]
+
+
+def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_artifact, bars):
+    model = load_artifact(quantile_artifact)
+    assert model.lstm.n_outputs == 3
+    online = OnlinePredictor(model)
+    compiled = list(predict_bar.signatures)
+    rows = stream_bars(online, bars)
+    assert list(predict_bar.signatures) == compiled  # construction compiled it: nothing on a bar
+    warmup = model.feature_spec.warmup_bars
+    assert all(row is None for row in rows[:warmup]) and all(row is not None for row in rows[warmup:])
+    streamed = np.array(rows[warmup:])
+    assert streamed.dtype == np.float64
+    assert np.abs(streamed - batch_predict(model, bars).to_numpy()).max() <= 1e-5
+    assert (np.diff(streamed, axis=1) >= 0).all()  # the quantiles never cross
+
+    online.reset()  # as new: the same outputs, bit for bit
+    np.testing.assert_array_equal(np.array(stream_bars(online, bars)[warmup:]), streamed)
+
+    first, second = OnlinePredictor(model), OnlinePredictor(model)
+    stream_bars(first, bars.iloc[:6000])
+    second.features.set_state(json.loads(json.dumps(first.features.get_state())))
+    second.network.state = first.network.state
+    stream_bars(first, bars.iloc[6000:7000])  # the saved state must not share arrays with it
+    np.testing.assert_array_equal(np.array(stream_bars(second, bars.iloc[6000:])), streamed[6000 - warmup :])
+
+
+def test_artifact_contents(artifact):
+    manifest = json.loads((artifact / "artifact.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["data"]["bar_type"] == BAR_TYPE and manifest["data"]["instrument_id"] == "BTCUSDT.BINANCE"
+    assert manifest["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(manifest["data"]["sha256"]) == 64
+    assert manifest["config"]["training"]["horizon"] == 5
+    assert len(manifest["scaler"]["mean"]) == len(default_spec().columns)
+    assert {"torch", "nautilus_trader", "numpy"} <= set(manifest["versions"])
+    assert set(manifest["metrics"]["validation"]) >= {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy"}
+    assert not (artifact / "checkpoint").exists()  # a finished run leaves no checkpoint behind
+
+
+def test_artifact_mismatches_are_refused(artifact, tmp_path):
+    with pytest.raises(ArtifactError, match="trained on BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL bars, not ETHUSDT"):
+        load_artifact(artifact, bar_type="ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL")
+    other_spec = default_spec().__class__(**{**default_spec().__dict__, "return_lags": (1, 2)})
+    with pytest.raises(ArtifactError, match="trained on feature spec"):
+        load_artifact(artifact, feature_spec=other_spec)
+    with pytest.raises(ArtifactError, match="not a model artifact"):
+        load_artifact(tmp_path)
+    copy = tmp_path / "old"
+    save_artifact(copy, load_artifact(artifact))
+    manifest = json.loads((copy / "artifact.json").read_text())
+    manifest["format_version"] = 0
+    (copy / "artifact.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="format version 0"):
+        load_artifact(copy)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_weights_never_unpickle_code(artifact, tmp_path, monkeypatch):
+    evil = tmp_path / "evil"
+    save_artifact(evil, load_artifact(artifact))
+    torch.save({"x": Exploit()}, evil / "weights.pt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArtifactError, match="not loadable as plain weights"):
+        load_artifact(evil)
+    assert not (tmp_path / "PWNED").exists()
+    # The control: an unsafe load of the same file does run the payload.
+    torch.load(evil / "weights.pt", weights_only=False)
+    assert (tmp_path / "PWNED").exists()
+
+
+def test_hyperparameter_search_picks_the_best_validation_loss(catalog, tmp_path):
+    config = tiny_config(catalog, max_epochs=1, search_trials=2)
+    artifact = train_model(config, tmp_path / "searched")
+    search = artifact.metrics["search"]
+    assert search["trials"] == 2 and len(search["results"]) == 2
+    best = min(search["results"], key=lambda r: r["val_loss"])
+    assert search["chosen"] == best["params"]
+    assert artifact.config.model.hidden_size == best["params"]["model.hidden_size"]
+    assert artifact.lstm.num_layers == best["params"]["model.num_layers"]
+    assert artifact.config.training.learning_rate == best["params"]["training.learning_rate"]
+    saved = json.loads((tmp_path / "searched" / "artifact.json").read_text())
+    assert saved["metrics"]["search"]["trials"] == 2
+
+
+def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
+    model = load_artifact(artifact)
+    rows = list(bars.iloc[:1500].itertuples())
+    straight, first = OnlinePredictor(model), OnlinePredictor(model)
+    for row in rows[:1000]:
+        straight.update(row.Index.value, row.high, row.low, row.close, row.volume)
+        first.update(row.Index.value, row.high, row.low, row.close, row.volume)
+    resumed = OnlinePredictor(model)
+    resumed.set_state(json.loads(json.dumps(first.get_state())))  # as a strategy's on_save/on_load carry it
+    for row in rows[1000:]:
+        expected = straight.update(row.Index.value, row.high, row.low, row.close, row.volume).copy()
+        np.testing.assert_array_equal(resumed.update(row.Index.value, row.high, row.low, row.close, row.volume), expected)

@@ -1,0 +1,85 @@
+"""The strategy's view of its account alone: position counting orders in flight, equity, free base."""
+
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from nautilus_trader.model.enums import OrderSide
+
+from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
+from strategies.account import EQUITY_REFRESH_BARS, AccountView
+
+SPOT = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "spot")], "spot")
+PERP = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "futures")], "futures")
+
+
+def money(amount: float):
+    return SimpleNamespace(as_double=lambda: amount)
+
+
+class Account:
+    def __init__(self, cash: bool, totals: dict, free: dict | None = None):
+        self.is_cash_account, self.totals, self.free = cash, totals, free or totals
+
+    def balance_total(self, currency):
+        return money(self.totals[currency.code]) if currency.code in self.totals else None
+
+    def balance_free(self, currency):
+        return money(self.free[currency.code]) if currency.code in self.free else None
+
+
+class Venue:
+    """A portfolio and a cache, as much as AccountView asks of them."""
+
+    def __init__(self, account, position=0.0, positions=(), orders=None):
+        self.account_, self.position, self.positions, self.orders = account, position, list(positions), orders or {}
+
+    def account(self, venue):
+        return self.account_
+
+    def net_position(self, instrument_id):
+        return Decimal(str(self.position))
+
+    def order(self, client_order_id):
+        return self.orders.get(client_order_id)
+
+    def positions_open(self, instrument_id):
+        return self.positions
+
+
+def test_spot_equity_and_free_base():
+    venue = Venue(Account(True, {"USDT": 5_000.0, "BTC": 0.05}, free={"USDT": 5_000.0, "BTC": 0.04995}))
+    view = AccountView(venue, venue, SPOT)
+    assert view.equity(100_000.0) == 10_000.0 and view.free_base() == 0.04995
+    assert AccountView(Venue(Account(False, {"USDT": 1.0})), Venue(None), PERP).free_base() is None
+
+
+def test_perpetual_equity_is_balance_plus_unrealized_pnl():
+    position = SimpleNamespace(signed_qty=-0.1, avg_px_open=100_000.0)
+    venue = Venue(Account(False, {"USDT": 10_000.0}), positions=[position])
+    assert AccountView(venue, venue, PERP).equity(90_000.0) == pytest.approx(11_000.0)  # short 0.1 from 100k to 90k
+
+
+def test_equity_is_reread_every_so_many_calls():
+    """(and after every fill: the engines' tests cover that path)"""
+    account = Account(True, {"USDT": 1_000.0, "BTC": 0.0})
+    venue = Venue(account)
+    view = AccountView(venue, venue, SPOT)
+    assert view.equity(1.0) == 1_000.0
+    account.totals["USDT"] = 900.0
+    assert view.equity(1.0) == 1_000.0  # cached
+    for _ in range(EQUITY_REFRESH_BARS - 1):
+        view.equity(1.0)
+    assert view.equity(1.0) == 900.0  # refreshed on the schedule
+
+
+def test_orders_in_flight_count_towards_the_expected_position():
+    order = SimpleNamespace(is_closed=False, leaves_qty=Decimal("0.02"), side=OrderSide.SELL)
+    venue = Venue(Account(True, {}), position=0.05, orders={"O-1": order})
+    view = AccountView(venue, venue, SPOT)
+    view.sent("O-1")
+    assert view.expected_position() == pytest.approx(0.03) and view.net_position() == 0.05
+    order.is_closed = True
+    view.order_event(SimpleNamespace(client_order_id="O-1"))
+    assert view.in_flight == set() and view.expected_position() == 0.05
+    assert view.proposed(-1, 0.05, 100.0, None).position == 0.05

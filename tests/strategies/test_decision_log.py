@@ -1,0 +1,34 @@
+"""What the strategy decided: records, the CSV file as it goes, one line per decision."""
+
+import pandas as pd
+
+from strategies.decision import FLAT, LONG, SHORT
+from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
+
+NOON = pd.Timestamp("2025-08-18 12:00", tz="UTC").value
+
+
+def test_records_file_and_frame_agree(tmp_path):
+    path = tmp_path / "run" / "predictions.csv"
+    log = DecisionLog(["q0.1", "q0.5", "q0.9"], point_index=1, path=str(path))
+    log.record(NOON, 100_000.5, [-0.001, 0.002, 0.004], LONG, "forecast +0.002000 > 0.001000")
+    log.record(NOON + 60 * 10**9, 100_100.0, [-0.003, -0.001, 0.001], FLAT, "inside")
+    log.close()
+    frame = log.frame()
+    assert list(frame.columns) == prediction_columns(["q0.1", "q0.5", "q0.9"])[1:]
+    assert frame.index[0] == pd.Timestamp("2025-08-18 12:00", tz="UTC") and frame["side"].tolist() == [LONG, FLAT]
+    pd.testing.assert_frame_equal(read_predictions(path), frame, check_dtype=False)
+    # A second run appends under the same header.
+    again = DecisionLog(["q0.1", "q0.5", "q0.9"], point_index=1, path=str(path))
+    again.record(NOON + 120 * 10**9, 1.0, [0.0, 0.0, 0.0], FLAT, "x")
+    again.close()
+    assert len(read_predictions(path)) == 3 and path.read_text().count("close_time") == 1
+
+
+def test_one_line_per_decision():
+    log = DecisionLog(["q0.1", "q0.5", "q0.9"], point_index=1, path=None)
+    line = log.line(NOON, [-0.001, 0.002, 0.004], FLAT, LONG, "forecast +0.002000 > 0.001000")
+    assert line == ("decision bar=2025-08-18T12:00:00+00:00 prediction=+0.002000 quantiles=[q0.1=-0.001000 q0.5=+0.002000 "
+                    "q0.9=+0.004000] action=BUY FLAT->LONG reason=forecast +0.002000 > 0.001000")
+    point = DecisionLog(["prediction"], point_index=0, path=None)
+    assert point.line(NOON, [-0.5], SHORT, SHORT, "held").endswith("quantiles=[none] action=HOLD SHORT reason=held")
