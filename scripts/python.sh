@@ -6,7 +6,7 @@
 # only 3.11) it builds CPython 3.13 once per machine from the next Debian release's source package,
 # fetched with apt from the mirror this machine's own apt sources name, into a cache folder outside
 # the repository: ${NAUTILUS_LSTM_CACHE:-${XDG_CACHE_HOME:-~/.cache}/nautilus-lstm}. That takes
-# about two minutes on two cores; everything it says goes to stderr, the path alone to stdout.
+# about 3.5 minutes on two cores; everything it says goes to stderr, the path alone to stdout.
 set -euo pipefail
 
 MIN_MINOR=12
@@ -64,7 +64,7 @@ done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-say "no Python >= 3.$MIN_MINOR on this machine: building CPython 3.13 from Debian $next's source into $PREFIX (once per machine, about 2 minutes; log: $CACHE/python-build.log)"
+say "no Python >= 3.$MIN_MINOR on this machine: building CPython 3.13 from Debian $next's source into $PREFIX (once per machine, about 3.5 minutes on 2 cores; log: $CACHE/python-build.log)"
 mkdir -p "$work/parts" "$work/lists/partial" "$work/archives/partial" "$work/src"
 cat >"$work/parts/next.sources" <<EOF
 Types: deb-src
