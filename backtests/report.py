@@ -11,6 +11,7 @@ from nautilus_trader.model.data import Bar
 from backtests.plots import plot_equity, plot_trades
 from backtests.runner import BacktestSettings, StrategyRun
 from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
+from models.artifact import load_artifact
 from models.jsonio import write_json
 
 
@@ -19,11 +20,30 @@ def close_series(bars: list[Bar]) -> pd.Series:
     return pd.Series([b.close.as_double() for b in bars], index=index, name="close")
 
 
-def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], settings: BacktestSettings) -> dict:
-    """Write the report of ``runs`` (the first is the strategy, the rest its benchmarks); return stats."""
+def training_overlap(model_path: Path, traded: pd.DatetimeIndex) -> dict:
+    """The model's training range (its artifact's data fingerprint) beside the bar closes it
+    traded, and whether the two overlap: results on bars a model was trained on are in-sample."""
+    data = load_artifact(model_path).data
+    first, last = pd.Timestamp(data["first_bar_close"]), pd.Timestamp(data["last_bar_close"])
+    return {
+        "model": str(model_path),
+        "trained": {"first_bar_close": first.isoformat(), "last_bar_close": last.isoformat()},
+        "traded": {"first_bar_close": traded[0].isoformat(), "last_bar_close": traded[-1].isoformat()},
+        "in_sample": bool(traded[0] <= last and traded[-1] >= first),
+    }
+
+
+def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], settings: BacktestSettings,
+                 training: list[dict] | None = None) -> dict:
+    """Write the report of ``runs`` (the first is the strategy, the rest its benchmarks); return stats.
+
+    ``training``: :func:`training_overlap` of each model that traded (a walk-forward's windows);
+    by default, of ``settings.model_path`` over all the bars.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     close = close_series(bars)
+    training = training if training is not None else [training_overlap(settings.model_path, close.index)]
     stats, curves, fills = {}, {}, {}
     for name, run in runs.items():
         fills[name] = fills_from_nautilus(run.fills)
@@ -34,6 +54,8 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
     report = {
         **stats[main],
         "benchmarks": {name: stats[name] for name in benchmarks},
+        "in_sample": any(model["in_sample"] for model in training),
+        "training": training,
         "settings": {
             "model": str(settings.model_path),
             "bar_type": settings.bar_type,

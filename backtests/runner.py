@@ -32,7 +32,7 @@ from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import benchmark_strategies
-from marketdata.catalog import CatalogError, open_catalog, query_bars
+from marketdata.catalog import catalog_instrument, open_catalog, query_bars
 from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config, strategy_settings
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,8 @@ class StrategyRun:
 
 def load_inputs(settings: BacktestSettings) -> tuple[Instrument, list[Bar]]:
     """The instrument (with any fee override) and the bars of the range, or a clear error."""
-    catalog = open_catalog(settings.catalog)
-    bar_type = BarType.from_str(settings.bar_type)
-    instruments = catalog.instruments(instrument_ids=[str(bar_type.instrument_id)])
-    if not instruments:
-        held = ", ".join(str(i.id) for i in catalog.instruments()) or "none"
-        raise CatalogError(f"{settings.catalog} has no instrument {bar_type.instrument_id} (instruments held: {held})")
-    instrument = with_fees(instruments[0], settings.maker_fee, settings.taker_fee)
+    stored = catalog_instrument(settings.catalog, BarType.from_str(settings.bar_type).instrument_id)
+    instrument = with_fees(stored, settings.maker_fee, settings.taker_fee)
     bars = query_bars(settings.catalog, settings.bar_type, settings.start, settings.end)
     return instrument, bars
 

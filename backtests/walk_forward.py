@@ -26,7 +26,9 @@ switch measures from each window's start.
 
 Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
 computed over the stitched equity, fills, positions and predictions (each with a ``window``
-column), plus ``windows.json``: each window's train and test ranges, model and statistics.
+column), plus ``windows.json``: each window's train and test ranges, model, statistics and
+whether its test bars overlap its model's training data (``in_sample``; stats.json's ``training``
+lists the same per window).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
-from backtests.report import close_series, write_report
+from backtests.report import close_series, training_overlap, write_report
 from backtests.runner import (
     BacktestSettings,
     StrategyRun,
@@ -109,7 +111,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
         raise ValueError(f"{closes[0]} to {closes[-1]} leaves nothing to test after {train_days} days of training")
 
     balances = defaultdict(lambda: settings.starting_balance)
-    parts, traded, summary = defaultdict(list), [], []
+    parts, traded, summary, training = defaultdict(list), [], [], []
     for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
         window_bars = bars[closes.searchsorted(window.test_start) : closes.searchsorted(window.test_end)]
         if not window_bars:
@@ -126,10 +128,12 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
             parts[name].append((window.number, run))
             balances[name] = stats[name]["ending_equity"]
         traded += window_bars
-        summary.append(window_summary(window, artifact, model_dir, window_bars, stats))
+        # Each window's own model, trained on its own past: in-sample only if that went wrong.
+        training.append({"window": window.number, **training_overlap(model_dir, close_series(window_bars).index)})
+        summary.append(window_summary(window, artifact, model_dir, window_bars, stats, training[-1]["in_sample"]))
 
     stitched = {name: stitch(name, runs) for name, runs in parts.items()}
-    report = write_report(out, traded, stitched, settings)
+    report = write_report(out, traded, stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
 
@@ -207,7 +211,7 @@ def stitch(name: str, runs: list[tuple[int, StrategyRun]]) -> StrategyRun:
     return StrategyRun(name, joined("fills"), joined("positions"), predictions, sum(run.seconds for _, run in runs))
 
 
-def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: list[Bar], stats: dict) -> dict:
+def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: list[Bar], stats: dict, in_sample: bool) -> dict:
     return {
         "window": window.number,
         "train": {
@@ -225,5 +229,6 @@ def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: li
             "bars": len(bars),
         },
         "model": str(model_dir),
+        "in_sample": in_sample,
         "stats": stats,
     }

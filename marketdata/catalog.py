@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.wranglers import BarDataWrangler
@@ -138,6 +139,17 @@ def open_catalog(catalog_path: Path) -> ParquetDataCatalog:
     if not catalog_path.exists():
         raise CatalogError(f"no catalog at {catalog_path}: run `nautilus-lstm download` or `import-klines` first")
     return ParquetDataCatalog(str(catalog_path))
+
+
+def catalog_instrument(catalog_path: Path, instrument_id: InstrumentId | str) -> Instrument:
+    """The instrument the catalog stores as ``instrument_id`` (``download`` and ``import-klines``
+    write it beside the bars), or an error naming those it holds."""
+    catalog = open_catalog(catalog_path)
+    instruments = catalog.instruments(instrument_ids=[str(instrument_id)])
+    if not instruments:
+        held = ", ".join(str(i.id) for i in catalog.instruments()) or "none"
+        raise CatalogError(f"{catalog_path} has no instrument {instrument_id} (instruments held: {held})")
+    return instruments[0]
 
 
 def query_bars(

@@ -217,10 +217,14 @@ def _utc(epoch_ms: int) -> str:
     return pd.Timestamp(int(epoch_ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def fetch_instrument(symbol: str, market: str, bar_type: str, api_url: str | None) -> Instrument:
+INSTRUMENT_RETRY = RetryPolicy(max_retries=3)  # a node's exchangeInfo before it starts
+
+
+def fetch_instrument(symbol: str, market: str, bar_type: str, api_url: str | None,
+                     retry: RetryPolicy = INSTRUMENT_RETRY) -> Instrument:
     """The instrument from Binance's public exchangeInfo, as ``nautilus-lstm download`` builds it
     (an error if Binance has no such market, or no bars of ``bar_type``'s interval)."""
     step, aggregation, _ = str(BarType.from_str(bar_type).spec).split("-")  # e.g. 1-MINUTE-LAST
     timeframe = timeframe_of_bar_spec(int(step), aggregation)
     request = DownloadRequest(exchange="binance", symbol=symbol, timeframe=timeframe.text, since_ms=0, market=market, api_url=api_url)
-    return open_market(request, RetryPolicy(max_retries=3)).instrument
+    return open_market(request, retry).instrument

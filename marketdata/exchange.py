@@ -25,6 +25,10 @@ class ExchangeCallError(ValueError):
     """An exchange call that failed for good. One line naming the exchange and the call."""
 
 
+class ExchangeUnreachable(ExchangeCallError):
+    """An exchange call whose every try failed on the network (no connection, timeouts, 5xx, rate limits)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retry network errors (timeouts, 5xx, 429/418 rate limits) with exponential backoff."""
@@ -55,7 +59,7 @@ class RetryingCalls:
     def run(self, what: str, call: Callable[[], T]) -> T:
         """``call()``, retried on ``ccxt.NetworkError``; any other ccxt error is final.
 
-        Raises :class:`ExchangeCallError` once retries run out or on a final error.
+        Raises :class:`ExchangeUnreachable` once retries run out, :class:`ExchangeCallError` on a final error.
         """
         retry = 0
         while True:
@@ -64,7 +68,7 @@ class RetryingCalls:
             except ccxt.NetworkError as exc:  # includes DDoSProtection, RateLimitExceeded, RequestTimeout
                 if retry == self.policy.max_retries:
                     tries = f"{retry + 1} tries" if retry else "1 try"
-                    raise ExchangeCallError(
+                    raise ExchangeUnreachable(
                         f"{self.exchange_id}: {what} failed after {tries}: {self._describe(exc)}"
                     ) from None
                 retry += 1

@@ -2,7 +2,8 @@
 
 Both run the same steps: features (models.features) → the artifact's scaler → the LSTM from a
 zero state at the first bar whose features are defined → scaled back to a log return. The
-online path is what the strategy calls on every bar; tests hold the two to 1e-5 on real bars.
+online path is what the strategy calls on every bar; tests hold the two to 1e-5 on real bars, in
+the network's own units (forecasts divided by the artifact's target scale).
 """
 
 from __future__ import annotations

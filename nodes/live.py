@@ -46,6 +46,8 @@ from nautilus_trader.adapters.binance.config import BinanceExecClientConfig
 from nautilus_trader.config import InstrumentProviderConfig, LiveExecEngineConfig, LiveRiskEngineConfig, TradingNodeConfig
 from nautilus_trader.model.instruments import Instrument
 
+from marketdata.download import INSTRUMENT_RETRY
+from marketdata.exchange import ExchangeUnreachable, RetryPolicy
 from marketdata.instruments import MARKETS
 from models.artifact import artifact_digest
 from nodes.bar_quotes import bar_quotes
@@ -149,15 +151,26 @@ class LivePlan:
     text: str
 
 
-def prepare_live(settings: LiveSettings, dry_run: bool = False) -> LivePlan:
+def prepare_live(settings: LiveSettings, dry_run: bool = False, catalog: Path | None = None) -> LivePlan:
     """Everything short of connecting: keys present (unless ``dry_run``), the instrument from the
-    network's public exchangeInfo, the node's config and the plan. A dry run creates nothing."""
+    network's public exchangeInfo, the node's config and the plan. A dry run creates nothing; it
+    may read the instrument from a ``catalog`` instead, offline."""
+    if catalog is not None and not dry_run:
+        raise ValueError("--catalog is for --dry-run-config: a live node takes its instrument from Binance's exchangeInfo")
     variables = key_variables(settings.market, settings.network)
     missing = [name for name in variables if not os.environ.get(name)]
     if missing and not dry_run:
         raise ValueError(f"no API key: set {' and '.join(missing)} in the environment (keys are read from there only)")
-    run = open_run(settings.model_path, settings.symbol, settings.market, settings.routes().rest, settings.run_dir, "live",
-                   settings.strategy, create=not dry_run)
+    try:
+        # A dry run asks exchangeInfo once: offline, retrying only delays what it has to say.
+        run = open_run(settings.model_path, settings.symbol, settings.market, settings.routes().rest, settings.run_dir, "live",
+                       settings.strategy, create=not dry_run, catalog=catalog,
+                       retry=RetryPolicy(max_retries=0) if dry_run else INSTRUMENT_RETRY)
+    except ExchangeUnreachable as exc:
+        if not dry_run:
+            raise
+        raise ValueError(f"the dry run needs the instrument: {exc}; give --api-url, connect to the network, "
+                         f"or give --catalog with a catalog holding {settings.symbol} {settings.market}") from None
     config = live_node_config(settings, run)
     kill_file = strategy_of(config).limits.kill_file
     if Path(kill_file).exists():
@@ -280,8 +293,9 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
         f"               market data  {routes.market_data}",
         f"               user data    {user_data}",
         f"  API keys     {key} / {secret} from the environment ({keys}); never printed or logged",
-        f"  instrument   {instrument.id}: tick {instrument.price_increment}, size step {instrument.size_increment}, "
-        f"min quantity {instrument.min_quantity}, min notional {instrument.min_notional}, taker fee {float(instrument.taker_fee):.4%}",
+        f"  instrument   {instrument.id} ({run.instrument_source}): tick {instrument.price_increment}, "
+        f"size step {instrument.size_increment}, min quantity {instrument.min_quantity}, min notional {instrument.min_notional}, "
+        f"taker fee {float(instrument.taker_fee):.4%}",
         f"  model        {settings.model_path} ({strategy.forecaster}), bars {run.bar_type}, sha256 {artifact_digest(settings.model_path)[:12]}",
         f"  decisions    entry threshold {threshold:.6f} (log return), {'long and short' if shorts else 'long only'}",
         f"  sizing       {size} per position, capped at max_notional {sizing.max_notional:g} {quote}"

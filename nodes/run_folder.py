@@ -25,9 +25,11 @@ from nautilus_trader.live.node import TradingNode
 from nautilus_trader.model.instruments import Instrument
 
 from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
-from marketdata.download import fetch_instrument
-from models.jsonio import write_json
+from marketdata.catalog import catalog_instrument
+from marketdata.download import INSTRUMENT_RETRY, fetch_instrument
+from marketdata.exchange import RetryPolicy
 from marketdata.instruments import instrument_id
+from models.jsonio import write_json
 from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config, strategy_settings
 from strategies.decision_log import prediction_columns
 from strategies.lstm_strategy import LSTMStrategy
@@ -81,18 +83,22 @@ def logging_config(run_dir: Path, level: str) -> LoggingConfig:
 
 @dataclass(frozen=True)
 class OpenedRun:
-    """A run about to start: the instrument traded, the model's bar type and the run folder."""
+    """A run about to start: the instrument traded (and where it came from), the model's bar type
+    and the run folder."""
 
     instrument: Instrument
     bar_type: str
     run_dir: Path
     started: pd.Timestamp
+    instrument_source: str  # e.g. "Binance exchangeInfo"
 
 
 def open_run(model_path: Path, symbol: str, market: str, api_url: str | None, run_dir: Path | None, mode: str,
-             strategy: dict, create: bool = True) -> OpenedRun:
+             strategy: dict, create: bool = True, catalog: Path | None = None,
+             retry: RetryPolicy = INSTRUMENT_RETRY) -> OpenedRun:
     """Check that the model fits the market and the run folder fits the model; fetch the
-    instrument; create the run folder (default ``runs/<mode>-<UTC start time>``) unless told not to."""
+    instrument (or read it from ``catalog``); create the run folder (default
+    ``runs/<mode>-<UTC start time>``) unless told not to."""
     from models.artifact import load_artifact
     from models.predictor import output_columns
 
@@ -100,13 +106,16 @@ def open_run(model_path: Path, symbol: str, market: str, api_url: str | None, ru
     expected = instrument_id(symbol, market)
     if artifact.data["instrument_id"] != str(expected):
         raise ValueError(f"{model_path} was trained on {artifact.data['instrument_id']} bars, not {expected} ({symbol} {market})")
-    instrument = fetch_instrument(symbol, market, artifact.bar_type, api_url)
+    if catalog is None:
+        instrument, source = fetch_instrument(symbol, market, artifact.bar_type, api_url, retry), "Binance exchangeInfo"
+    else:
+        instrument, source = catalog_instrument(catalog, expected), f"catalog {catalog}"
     started = pd.Timestamp.now(tz="UTC")
     run_dir = Path(run_dir or Path("runs") / f"{mode}-{started:%Y%m%dT%H%M%SZ}")
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(run_dir, instrument, artifact.bar_type, output_columns(artifact, strategy.get("forecaster", "lstm")))
-    return OpenedRun(instrument, artifact.bar_type, run_dir, started)
+    return OpenedRun(instrument, artifact.bar_type, run_dir, started, source)
 
 
 def run_node(config: TradingNodeConfig, run: OpenedRun, session: dict, data_factory, exec_factory,

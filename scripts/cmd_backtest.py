@@ -73,11 +73,6 @@ def run(args: argparse.Namespace) -> int:
         taker_fee=args.taker_fee,
         strategy=strategy,
     )
-    if not args.walk_forward and (settings.start is None or settings.start <= trained_until):
-        log.warning(
-            "the backtest starts before the model's training data ends (%s): these results are IN-SAMPLE; "
-            "use --start after that, or --walk-forward", trained_until,
-        )
     if args.walk_forward:
         from backtests.walk_forward import run_walk_forward
 
@@ -86,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         bars, runs = run_all(settings)
         report = write_report(args.out, bars, runs, settings)
     print(stats_table(report))
+    if report["in_sample"]:
+        log.warning("these results are IN-SAMPLE: the bars traded overlap the model's training data (stats.json: in_sample, "
+                    "training); use --start after %s, or --walk-forward", trained_until.isoformat())
     print(f"report written to {args.out}")
     return 0
 

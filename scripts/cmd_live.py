@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from scripts.options import add_node_options, require_supported_nautilus
 
@@ -22,10 +23,11 @@ def register(subparsers) -> None:
             "or logged: BINANCE_TESTNET_API_KEY/_SECRET on the spot testnet, BINANCE_FUTURES_TESTNET_API_KEY/_SECRET "
             "on the futures testnet, BINANCE_DEMO_API_KEY/_SECRET on the demo environment, "
             "BINANCE_API_KEY/_SECRET on mainnet. Before it starts, it prints what it will do, with the routes its "
-            "clients use; --dry-run-config prints that and exits."
+            "clients use; --dry-run-config prints that and exits (--catalog: offline, with the catalog's instrument)."
         ),
         epilog=(
             "example: nautilus-lstm live --model artifacts/btc-1m --symbol BTC/USDT --config node.toml --dry-run-config\n"
+            "         nautilus-lstm live --model artifacts/btc-1m --symbol BTC/USDT --dry-run-config --catalog data/catalog\n"
             "         nautilus-lstm live --model artifacts/btc-1m --symbol BTC/USDT --config node.toml\n"
             "         nautilus-lstm live --model artifacts/btc-perp-1m --symbol BTC/USDT --market futures --leverage 2 --config node.toml\n"
             "         nautilus-lstm live --config node.toml --mainnet --i-understand-this-trades-real-money"
@@ -47,6 +49,9 @@ def register(subparsers) -> None:
                                               "(passed to base_url_ws_stream)")
     parser.add_argument("--leverage", type=int, help="futures leverage, set on Binance at start (default: 1)")
     parser.add_argument("--dry-run-config", action="store_true", help="print what the node would do, and exit")
+    parser.add_argument("--catalog", type=Path,
+                        help="with --dry-run-config: read the instrument from this catalog (as `download` or "
+                             "`import-klines` stored it) instead of Binance's exchangeInfo, offline")
     parser.set_defaults(run=run)
 
 
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     raw = read_config(args.config) if args.config else {}
     settings = LiveSettings(**command_settings(raw, "live", args, ("strategy", "limits", "node")), real_money=args.real_money)
-    plan = prepare_live(settings, dry_run=args.dry_run_config)
+    plan = prepare_live(settings, dry_run=args.dry_run_config, catalog=args.catalog)
     print(plan.text, flush=True)
     if args.dry_run_config:
         return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from marketdata.history import import_klines
@@ -21,6 +22,19 @@ FIXTURE_7D = "fixture_btcusdt_1m_2025-05-20_7d.csv.gz"
 BTC_1M = "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 ETH_1M = "ethusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BTC_1H = "btcusdt_1h_2017-08-17_2025-12-31.csv.gz"
+
+
+# The documented guarantee (models/predictor.py): streaming forecasts equal batch ones to this in
+# the network's own units, where outputs are of order 1. Forecasts as log returns are that times
+# the artifact's target scale (about 1e-3 on 1-minute bars): an absolute 1e-5 on them would let
+# through errors as large as the forecasts themselves.
+NETWORK_UNITS_TOLERANCE = 1e-5
+
+
+def network_units_gap(got, expected, artifact) -> float:
+    """The largest difference between two sets of forecasts (log returns) of ``artifact``, in the
+    network's own units: divided by its target scale."""
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)))) / artifact.target_scale
 
 
 def shared_data_dir() -> Path:

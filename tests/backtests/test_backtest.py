@@ -9,16 +9,16 @@ import pytest
 
 from marketdata.catalog import load_bars
 from marketdata.history import import_klines
-from backtests.report import write_report
+from backtests.report import training_overlap, write_report
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_all, run_strategy
 from backtests.stats import STAT_KEYS
 from models.artifact import load_artifact
 from models.predictor import batch_predict
 from models.train import train_model
 from scripts.cli import main
-from strategies.decision import FLAT, SHORT
+from strategies.decision import FLAT, SHORT, entry_threshold
 from strategies.decision_log import read_predictions
-from tests.conftest import ETH_1M, FIXTURE_7D
+from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import tiny_config
 
 SPOT = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
@@ -71,7 +71,23 @@ def test_backtest_predictions_equal_offline_batch_predictions(setup):
     warmup = 415 + 4 * artifact.lstm.burn_in
     history = load_bars(settings.catalog, SPOT, start=START - (warmup + 1) * MINUTE, end=END)
     offline = batch_predict(artifact, history).loc[live.index, "prediction"]
-    assert np.max(np.abs(offline.to_numpy() - live["prediction"].to_numpy())) <= 1e-5
+    assert network_units_gap(live["prediction"], offline, artifact) <= NETWORK_UNITS_TOLERANCE
+
+
+def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(setup):
+    """No entry_threshold: the threshold is the instrument's round-trip taker fee plus a margin so
+    small that most forecasts clear the margin alone; the fee keeps every one of them inside."""
+    margin = 1e-6
+    settings = replace(settings_for(setup), strategy={"entry_margin": margin})
+    instrument, _ = load_inputs(settings)
+    threshold = entry_threshold(float(instrument.taker_fee), margin)
+    assert float(instrument.taker_fee) == 0.001  # Binance spot's, as the catalog stores the instrument
+    run, _ = lstm_run(settings)
+    forecast = run.predictions["prediction"]
+    assert (forecast > margin).sum() > len(forecast) / 2  # each a buy, were the fee left out
+    assert (forecast.abs() < threshold).all()
+    assert run.fills.empty and (run.predictions["side"] == FLAT).all()
+    assert run.predictions["reason"].tolist() == [f"forecast {f:+.6f} inside ±{threshold:.6f}" for f in forecast]
 
 
 def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
@@ -122,6 +138,34 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(predictions) == len(bars) and (predictions["side"] != SHORT).all()  # spot never shorts
+    assert stats["in_sample"] is False and stats["training"] == [{
+        "model": str(settings.model_path),
+        "trained": {"first_bar_close": "2025-05-20T00:01:00+00:00", "last_bar_close": "2025-05-24T12:00:00+00:00"},
+        "traded": {"first_bar_close": START.isoformat(), "last_bar_close": END.isoformat()},
+        "in_sample": False,
+    }]
+
+
+def test_in_sample_means_the_bars_traded_overlap_the_training_bars(setup):
+    model = setup[1][SPOT]  # trained on the bars closing from 2025-05-20 00:01 to 2025-05-24 12:00
+
+    def in_sample(first: str, last: str) -> bool:
+        return training_overlap(model, pd.DatetimeIndex([first, last], tz="UTC"))["in_sample"]
+
+    assert in_sample("2025-05-24 12:00", "2025-05-25") and in_sample("2025-05-19", "2025-05-20 00:01")
+    assert in_sample("2025-05-21", "2025-05-22") and in_sample("2025-05-19", "2025-05-26")
+    assert not in_sample("2025-05-24 12:01", "2025-05-25") and not in_sample("2025-05-19", "2025-05-20 00:00")
+
+
+def test_a_backtest_over_the_training_data_says_it_is_in_sample(setup, tmp_path, caplog):
+    catalog, models = setup
+    out = tmp_path / "out"
+    assert main(["backtest", "--model", str(models[SPOT]), "--catalog", str(catalog), "--start", "2025-05-24T11:00",
+                 "--end", "2025-05-24T13:00", "--out", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["in_sample"] is True and stats["training"][0]["in_sample"] is True
+    assert stats["training"][0]["trained"]["last_bar_close"] == "2025-05-24T12:00:00+00:00"
+    assert "these results are IN-SAMPLE" in caplog.text and "--start after 2025-05-24T12:00:00+00:00" in caplog.text
 
 
 def test_perpetual_goes_short_on_a_margin_account(setup):

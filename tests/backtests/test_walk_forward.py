@@ -9,7 +9,7 @@ import torch
 from nautilus_trader.model.data import BarType
 
 from marketdata.catalog import load_bars
-from backtests.report import close_series
+from backtests.report import close_series, training_overlap
 from backtests.benchmarks import BuyAndHold, BuyAndHoldConfig
 from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
@@ -18,6 +18,7 @@ from models.artifact import load_artifact
 from models.config import TrainConfig
 from models.predictor import OnlinePredictor, batch_predict
 from models.train import train_model
+from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 INTERVAL = pd.Timedelta(minutes=1)
@@ -99,10 +100,8 @@ def test_each_window_starts_from_a_warm_model(walk):
         # The LSTM from a zero state at this very bar: what a cold start would forecast.
         cold = batch_predict(artifact, bars.loc[first.name - features_warmup * INTERVAL : first.name]).iloc[-1]
         assert streamed.name == cold.name == first.name
-        # 1e-5 in the network's own units (forecasts are scaled by the target's spread).
-        tolerance = 1e-5 * artifact.target_scale
-        assert abs(streamed["prediction"] - first["prediction"]) <= tolerance
-        assert abs(cold["prediction"] - first["prediction"]) > tolerance
+        assert network_units_gap(streamed["prediction"], first["prediction"], artifact) <= NETWORK_UNITS_TOLERANCE
+        assert network_units_gap(cold["prediction"], first["prediction"], artifact) > NETWORK_UNITS_TOLERANCE
 
 
 def test_report_has_every_file_and_statistic(walk):
@@ -115,6 +114,21 @@ def test_report_has_every_file_and_statistic(walk):
     for name in BENCHMARKS:
         assert set(STAT_KEYS) <= set(stats["benchmarks"][name])
     assert stats["trades"] == report["trades"]
+
+
+def test_each_window_records_that_its_model_never_saw_its_bars(walk):
+    bars, out, report = walk
+    stats, windows = json.loads((out / "stats.json").read_text()), windows_of(out)
+    assert stats["in_sample"] is False
+    assert [entry["window"] for entry in stats["training"]] == [window["window"] for window in windows] == [1, 2, 3]
+    for entry, window in zip(stats["training"], windows):
+        assert entry["model"] == window["model"] and entry["in_sample"] is window["in_sample"] is False
+        assert entry["trained"] == {key: window["train"][key] for key in ("first_bar_close", "last_bar_close")}
+        assert entry["traded"] == {key: window["test"][key] for key in ("first_bar_close", "last_bar_close")}
+        assert pd.Timestamp(entry["trained"]["last_bar_close"]) < pd.Timestamp(entry["traded"]["first_bar_close"])
+    # The base model was trained on every bar: judged by it, as a plain backtest is, the walk would be in-sample.
+    traded = bars.loc[pd.Timestamp(windows[0]["test"]["first_bar_close"]):].index
+    assert training_overlap(report["settings"]["model"], traded)["in_sample"]
 
 
 def test_equity_carries_across_windows(walk):

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import ccxt
 import pytest
 
-from marketdata.exchange import ExchangeCallError, RetryingCalls, RetryPolicy, make_exchange, rewrite_api_urls
+from marketdata.exchange import ExchangeCallError, ExchangeUnreachable, RetryingCalls, RetryPolicy, make_exchange, rewrite_api_urls
 from marketdata.instruments import MARKETS
 
 PROXY = "http://127.0.0.1:8080"
@@ -101,7 +101,7 @@ def test_running_out_of_retries_fails_on_one_line():
     calls = RetryingCalls("binance", RetryPolicy(max_retries=1, backoff_s=0))
     call = failing(*[ccxt.ExchangeNotAvailable("binance 503\nService Unavailable")] * 2)
 
-    with pytest.raises(ExchangeCallError, match=r"^binance: fetch x failed after 2 tries: 503 Service Unavailable$"):
+    with pytest.raises(ExchangeUnreachable, match=r"^binance: fetch x failed after 2 tries: 503 Service Unavailable$"):
         calls.run("fetch x", call)
 
 
@@ -109,6 +109,7 @@ def test_other_exchange_errors_are_final():
     calls = RetryingCalls("binance", RetryPolicy(backoff_s=0))
     call = failing(ccxt.BadSymbol('binance {"code":-1121,"msg":"Invalid symbol."}'))
 
-    with pytest.raises(ExchangeCallError, match='^binance: fetch x failed: {"code":-1121,"msg":"Invalid symbol."}$'):
+    with pytest.raises(ExchangeCallError, match='^binance: fetch x failed: {"code":-1121,"msg":"Invalid symbol."}$') as error:
         calls.run("fetch x", call)
+    assert not isinstance(error.value, ExchangeUnreachable)  # the exchange answered: reaching it again will not help
     assert call.count == 1 and calls.retries == 0

@@ -10,6 +10,7 @@ import torch
 
 from models.kernels.lstm import StreamingLSTM, tanh32
 from models.network import LSTMConfig, LSTMForecaster
+from tests.conftest import NETWORK_UNITS_TOLERANCE
 
 N_FEATURES = 12
 QUANTILES = (0.1, 0.5, 0.9)
@@ -42,10 +43,10 @@ def test_streaming_equals_batch(quantiles, num_layers, hidden_size):
     got = stream_predict(stream, x)
 
     assert got.shape == expected.shape == (2_500, model.config.n_outputs)
-    assert np.abs(got - expected).max() <= 1e-5
+    assert np.abs(got - expected).max() <= NETWORK_UNITS_TOLERANCE
     stream_h, stream_c = stream.state
-    assert np.abs(stream_h - h).max() <= 1e-5
-    assert np.abs(stream_c - c).max() <= 1e-5
+    assert np.abs(stream_h - h).max() <= NETWORK_UNITS_TOLERANCE
+    assert np.abs(stream_c - c).max() <= NETWORK_UNITS_TOLERANCE
 
 
 def test_tanh_approximation_is_within_4e_7():
@@ -246,4 +247,4 @@ def test_trained_model_streams_like_batch(trained):
     model = trained[0]
     x = features(2_000, n_features=4)
     expected, _ = batch_predict(model, x)
-    assert np.abs(stream_predict(StreamingLSTM(model), x) - expected).max() <= 1e-5
+    assert np.abs(stream_predict(StreamingLSTM(model), x) - expected).max() <= NETWORK_UNITS_TOLERANCE

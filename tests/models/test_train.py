@@ -12,9 +12,10 @@ from models.artifact import ArtifactError, load_artifact, save_artifact
 from models.dataset import build_dataset, sequences
 from models.features import default_spec
 from models.kernels.predict import predict_bar
-from models.predictor import OnlinePredictor, batch_predict
+from models.predictor import OnlinePredictor, OnlineRidge, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import fit, train_model
+from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import BAR_TYPE, tiny_config
 
 
@@ -111,7 +112,17 @@ def test_streaming_predictions_equal_batch_on_real_bars(artifact, bars):
             streamed.append(out.copy())
             times.append(row.Index)
     assert pd.DatetimeIndex(times).equals(batch.index)
-    assert np.max(np.abs(np.array(streamed) - batch.to_numpy())) <= 1e-5
+    assert network_units_gap(streamed, batch, model) <= NETWORK_UNITS_TOLERANCE
+
+
+def test_online_ridge_equals_the_offline_ridge_to_float64_rounding(artifact, bars):
+    """The ridge benchmark is float64 on both paths: they agree to rounding, relative to the forecasts' size."""
+    model = load_artifact(artifact)
+    data = build_dataset(bars, model.feature_spec, model.config.training.horizon)
+    offline = data.features @ np.asarray(model.ridge["coef"]) + model.ridge["intercept"]  # RidgeForecast.predict
+    online = [row for row in stream_bars(OnlineRidge(model), bars) if row is not None]
+    assert len(online) == len(offline)
+    assert np.max(np.abs(np.concatenate(online) - offline)) <= 1e-12 * np.max(np.abs(offline))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +149,7 @@ def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_art
     assert all(row is None for row in rows[:warmup]) and all(row is not None for row in rows[warmup:])
     streamed = np.array(rows[warmup:])
     assert streamed.dtype == np.float64
-    assert np.abs(streamed - batch_predict(model, bars).to_numpy()).max() <= 1e-5
+    assert network_units_gap(streamed, batch_predict(model, bars), model) <= NETWORK_UNITS_TOLERANCE
     assert (np.diff(streamed, axis=1) >= 0).all()  # the quantiles never cross
 
     online.reset()  # as new: the same outputs, bit for bit

@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
+import socket
 import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from nautilus_trader.trading.config import StrategyFactory
 from tests.fakes.fake_binance import FUTURES, SPOT, FakeBinance
 from tests.fakes.fake_binance_account import ed25519_pair
 
+from backtests.runner import BacktestSettings, run_strategy
+from marketdata.catalog import query_bars
 from models.artifact import load_artifact
 from models.predictor import batch_predict
 from scripts.cli import main
-from nodes.live import ENVIRONMENTS, LiveSettings, key_variables, live_node_config
+from nodes.live import ENVIRONMENTS, LiveSettings, key_variables, live_node_config, prepare_live
 from nodes.run_folder import OpenedRun
+from strategies.decision import entry_threshold
 from tests.fakes.node_harness import (
     HISTORY_BARS,
     REPLAY_FIRST_ROW,
@@ -169,7 +175,8 @@ def test_overrides_reach_nautilus_and_binance_hosts_are_routed(tmp_path):
                             limits={"max_order_notional": 1.0, "max_position_notional": 1.0, "daily_loss_limit": 1.0})
     assert (settings.routes().market_data, settings.routes().user_data) == (
         "wss://fstream.binance.com/market", "wss://fstream.binance.com/private")  # as Nautilus reroutes them
-    run = OpenedRun(offline_instrument("BTC/USDT", "futures", None), "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL", tmp_path, None)
+    run = OpenedRun(offline_instrument("BTC/USDT", "futures", None), "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL", tmp_path, None,
+                    "built-in markets")
     config = live_node_config(settings, run)
     data, execution = config.data_clients["BINANCE"], config.exec_clients["BINANCE"]
     assert data.environment == execution.environment == ENVIRONMENTS["mainnet"]
@@ -220,11 +227,58 @@ def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path
     assert f"REST         {rest}" in plan and "market data  wss://stream.testnet.binance.vision" in plan
     assert "user data    wss://ws-api.testnet.binance.vision/ws-api/v3 (WebSocket API: session.logon, userDataStream.subscribe)" in plan
     assert "BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET from the environment (NOT SET" in plan
-    assert "instrument   BTCUSDT.BINANCE: tick 0.01, size step 0.00001" in plan
+    assert "instrument   BTCUSDT.BINANCE (Binance exchangeInfo): tick 0.01, size step 0.00001" in plan
     assert "sizing       500 USDT per position" in plan
     assert re.search(r"max_order_notional\s+600 USDT\s+\[strategy; RiskEngine backstop 1200 USDT per order \(spot\)\]", plan)
     assert re.search(r"max_orders_per_minute\s+2\s+\[strategy; RiskEngine backstop 4/00:01:00\]", plan)
     assert re.search(r"daily_loss_limit\s+1000 USDT", plan) and f"kill_file              {run_dir / 'KILL'}" in plan
+
+
+def test_dry_run_offline_reads_the_instrument_from_the_catalog(second_bars_model, tmp_path, capsys):
+    catalog = second_bars_model.parent / "catalog"  # where train_tiny_model imported the model's bars and instrument
+    with FakeBinance(now_ms=1_747_699_200_000) as fake:
+        argv = ["live", "--model", str(second_bars_model), "--symbol", "BTC/USDT", "--run-dir", str(tmp_path / "run"),
+                "--api-url", fake.url, "--dry-run-config"]
+        assert main(argv) == 0
+        from_binance = capsys.readouterr().out
+        asked = len(fake.requests)
+        assert main([*argv, "--catalog", str(catalog)]) == 0
+        from_catalog = capsys.readouterr().out
+        assert len(fake.requests) == asked  # nothing asked of the exchange
+        assert main([*argv[:-1], "--catalog", str(catalog)]) == 2  # a node that trades takes Binance's instrument
+    assert "--catalog is for --dry-run-config" in capsys.readouterr().err
+    assert f"instrument   BTCUSDT.BINANCE (catalog {catalog}): tick 0.01" in from_catalog
+    # The same plan, down to the instrument's filters and taker fee, but for where the instrument came from.
+    assert from_catalog.replace(f"catalog {catalog}", "Binance exchangeInfo") == from_binance
+
+
+def test_dry_run_without_the_network_or_a_catalog_says_so_in_one_line(second_bars_model, caplog):
+    with socket.socket() as probe:  # a port nothing listens on: as unreachable as Binance is offline
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert main(["live", "--model", str(second_bars_model), "--symbol", "BTC/USDT", "--api-url", nowhere, "--dry-run-config"]) == 2
+    said = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(said) == 1 and "\n" not in said[0], said  # no retries, no traceback: one line
+    assert said[0].startswith("the dry run needs the instrument: binance: load markets failed after 1 try")
+    assert said[0].endswith("give --api-url, connect to the network, or give --catalog with a catalog holding BTC/USDT spot")
+
+
+def test_the_strategy_starts_with_the_threshold_the_plan_prints(second_bars_model, tmp_path):
+    """One function (RuleConfig.threshold) computes the entry threshold for both, from the same
+    config and instrument: the plan's line and the threshold the started strategy trades on agree."""
+    catalog = second_bars_model.parent / "catalog"
+    settings = LiveSettings(second_bars_model, "BTC/USDT", strategy={"entry_margin": 0.0007}, limits=LIMITS,
+                            run_dir=tmp_path / "run")  # no entry_threshold: the taker fee's round trip + the margin
+    plan = prepare_live(settings, dry_run=True, catalog=catalog)
+    printed = re.search(r"entry threshold (\d\.\d{6}) \(log return\)", plan.text)[1]
+    assert printed == f"{entry_threshold(float(plan.run.instrument.taker_fee), 0.0007):.6f}" == "0.002702"
+
+    strategy = StrategyFactory.create(plan.config.strategies[0])  # the strategy the node would build
+    bars = query_bars(catalog, plan.run.bar_type)[-20:]  # its warm-up comes from the catalog before them
+    backtest = BacktestSettings(model_path=second_bars_model, catalog=catalog, bar_type=plan.run.bar_type)
+    run = run_strategy("lstm", strategy, backtest, plan.run.instrument, bars)
+    assert f"{strategy.rule.threshold:.6f}" == printed
+    assert len(run.predictions) == 20 and run.predictions["reason"].str.endswith(f"inside ±{printed}").all()
 
 
 # -- end to end --------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from tests.fakes.fake_binance import SPOT, FakeBinance
@@ -23,6 +22,7 @@ from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_s
 from backtests.stats import STAT_KEYS
 from models.artifact import load_artifact
 from models.predictor import batch_predict
+from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.node_harness import (
     BAR_TYPE,
     HISTORY_BARS,
@@ -150,7 +150,7 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
     backtest = backtest_predictions(model, same_bars, first.index[0], both.index[-1], tmp_path / "backtest")
     assert both.index.isin(backtest.index).all()
     columns = ["q0.1", "q0.5", "q0.9"]
-    assert np.max(np.abs(backtest.loc[both.index, columns].to_numpy() - both[columns].to_numpy())) <= 1e-5
+    assert network_units_gap(backtest.loc[both.index, columns], both[columns], load_artifact(model)) <= NETWORK_UNITS_TOLERANCE
 
     # Sandbox fills happened where the decisions said: one per change of side, at the latest close
     # (the sandbox's price), and the position was flattened on SIGINT.

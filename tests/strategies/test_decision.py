@@ -4,7 +4,18 @@ import math
 
 import pytest
 
-from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, entry_threshold, order_quantity, stop_triggered
+from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
+from strategies.decision import (
+    FLAT,
+    LONG,
+    SHORT,
+    DecisionRule,
+    RuleConfig,
+    decide,
+    entry_threshold,
+    order_quantity,
+    stop_triggered,
+)
 
 RULE = DecisionRule(threshold=0.0025, allow_short=True, min_holding_bars=3)
 
@@ -12,6 +23,18 @@ RULE = DecisionRule(threshold=0.0025, allow_short=True, min_holding_bars=3)
 def test_threshold_is_round_trip_fee_plus_margin():
     assert entry_threshold(0.001, 0.0005) == pytest.approx(-math.log(1 - 0.002) + 0.0005)
     assert entry_threshold(0.0005, 0.0) == pytest.approx(0.0010005, rel=1e-4)
+
+
+def test_the_strategys_default_threshold_is_the_instruments_round_trip_taker_fee_plus_margin():
+    spot = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "spot")], "spot")
+    perp = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "futures")], "futures")
+    assert (float(spot.taker_fee), float(perp.taker_fee)) == (0.001, 0.0005)  # Binance's VIP 0 taker fees
+    margin = 0.0003
+    assert DecisionRule.of(RuleConfig(entry_margin=margin), spot, horizon=5).threshold == pytest.approx(
+        -math.log(1 - 2 * 0.001) + margin, rel=1e-12)
+    assert DecisionRule.of(RuleConfig(entry_margin=margin), perp, horizon=5).threshold == pytest.approx(
+        -math.log(1 - 2 * 0.0005) + margin, rel=1e-12)
+    assert DecisionRule.of(RuleConfig(entry_threshold=0.0001), spot, horizon=5).threshold == 0.0001  # given: no fee added
 
 
 @pytest.mark.parametrize("point, expected", [(0.003, LONG), (-0.003, SHORT), (0.001, FLAT), (-0.0025, FLAT)])
