@@ -1,16 +1,13 @@
-"""Bars in and out of a Nautilus ``ParquetDataCatalog``.
+"""Bars in and out of a Nautilus ``ParquetDataCatalog``: the layout, what a catalog covers, and reading.
 
-Writes are atomic: each batch is written by Nautilus into a staging catalog beside the real
-one, then every file is moved in with ``os.replace``. A crash (``kill -9``) leaves the
-catalog as it was before or after the batch, never half-written.
+Writing lives in :mod:`marketdata.catalog_writer` (one lock per catalog, staging, atomic moves).
+Readers take no lock: every file appears whole, by ``os.replace``, so a reader sees the catalog
+as it was before or after each file a writer moves in, never a half-written file.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +20,12 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.wranglers import BarDataWrangler
 
 from marketdata.instruments import max_decimals
-from marketdata.klines import PRICE_COLUMNS, to_bars_frame
-from marketdata.timeframes import Timeframe, close_time_ns
+from marketdata.klines import to_bars_frame
+from marketdata.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CATALOG = Path("data/catalog")
-_STAGING = ".staging"
 
 
 class CatalogError(ValueError):
@@ -37,13 +33,8 @@ class CatalogError(ValueError):
 
 
 def to_nautilus_bars(bars: pd.DataFrame, bar_type: BarType, instrument: Instrument, timeframe: Timeframe) -> list[Bar]:
-    """Validated klines (open times in ms) → Nautilus bars stamped at their CLOSE."""
-    price_decimals = max_decimals(bars[PRICE_COLUMNS].to_numpy())
-    if price_decimals > instrument.price_precision:
-        raise CatalogError(
-            f"prices have {price_decimals} decimals but {instrument.id} ticks in {instrument.price_increment}: "
-            "this is not that instrument's data"
-        )
+    """Validated klines (open times in ms; prices on the instrument's tick, as
+    :func:`marketdata.validation.check_instrument_prices` ensures) → Nautilus bars stamped at their CLOSE."""
     size_decimals = max_decimals(bars["volume"].to_numpy())
     if size_decimals > instrument.size_precision:
         log.warning(
@@ -52,25 +43,6 @@ def to_nautilus_bars(bars: pd.DataFrame, bar_type: BarType, instrument: Instrume
         )
     frame = to_bars_frame(bars, timeframe).rename_axis("timestamp")
     return BarDataWrangler(bar_type, instrument).process(frame)
-
-
-def write_atomically(catalog_path: Path, data: list) -> None:
-    """Write Nautilus objects (instruments, bars) so the catalog never holds a partial file."""
-    catalog_path = Path(catalog_path)
-    staging = catalog_path / _STAGING / uuid.uuid4().hex
-    try:
-        ParquetDataCatalog(str(staging)).write_data(data)
-        for source in sorted(p for p in staging.rglob("*") if p.is_file()):
-            target = catalog_path / source.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def clear_stale_staging(catalog_path: Path) -> None:
-    """Remove what a killed writer left in the staging area (never part of the catalog)."""
-    shutil.rmtree(Path(catalog_path) / _STAGING, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -111,27 +83,6 @@ def coverage(catalog_path: Path, bar_type: BarType) -> Coverage:
     if not Path(catalog_path).exists():
         return Coverage([])
     return Coverage(ParquetDataCatalog(str(catalog_path)).get_intervals(Bar, str(bar_type)))
-
-
-def write_new_bars(
-    catalog_path: Path, instrument: Instrument, bar_type: BarType, bars: pd.DataFrame, timeframe: Timeframe
-) -> tuple[int, int]:
-    """Write the instrument and those of ``bars`` the catalog does not cover yet.
-
-    Bars inside an existing file's range are skipped (the catalog's files must stay
-    disjoint); each contiguous run of new bars becomes one file. Returns (written, skipped).
-    """
-    close_ns = close_time_ns(bars["open_time"].to_numpy(dtype=np.int64), timeframe)
-    held = coverage(catalog_path, bar_type)
-    known = held.covers(close_ns)
-    write_atomically(catalog_path, [instrument])
-    # New bars between the same two existing files form one new file, so files stay disjoint.
-    slot = np.searchsorted([first for first, _ in held.intervals], close_ns[~known])
-    fresh = bars.loc[~known]
-    for value in np.unique(slot):
-        run = fresh.loc[slot == value]
-        write_atomically(catalog_path, to_nautilus_bars(run, bar_type, instrument, timeframe))
-    return len(fresh), int(known.sum())
 
 
 def open_catalog(catalog_path: Path) -> ParquetDataCatalog:
@@ -176,10 +127,14 @@ def load_bars(
 
     ``start``/``end`` bound the close time, inclusive.
     """
-    bars = query_bars(catalog_path, bar_type, start, end)
+    return bars_frame(query_bars(catalog_path, bar_type, start, end))
+
+
+def bars_frame(bars: list[Bar]) -> pd.DataFrame:
+    """Nautilus bars as :func:`load_bars` returns them (an empty frame for no bars)."""
     # Nautilus holds fixed-point values; as_double() can miss the decimal by an ulp, so round
     # back to the bars' own precision to get exactly the prices the exchange sent.
-    price_digits, size_digits = bars[0].close.precision, bars[0].volume.precision
+    price_digits, size_digits = (bars[0].close.precision, bars[0].volume.precision) if bars else (0, 0)
     columns = {
         name: np.round([getattr(b, name).as_double() for b in bars], price_digits)
         for name in ("open", "high", "low", "close")

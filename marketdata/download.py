@@ -3,7 +3,10 @@
 Resumable: only the bars the catalog lacks in [since, until) are fetched. Crash-safe: each page
 is validated and written atomically before the next one is asked for, so a run killed at any
 moment leaves the catalog as it was before or after some page, and the next run goes on from
-there. Only complete bars are stored: one is complete once open + interval <= the exchange's now.
+there. Safe beside other writers: each page goes through
+:func:`marketdata.catalog_writer.write_new_bars`, under the catalog's lock; bars another writer
+stored meanwhile are compared and skipped, and a page that disagrees with them is refused.
+Only complete bars are stored: one is complete once open + interval <= the exchange's now.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
 from tqdm import tqdm
 
-from marketdata.catalog import DEFAULT_CATALOG, clear_stale_staging, coverage, write_new_bars
+from marketdata.catalog import DEFAULT_CATALOG, coverage
+from marketdata.catalog_writer import WriteOutcome, write_new_bars
 from marketdata.exchange import ExchangeCallError, RetryingCalls, RetryPolicy, make_exchange
 from marketdata.history import HistoryResult, bars_frame_from_ohlcv
 from marketdata.instruments import bar_type as make_bar_type
@@ -58,8 +62,7 @@ class _Tally:
     """Pages fetched and bars written so far."""
 
     pages: int = 0
-    written: int = 0
-    skipped: int = 0
+    outcome: WriteOutcome = WriteOutcome()
 
 
 @dataclass
@@ -84,12 +87,11 @@ def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy())
     if request.until_ms is not None:
         last_open_ms = min(last_open_ms, request.until_ms - 1)
 
-    nothing = HistoryResult(Path(request.catalog_path), market.bar_type, 0, 0, None)
+    nothing = HistoryResult(Path(request.catalog_path), market.bar_type, WriteOutcome(), None)
     if request.since_ms > last_open_ms:
         log.info("no %s bar opened at or after %s has closed yet", market.bar_type, _utc(request.since_ms))
         return nothing
 
-    clear_stale_staging(request.catalog_path)
     ranges = _missing_open_ranges(request.catalog_path, market, request.since_ms, last_open_ms)
     if not ranges:
         until = _utc(request.until_ms) if request.until_ms is not None else "now"
@@ -118,7 +120,7 @@ def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy())
         market.exchange.id, market.symbol, market.timeframe, tally.pages, market.calls.retries,
         time.monotonic() - started,
     )
-    return HistoryResult(Path(request.catalog_path), market.bar_type, tally.written, tally.skipped, _merge(reports))
+    return HistoryResult(Path(request.catalog_path), market.bar_type, tally.outcome, _merge(reports))
 
 
 def open_market(request: DownloadRequest, retry: RetryPolicy) -> _Market:
@@ -181,12 +183,9 @@ def _store_page(request: DownloadRequest, market: _Market, rows: list[list], tal
     page = bars_frame_from_ohlcv(rows)
     source = f"{market.exchange.id} {market.symbol} page {tally.pages} (from {_utc(rows[0][0])})"
     bars, _ = validate_klines(page, market.timeframe, source, request.placeholder_policy)
-    if not bars.empty:
-        written, skipped = write_new_bars(
-            request.catalog_path, market.instrument, market.bar_type, bars, market.timeframe
-        )
-        tally.written += written
-        tally.skipped += skipped
+    tally.outcome += write_new_bars(
+        request.catalog_path, market.instrument, market.bar_type, bars, market.timeframe, source=source
+    )
     return page
 
 

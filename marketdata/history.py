@@ -1,4 +1,11 @@
-"""History into the catalog: the step shared by file imports and exchange downloads."""
+"""History into the catalog: the step shared by file imports and exchange downloads.
+
+An import reads the whole file, validates every bar (:mod:`marketdata.validation`, the
+instrument's tick included) and only then writes, through
+:func:`marketdata.catalog_writer.write_new_bars`: a file that fails anywhere, at its last line
+too, leaves the catalog untouched. It also refuses prices that cannot be the named instrument's
+(far off its price filters, or off the bars held next to them); ``force`` lets them in.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from nautilus_trader.model.data import BarType
 
-from marketdata.catalog import clear_stale_staging, write_new_bars
+from marketdata.catalog_writer import WriteOutcome, write_new_bars
 from marketdata.instruments import bar_type as make_bar_type
 from marketdata.instruments import offline_instrument
 from marketdata.klines import read_klines
@@ -25,15 +32,17 @@ class HistoryResult:
 
     catalog_path: Path
     bar_type: BarType
-    written: int
-    skipped: int
+    outcome: WriteOutcome
     report: ValidationReport | None
 
     def describe(self) -> str:
         lines = [self.report.summary()] if self.report else []
+        outcome = self.outcome
         lines.append(
-            f"{self.written:,} new bars written to {self.catalog_path} as {self.bar_type}"
-            + (f"; {self.skipped:,} already there, skipped" if self.skipped else "")
+            f"{outcome.written:,} new bars written to {self.catalog_path} as {self.bar_type}"
+            + (f"; {outcome.already_held:,} already there, skipped" if outcome.already_held else "")
+            + (f"; {outcome.in_held_gaps:,} not written: they fall in gaps inside files the catalog holds"
+               if outcome.in_held_gaps else "")
         )
         return "\n".join(lines)
 
@@ -47,16 +56,18 @@ def import_klines(
     market: str,
     catalog_path: Path,
     placeholder_policy: str = "drop",
+    force: bool = False,
 ) -> HistoryResult:
-    """Read, validate and write a Binance kline file; nothing is written unless every bar passes."""
+    """Read, validate and write a Binance kline file; nothing is written unless every bar passes.
+
+    ``force`` imports prices that look like another instrument's (see the module docstring)."""
     tf = parse_timeframe(timeframe)
     bars = read_klines(path)
     bars, report = validate_klines(bars, tf, source=str(path), placeholder_policy=placeholder_policy)
     instrument = offline_instrument(symbol, market, bars, exchange)
     bar_type = make_bar_type(instrument.id, tf)
-    clear_stale_staging(catalog_path)
-    written, skipped = write_new_bars(catalog_path, instrument, bar_type, bars, tf)
-    return HistoryResult(Path(catalog_path), bar_type, written, skipped, report)
+    outcome = write_new_bars(catalog_path, instrument, bar_type, bars, tf, source=str(path), plausible=not force)
+    return HistoryResult(Path(catalog_path), bar_type, outcome, report)
 
 
 def bars_frame_from_ohlcv(rows: list[list[float]]) -> pd.DataFrame:

@@ -181,12 +181,17 @@ def offline_instrument(symbol: str, market: str, bars: pd.DataFrame, exchange: s
 
 def max_decimals(values: np.ndarray, limit: int = 12) -> int:
     """The most decimals any value needs (floats parsed from decimal text, so tolerance-based)."""
-    values = np.abs(np.asarray(values, dtype=np.float64).ravel())
     for decimals in range(limit + 1):
-        scaled = values * 10.0**decimals
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(1.0, scaled)):
+        if not finer_than(values, decimals).any():
             return decimals
     return limit
+
+
+def finer_than(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Which values need more than ``decimals`` decimals (floats parsed from decimal text, so
+    tolerance-based); the shape of ``values``."""
+    scaled = np.abs(np.asarray(values, dtype=np.float64)) * 10.0**decimals
+    return np.abs(scaled - np.round(scaled)) > 1e-9 * np.maximum(1.0, scaled)
 
 
 def _check_market(market: str) -> None:

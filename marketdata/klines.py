@@ -1,8 +1,14 @@
 """Read Binance kline files (the CSVs of data.binance.vision and freqtrade's downloads).
 
-Accepted: CSV or CSV.gz; the 6-column layout (open_time, open, high, low, close, volume) or
-Binance's full 12-column layout, whose last 6 columns are ignored; with or without a header;
-open times in milliseconds or microseconds (Binance switched its spot files to µs in 2025).
+Accepted: CSV or CSV.gz; open times in milliseconds or microseconds (Binance switched its spot
+files to µs in 2025).
+
+With a header, columns are matched by NAME, in any order: the six of :data:`KLINE_COLUMNS` must
+be there, and any of Binance's other kline columns (:data:`IGNORED_COLUMNS`, under the names its
+files and tools use) may be; any other name is an error naming the file, so a column is never
+read as the wrong field. Without a header the layout is positional: Binance's 6 columns
+(open_time, open, high, low, close, volume) or its full 12, whose last 6 are ignored. A first row
+with no number in it is a header.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from marketdata.timeframes import Timeframe, close_time_ns
 
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
-_LAYOUTS = (6, 12)
+# Binance's other kline columns, as data.binance.vision's headers and common tools name them.
+IGNORED_COLUMNS = frozenset({
+    "close_time", "quote_volume", "quote_asset_volume", "count", "trades", "number_of_trades",
+    "taker_buy_volume", "taker_buy_base_volume", "taker_buy_base_asset_volume",
+    "taker_buy_quote_volume", "taker_buy_quote_asset_volume", "ignore",
+})
+_HEADERLESS_LAYOUTS = (6, 12)
 # Epoch milliseconds stay below 1e14 until the year 5138; epoch microseconds are above it since 1973.
 _MICROS_THRESHOLD = 10**14
 _SECONDS_THRESHOLD = 10**11
@@ -53,27 +65,27 @@ def read_klines(path: str | Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise KlineFileError(path, None, f"cannot read: {exc}") from None
 
-    if raw.shape[1] not in _LAYOUTS:
-        raise KlineFileError(path, 1, f"{raw.shape[1]} columns; a Binance kline file has 6 or 12")
-
-    first = raw.iat[0, 0].strip().lower()
-    has_header = not _is_number(first)
+    has_header = not any(_is_number(cell) for cell in raw.iloc[0])
     if has_header:
-        if "open" not in first:
-            raise KlineFileError(path, 1, f"open_time is not a number: {raw.iat[0, 0]!r}")
+        positions = _column_positions(raw.iloc[0], path)
         raw = raw.iloc[1:]
+    elif raw.shape[1] in _HEADERLESS_LAYOUTS:
+        positions = {name: position for position, name in enumerate(KLINE_COLUMNS)}
+    else:
+        raise KlineFileError(path, 1, f"{raw.shape[1]} columns; a Binance kline file has 6 or 12")
     if raw.empty:
         raise KlineFileError(path, None, "no bars in the file")
 
     lines = np.arange(len(raw), dtype=np.int64) + (2 if has_header else 1)
     frame = {"line": lines}
-    for position, name in enumerate(KLINE_COLUMNS):
-        frame[name] = _numeric_column(raw.iloc[:, position], name, lines, path)
+    for name in KLINE_COLUMNS:
+        frame[name] = _numeric_column(raw.iloc[:, positions[name]], name, lines, path)
 
     open_time = frame["open_time"]
     if not np.all(open_time == np.floor(open_time)):
         row = int(np.argmax(open_time != np.floor(open_time)))
-        raise KlineFileError(path, int(lines[row]), f"open_time is not an integer: {raw.iat[row, 0]!r}")
+        text = raw.iat[row, positions["open_time"]]
+        raise KlineFileError(path, int(lines[row]), f"open_time is not an integer: {text!r}")
     open_time = open_time.astype(np.int64)
     too_small = open_time < _SECONDS_THRESHOLD
     if too_small.any():
@@ -85,6 +97,24 @@ def read_klines(path: str | Path) -> pd.DataFrame:
     frame["open_time"] = np.where(micros, open_time // 1000, open_time)
 
     return pd.DataFrame(frame, columns=KLINE_COLUMNS + ["line"])
+
+
+def _column_positions(header: pd.Series, path: Path) -> dict[str, int]:
+    """Where each of :data:`KLINE_COLUMNS` is, by the header's names (case and spaces aside)."""
+    names = [cell.strip().lower().replace(" ", "_") for cell in header]
+    unknown = [name for name in names if name not in KLINE_COLUMNS and name not in IGNORED_COLUMNS]
+    if unknown:
+        raise KlineFileError(
+            path, 1, f"unknown column {unknown[0]!r} in the header; a kline file's columns are "
+            f"{', '.join(KLINE_COLUMNS)} and optionally {', '.join(sorted(IGNORED_COLUMNS))}",
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise KlineFileError(path, 1, f"column {repeated[0]!r} appears twice in the header")
+    missing = [name for name in KLINE_COLUMNS if name not in names]
+    if missing:
+        raise KlineFileError(path, 1, f"the header lacks {', '.join(missing)} (it has {', '.join(names)})")
+    return {name: names.index(name) for name in KLINE_COLUMNS}
 
 
 def _is_number(text: str) -> bool:

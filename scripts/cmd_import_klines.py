@@ -17,9 +17,12 @@ def register(subparsers) -> None:
         "import-klines",
         help="import a Binance kline file (CSV or CSV.gz) into the catalog",
         description=(
-            "Read a Binance kline file, validate every bar, and write the bars to a Nautilus "
-            "ParquetDataCatalog, stamped at their close time. Accepts the 6- and 12-column layouts, "
-            "with or without a header, open times in ms or µs. Bars the catalog already holds are skipped."
+            "Read a Binance kline file, validate every bar, and write the bars to a Nautilus\n"
+            "ParquetDataCatalog, stamped at their close time. Accepts the 6- and 12-column layouts, with\n"
+            "or without a header (a header's names say which column is which, in any order), open times\n"
+            "in ms or µs. Nothing is written unless every bar passes. Bars the catalog already holds are\n"
+            "compared and skipped; a file that disagrees with them is refused. Safe to run beside other\n"
+            "imports and downloads into the same catalog."
         ),
         epilog="example: nautilus-lstm import-klines ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz "
         "--exchange binance --symbol BTC/USDT --timeframe 1m",
@@ -28,6 +31,12 @@ def register(subparsers) -> None:
     parser.add_argument("path", type=Path, help="the kline file (.csv or .csv.gz)")
     parser.add_argument("--exchange", default="binance", help="exchange the data came from (default: binance)")
     add_bar_options(parser)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="import prices that look like another instrument's (more than 3x off its price filters or "
+        "the bars held next to them); never overrides a disagreement with bars already held",
+    )
     parser.set_defaults(run=run)
 
 
@@ -40,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         market=args.market,
         catalog_path=args.data_dir,
         placeholder_policy=args.placeholders,
+        force=args.force,
     )
     print(result.describe())
     return 0

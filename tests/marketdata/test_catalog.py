@@ -1,4 +1,4 @@
-"""Bars into the Nautilus catalog: close-time stamping, disjoint files, atomic writes."""
+"""Bars into the Nautilus catalog: close-time stamping, disjoint files, atomic writes, held bars compared."""
 
 import signal
 import subprocess
@@ -11,7 +11,8 @@ import pytest
 from nautilus_trader.model.data import Bar
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
-from marketdata.catalog import CatalogError, clear_stale_staging, coverage, load_bars, to_nautilus_bars, write_new_bars
+from marketdata.catalog import CatalogError, coverage, load_bars, to_nautilus_bars
+from marketdata.catalog_writer import WriteOutcome, write_new_bars
 from marketdata.instruments import BUILTIN_MARKETS, bar_type, instrument_from_market
 from marketdata.klines import read_klines
 from marketdata.timeframes import close_time_ns, open_time_ms, parse_timeframe
@@ -41,8 +42,7 @@ def test_bars_are_stamped_at_their_close():
 
 
 def test_round_trip_through_nautilus_catalog(tmp_path, week):
-    written, skipped = write_new_bars(tmp_path, BTC, BTC_1M, week, M1)
-    assert (written, skipped) == (10_080, 0)
+    assert write_new_bars(tmp_path, BTC, BTC_1M, week, M1) == WriteOutcome(written=10_080)
     bars = ParquetDataCatalog(str(tmp_path)).bars(bar_types=[str(BTC_1M)])
     assert len(bars) == 10_080
     assert [b.ts_event for b in bars[:2]] == list(close_time_ns(week["open_time"].to_numpy()[:2], M1))
@@ -55,8 +55,7 @@ def test_round_trip_through_nautilus_catalog(tmp_path, week):
 
 def test_only_missing_bars_are_written_and_files_stay_disjoint(tmp_path, week):
     write_new_bars(tmp_path, BTC, BTC_1M, week.iloc[3000:6000], M1)
-    written, skipped = write_new_bars(tmp_path, BTC, BTC_1M, week, M1)
-    assert (written, skipped) == (7_080, 3_000)
+    assert write_new_bars(tmp_path, BTC, BTC_1M, week, M1) == WriteOutcome(written=7_080, already_held=3_000)
     intervals = coverage(tmp_path, BTC_1M).intervals
     assert len(intervals) == 3
     assert all(a[1] < b[0] for a, b in zip(intervals, intervals[1:]))
@@ -77,7 +76,7 @@ def test_coverage_missing_ranges():
 
 WRITER = """
 import sys
-from marketdata.catalog import write_new_bars
+from marketdata.catalog_writer import write_new_bars
 from marketdata.instruments import BUILTIN_MARKETS, bar_type, instrument_from_market
 from marketdata.klines import read_klines
 from marketdata.timeframes import parse_timeframe
@@ -113,10 +112,9 @@ def test_kill_9_leaves_whole_batches(tmp_path, week, shared_data):
         assert held % 20 == 0
         assert np.array_equal(frame["close"].to_numpy(), week["close"].to_numpy()[:held])
     assert most > 0  # the kills did land mid-run
-    # A later writer clears what the killed ones staged and completes the set.
-    clear_stale_staging(tmp_path)
-    assert not (tmp_path / ".staging").exists()
+    # A later writer clears what the killed ones staged (under the lock, so provably abandoned) and completes the set.
     write_new_bars(tmp_path, BTC, BTC_1M, week, M1)
+    assert not any((tmp_path / ".staging").iterdir())
     assert np.array_equal(load_bars(tmp_path, BTC_1M)["close"].to_numpy(), week["close"].to_numpy())
 
 
@@ -128,14 +126,17 @@ def test_load_bars_errors_name_the_problem(tmp_path, week):
         load_bars(tmp_path, "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL")
 
 
-def test_prices_finer_than_the_tick_are_refused(week):
-    frame = week.iloc[:3].copy()
-    frame.loc[1, ["open", "high"]] = [105554.325, 105609.895]
-    with pytest.raises(CatalogError, match="3 decimals but BTCUSDT.BINANCE ticks in 0.01"):
-        to_nautilus_bars(frame, BTC_1M, BTC, M1)
-
-
 def test_bar_objects_match_source(week):
     bars = to_nautilus_bars(week.iloc[:50], BTC_1M, BTC, M1)
     assert all(isinstance(b, Bar) for b in bars)
     assert [round(b.high.as_double(), 2) for b in bars] == week["high"].iloc[:50].tolist()
+
+
+def test_a_catalog_holding_bars_twice_is_named_not_written_to(tmp_path, week):
+    """Overlapping files, as unlocked concurrent imports used to leave behind."""
+    write_new_bars(tmp_path, BTC, BTC_1M, week.iloc[:300], M1)
+    overlapping = to_nautilus_bars(week.iloc[200:400], BTC_1M, BTC, M1)
+    ParquetDataCatalog(str(tmp_path)).write_data(overlapping, skip_disjoint_check=True)
+    with pytest.raises(CatalogError, match=r"holds BTCUSDT\.BINANCE-1-MINUTE-LAST-EXTERNAL bars twice \(the first "
+                       r"closing at 2025-05-20 04:11:00\+00:00\): overlapping files"):
+        write_new_bars(tmp_path, BTC, BTC_1M, week.iloc[250:500], M1)

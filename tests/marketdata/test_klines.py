@@ -85,3 +85,43 @@ def test_real_files(shared_data):
     assert np.all(np.diff(bars["open_time"]) == 60_000)
     hourly = read_klines(shared_data / BTC_1H)
     assert len(hourly) == 73_284
+
+
+BINANCE_12 = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+              "taker_buy_quote_volume,ignore").split(",")
+
+
+def test_a_header_in_another_order_is_read_by_name(tmp_path):
+    canonical = read_klines(write(tmp_path / "canonical.csv", ROWS_6))
+    order = [0, 4, 2, 3, 1, 5]  # open_time,close,high,low,open,volume: open and close swapped
+    names = ["open_time", "open", "high", "low", "close", "volume"]
+    rows = [",".join(names[i] for i in order)] + [",".join(row.split(",")[i] for i in order) for row in ROWS_6]
+    reordered = read_klines(write(tmp_path / "reordered.csv", rows))
+    assert reordered.drop(columns="line").equals(canonical.drop(columns="line"))
+    assert reordered["open"].tolist() == [105573.73, 105554.32]
+
+
+def test_binance_12_column_names_in_any_order_and_case(tmp_path):
+    rows = [row + TAIL_12 for row in ROWS_6]
+    order = [6, 11, 4, 0, 9, 1, 3, 8, 2, 7, 10, 5]
+    header = ",".join(BINANCE_12[i].upper() if i % 2 else BINANCE_12[i] for i in order)
+    shuffled = [header] + [",".join(row.split(",")[i] for i in order) for row in rows]
+    bars = read_klines(write(tmp_path / "k12.csv", shuffled))
+    assert list(bars["open_time"]) == [1747699200000, 1747699260000]
+    assert bars["close"].tolist() == [105554.32, 105604.68] and bars["volume"].tolist() == [10.82647, 6.48334]
+    # Other tools' names for the same columns.
+    aliases = "open_time,open,high,low,close,volume,close_time,quote_asset_volume,number_of_trades," \
+              "taker_buy_base_asset_volume,taker_buy_quote_asset_volume,ignore"
+    assert len(read_klines(write(tmp_path / "aliases.csv", [aliases] + rows))) == 2
+
+
+@pytest.mark.parametrize("header, message", [
+    ("open_time,open,high,low,close,vol", r"unknown column 'vol' in the header"),
+    ("open_time,open,high,low,close", r"the header lacks volume"),
+    ("open_time,open,high,low,close,close", r"column 'close' appears twice"),
+])
+def test_a_header_naming_unknown_or_missing_columns_is_refused(tmp_path, header, message):
+    width = header.count(",") + 1
+    rows = [header] + [",".join(row.split(",")[:width]) for row in ROWS_6]
+    with pytest.raises(KlineFileError, match=rf"named\.csv, line 1: {message}"):
+        read_klines(write(tmp_path / "named.csv", rows))

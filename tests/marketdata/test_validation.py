@@ -4,13 +4,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
 from marketdata.klines import read_klines
 from marketdata.timeframes import parse_timeframe
-from marketdata.validation import BarValidationError, validate_klines
+from marketdata.validation import (
+    BarValidationError,
+    ImplausiblePricesError,
+    check_instrument_prices,
+    check_seam,
+    validate_klines,
+)
 from tests.conftest import BTC_1H
 
 M1 = parse_timeframe("1m")
 T0 = 1747699200000
+BTC_PERP = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "futures")], "futures")  # ticks in 0.1, prices 556.8..4,529,764
 
 
 def bars(n=5, overrides=None):
@@ -111,3 +119,27 @@ def test_real_dirty_hourly_file(shared_data):
         "2017-09-06 16:00", "2019-06-07 21:00", "2021-02-11 03:00", "2023-03-24 12:00",
     ]
     assert len(kept) == 73_284 - 4
+
+
+def test_prices_finer_than_the_tick_name_line_field_and_value():
+    frame = bars(overrides={("close", 3): 103.05, ("close", 4): 104.25})
+    with pytest.raises(BarValidationError, match=r"tick\.csv, line 5: close 103\.05 has 2 decimals but "
+                       r"BTCUSDT-PERP\.BINANCE ticks in 0\.1: this is not that instrument's data \(1 more rows like it\)"):
+        check_instrument_prices(frame, BTC_PERP, "tick.csv", plausible=False)
+
+
+def test_prices_far_beyond_the_price_filters_are_implausible_unless_forced():
+    cheap = bars()  # prices near 100: a third of BTCUSDT-PERP's minimum price is 185.6
+    with pytest.raises(ImplausiblePricesError, match=r"cheap\.csv, line 2: open 100\.0 is more than 3x below "
+                       r"BTCUSDT-PERP\.BINANCE's minimum price 556\.8.*--force"):
+        check_instrument_prices(cheap, BTC_PERP, "cheap.csv", plausible=True)
+    check_instrument_prices(cheap, BTC_PERP, "cheap.csv", plausible=False)
+    check_instrument_prices(bars() * [1, 20, 20, 20, 20, 1, 1], BTC_PERP, "near.csv", plausible=True)  # within 3x
+
+
+def test_seam_refuses_prices_off_the_held_bar_by_more_than_3x():
+    frame = bars()  # closes 101..105, opening one minute apart from T0
+    check_seam(frame, "ok.csv", T0 + 10 * 60_000, 300.0, "the catalog")  # 105 vs 300: under 3x
+    with pytest.raises(ImplausiblePricesError, match=r"eth\.csv, line 6: close 105\.0 \(bar opened 2025-05-20 00:04\) "
+                       r"is 3\.8x off the close 400\.0 of the bar opened 2025-05-20 00:10 that the catalog holds"):
+        check_seam(frame, "eth.csv", T0 + 10 * 60_000, 400.0, "the catalog")
