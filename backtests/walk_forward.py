@@ -145,7 +145,7 @@ def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, 
         "bar_type": settings.bar_type,
         "start": window.train_start.isoformat(),
         "end": (window.train_end - _NS).isoformat(),
-    })
+    }).with_absolute_paths()  # as the artifact stores it, so a model already trained compares equal
     try:
         existing = load_artifact(path)
     except ArtifactError:

@@ -3,16 +3,22 @@
 An artifact is a directory:
 
 - ``weights.pt``: the network's state dict, loaded with ``torch.load(weights_only=True)`` so a
-  tampered file cannot run code;
+  tampered file cannot run code; its tensors must be exactly those of the manifest's ``lstm``
+  config, and finite;
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
   and its fingerprint, the fitted scaler and target scale, the data fingerprint, metrics, the
   ridge baseline fitted on the same rows (a benchmark for backtests) and the library versions.
+  Its schema, checked field by field on every load, is :mod:`models.artifact_schema`.
+
+Paths: ``config.data.catalog`` is stored absolute (a relative one is resolved against the
+directory ``train`` ran in), so ``evaluate`` and ``backtest`` find the training data from any
+working directory. Artifacts written before this rule may hold a relative path, still read
+relative to the working directory, as then.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -20,23 +26,20 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import torch
 
+from models.artifact_schema import FORMAT_VERSION, ArtifactError, read_manifest
 from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FeatureSpec
 from models.jsonio import dumps
 from models.network import LSTMConfig, LSTMForecaster
 
-FORMAT_VERSION = 1
 WEIGHTS = "weights.pt"
 MANIFEST = "artifact.json"
-
-
-class ArtifactError(ValueError):
-    """An artifact that is missing, malformed, or does not fit what it is used for."""
 
 
 @dataclass
@@ -83,7 +86,7 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
     torch.save({k: v.detach().cpu() for k, v in artifact.model.state_dict().items()}, staging / WEIGHTS)
     manifest = {
         "format_version": FORMAT_VERSION,
-        "config": artifact.config.to_dict(),
+        "config": artifact.config.with_absolute_paths().to_dict(),
         "lstm": artifact.lstm.to_dict(),
         "feature_spec": artifact.feature_spec.to_dict(),
         "feature_fingerprint": artifact.feature_spec.fingerprint(),
@@ -112,46 +115,50 @@ def load_artifact(
     manifest_path = path / MANIFEST
     if not manifest_path.is_file() or not (path / WEIGHTS).is_file():
         raise ArtifactError(f"{path} is not a model artifact (no {MANIFEST} and {WEIGHTS}); train one with `nautilus-lstm train`")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{manifest_path}: not valid JSON: {exc}") from None
-    found = manifest.get("format_version")
-    if found != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: artifact format version {found}, this code reads version {FORMAT_VERSION}; retrain it")
-    try:
-        spec = FeatureSpec.from_dict(manifest["feature_spec"])
-    except ValueError as exc:
-        raise ArtifactError(f"{path}: its feature spec does not fit this code ({exc}); retrain it") from None
-    if spec.fingerprint() != manifest["feature_fingerprint"]:
-        raise ArtifactError(
-            f"{path}: its features were computed by a different feature definition "
-            f"({manifest['feature_fingerprint']} vs {spec.fingerprint()} now); retrain it"
-        )
+    manifest = read_manifest(manifest_path)
+    spec = manifest.to_feature_spec()
     if feature_spec is not None and feature_spec.fingerprint() != spec.fingerprint():
         raise ArtifactError(f"{path}: trained on feature spec {spec.to_dict()}, not {feature_spec.to_dict()}")
-    if bar_type is not None and str(bar_type) != manifest["data"]["bar_type"]:
-        raise ArtifactError(f"{path}: trained on {manifest['data']['bar_type']} bars, not {bar_type}")
-
-    lstm = LSTMConfig.from_dict(manifest["lstm"])
-    model = LSTMForecaster(lstm)
-    try:
-        weights = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
-    except Exception as exc:  # weights_only refuses anything but tensors and plain containers
-        raise ArtifactError(f"{path / WEIGHTS}: not loadable as plain weights ({type(exc).__name__}); refusing it") from None
-    model.load_state_dict(weights)
-    model.eval()
+    if bar_type is not None and str(bar_type) != manifest.data.bar_type:
+        raise ArtifactError(f"{path}: trained on {manifest.data.bar_type} bars, not {bar_type}")
+    lstm = manifest.to_lstm_config()
     return Artifact(
-        config=TrainConfig.from_dict(manifest["config"], source=str(manifest_path)),
+        config=manifest.to_train_config(),
         lstm=lstm,
         feature_spec=spec,
-        scaler=Scaler.from_dict(manifest["scaler"]),
-        target_scale=float(manifest["target_scale"]),
-        data=manifest["data"],
-        metrics=manifest["metrics"],
-        model=model,
-        ridge=manifest["ridge"],
+        scaler=manifest.to_scaler(),
+        target_scale=manifest.target_scale,
+        data=msgspec.to_builtins(manifest.data),
+        metrics=manifest.metrics,
+        model=_load_weights(path / WEIGHTS, lstm, device),
+        ridge=msgspec.to_builtins(manifest.ridge),
     )
+
+
+def _load_weights(path: Path, lstm: LSTMConfig, device: str = "cpu") -> LSTMForecaster:
+    """The network ``lstm`` describes, with the weights at ``path``: exactly its tensors, all finite."""
+    try:
+        weights = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # weights_only refuses anything but tensors and plain containers
+        raise ArtifactError(f"{path}: not loadable as plain weights ({type(exc).__name__}); refusing it") from None
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise ArtifactError(f"{path}: not a state dict of tensors")
+    with torch.device("meta"):  # the shapes the config needs, without allocating them: it may say anything
+        needed = {name: tuple(t.shape) for name, t in LSTMForecaster(lstm).state_dict().items()}
+    for name in [*needed, *sorted(weights.keys() - needed.keys())]:
+        found = tuple(weights[name].shape) if name in weights else None
+        if found != needed.get(name):
+            raise ArtifactError(
+                f"{path}: tensor {name} has shape {found}, but the lstm config of {MANIFEST} needs {needed.get(name)}; "
+                "these weights belong to another model"
+            )
+    for name, tensor in weights.items():
+        if not torch.isfinite(tensor).all():
+            raise ArtifactError(f"{path}: tensor {name} holds NaN or infinity")
+    model = LSTMForecaster(lstm)
+    model.load_state_dict(weights)
+    model.eval()
+    return model
 
 
 def artifact_digest(path: Path) -> str:

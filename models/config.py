@@ -9,6 +9,7 @@ so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,11 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"{source}: {message}")
+
+    def with_absolute_paths(self) -> TrainConfig:
+        """A copy whose [data] catalog is absolute (a relative one read against the working
+        directory now), so it names the same data from any directory: what an artifact stores."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, catalog=os.path.abspath(self.data.catalog)))
 
     def override(self, **sections: dict) -> TrainConfig:
         """A copy with some fields replaced, e.g. ``override(training={"seed": 3})``; None values are ignored."""

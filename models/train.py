@@ -100,18 +100,21 @@ def fit(
         {"config": settings, "seed": seed, "fit": [split.fit.start, split.fit.stop], "rows": len(data)}, sort_keys=True
     )
     if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
-        if saved["run"] != run_key:
+        saved = _load_checkpoint(checkpoint, device)
+        if saved.get("run") != run_key:
             raise ValueError(
                 f"{checkpoint} belongs to a run with another config, seed or data; "
                 "delete it or train into another --out"
             )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
-        first_epoch, best_loss, best_epoch = saved["epoch"] + 1, saved["best_loss"], saved["best_epoch"]
-        best_state, history = saved["best_model"], _history_from(saved)
+        try:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
+            first_epoch, best_loss, best_epoch = saved["epoch"] + 1, saved["best_loss"], saved["best_epoch"]
+            best_state, history = saved["best_model"], _history_from(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{checkpoint}: a damaged checkpoint ({type(exc).__name__}); delete it to start over") from None
         log.info("%s: resumed from %s after epoch %d", desc, checkpoint, saved["epoch"] + 1)
 
     bad_epochs = sum(1 for h in history if h["epoch"] > best_epoch)
@@ -182,6 +185,16 @@ def _save_checkpoint(path, run_key, model, optimizer, generator, epoch, best_los
         torch.save(state, staging)
 
 
+def _load_checkpoint(path: Path, device: torch.device) -> dict:
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch says what broke (a bad zip, an unpickling error, an OSError) but not where
+        raise ValueError(f"{path}: not a checkpoint this code can read ({type(exc).__name__}); delete it to start over") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: not a checkpoint this code can read (a {type(saved).__name__}); delete it to start over")
+    return saved
+
+
 def _history_from(saved: dict) -> list[dict]:
     return [
         {"epoch": int(row[0]), "train_loss": float(row[1]), "val_loss": float(row[2])}
@@ -202,6 +215,7 @@ def load_training_bars(config: TrainConfig) -> pd.DataFrame:
 
 def train_model(config: TrainConfig, out: Path) -> Artifact:
     """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact."""
+    config = config.with_absolute_paths()  # as the artifact stores it, and the checkpoints' run key
     bars = load_training_bars(config)
     spec = FeatureSpec.from_dict(config.features) if config.features else default_spec()
     data = build_dataset(bars, spec, config.training.horizon)

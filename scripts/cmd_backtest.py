@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from marketdata.catalog import DEFAULT_CATALOG
 from strategies.decision import SizingConfig
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", type=Path, required=True, help="model artifact directory (from `nautilus-lstm train`)")
-    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help=f"catalog directory (default: {DEFAULT_CATALOG})")
+    parser.add_argument("--catalog", type=Path, help="catalog directory (default: the one the model was trained on)")
     parser.add_argument("--bar-type", help="bars to trade on (default: the artifact's bar type)")
     parser.add_argument(
         "--start", help="first bar close, ISO date/time UTC (default: the first bar after the model's training data)"
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     strategy = {name: value for name, value in given.items() if value is not None}
     settings = BacktestSettings(
         model_path=args.model,
-        catalog=args.catalog,
+        catalog=args.catalog or Path(artifact.config.data.catalog),
         bar_type=args.bar_type or artifact.bar_type,
         start=start,
         end=_time(args.end),

@@ -41,11 +41,13 @@ def setup(tmp_path_factory, shared_data):
     import_klines(shared_data / ETH_1M, exchange="binance", symbol="ETH/USDT", timeframe="1m",
                   market="futures", catalog_path=catalog)
     models = {}
-    for bar_type in (SPOT, PERP):
-        dates = {"bar_type": bar_type, "start": "2025-05-20", "end": "2025-05-24 12:00"}
-        config = tiny_config(catalog, max_epochs=1).override(data=dates)
-        models[bar_type] = root / bar_type
-        train_model(config, models[bar_type])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)  # the catalog given relative to the working directory, as a user might
+        for bar_type in (SPOT, PERP):
+            dates = {"bar_type": bar_type, "start": "2025-05-20", "end": "2025-05-24 12:00"}
+            config = tiny_config(catalog.relative_to(root), max_epochs=1).override(data=dates)
+            models[bar_type] = root / bar_type
+            train_model(config, models[bar_type])
     return catalog, models
 
 
@@ -199,6 +201,14 @@ def test_bad_input_gives_a_clear_error(setup, tmp_path, caplog, change, message)
     assert main(args) == 2
     assert message in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_without_catalog_the_models_own_is_found_from_any_directory(setup, tmp_path, monkeypatch):
+    _, models = setup
+    monkeypatch.chdir(tmp_path)
+    args = ["backtest", "--model", str(models[SPOT]), "--start", "2025-05-26 10:00", "--end", "2025-05-26 12:00", "--out", "out"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["bars"] == 121
 
 
 def test_catalog_without_the_instrument(setup, tmp_path, shared_data, caplog):

@@ -1,6 +1,8 @@
 """Walk-forward backtests on real bars: out-of-sample windows, no lost bars, warm context, one report."""
 
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from backtests.report import close_series, training_overlap
 from backtests.benchmarks import BuyAndHold, BuyAndHoldConfig
 from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
-from backtests.walk_forward import close_at_window_end, plan_windows, run_walk_forward
+from backtests.walk_forward import Window, close_at_window_end, plan_windows, run_walk_forward, window_model
 from models.artifact import load_artifact
 from models.config import TrainConfig
 from models.predictor import OnlinePredictor, batch_predict
@@ -55,6 +57,20 @@ def walk(catalog, tmp_path_factory, one_thread):
 
 def windows_of(out):
     return json.loads((out / "windows.json").read_text())
+
+
+def test_a_window_already_trained_is_reused_whatever_the_catalog_path_looks_like(walk, catalog, monkeypatch, caplog):
+    _, out, _ = walk
+    summary = windows_of(out)[0]
+    window = Window(summary["window"], *(pd.Timestamp(summary[part][end]) for part in ("train", "test") for end in ("start", "end")))
+    model = Path(summary["model"])
+    written = (model / "artifact.json").stat().st_mtime_ns
+    monkeypatch.chdir(catalog.parent)  # the same catalog, now named relative to the working directory
+    settings = BacktestSettings(model_path=model, catalog=Path(catalog.name), bar_type=BAR_TYPE)
+    with caplog.at_level(logging.INFO):
+        window_model(load_artifact(model).config, settings, window, model)
+    assert "reusing the model already trained" in caplog.text
+    assert (model / "artifact.json").stat().st_mtime_ns == written
 
 
 def test_windows_are_contiguous_and_out_of_sample(walk):

@@ -1,6 +1,7 @@
 """`evaluate`: the LSTM and every baseline on the same folds, with the documented schema."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +17,22 @@ REPORTED = {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majori
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, shared_data):
+    """A model trained with its catalog given relative to the working directory, evaluated from
+    another directory: it must find its catalog there too."""
     root = tmp_path_factory.mktemp("evaluate")
     import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m",
                   market="spot", catalog_path=root / "catalog")
-    train_model(tiny_config(root / "catalog", max_epochs=1), root / "model")
-    assert main(["evaluate", str(root / "model"), "--seeds", "2", "--out", str(root / "report")]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        train_model(tiny_config(Path("catalog"), max_epochs=1), Path("model"))
+        patch.chdir(tmp_path_factory.mktemp("elsewhere"))
+        assert main(["evaluate", str(root / "model"), "--seeds", "2", "--out", str(root / "report")]) == 0
     return root / "report"
+
+
+def test_the_artifact_stores_its_catalog_absolute(evaluated):
+    stored = Path(json.loads((evaluated.parent / "model" / "artifact.json").read_text())["config"]["data"]["catalog"])
+    assert stored.is_absolute() and stored.resolve() == (evaluated.parent / "catalog").resolve()
 
 
 def test_metrics_json_schema(evaluated):

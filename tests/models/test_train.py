@@ -188,7 +188,7 @@ def test_artifact_mismatches_are_refused(artifact, tmp_path):
     manifest = json.loads((copy / "artifact.json").read_text())
     manifest["format_version"] = 0
     (copy / "artifact.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="format version 0"):
+    with pytest.raises(ArtifactError, match="format_version is 0"):
         load_artifact(copy)
 
 
