@@ -203,3 +203,29 @@ def test_a_damaged_checkpoint_is_named(catalog, tmp_path, caplog, content):
     args = ["train", "--catalog", str(catalog), "--bar-type", "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "--out", str(out)]
     assert main(args) == 2
     assert f"{out / 'checkpoint' / 'last.pt'}: not a checkpoint this code can read" in caplog.text
+
+
+def test_the_schema_mirrors_the_config_classes_field_for_field():
+    """The schema re-declares the config's sections with their ranges: any field added to or
+    dropped from a config class without the schema following fails here."""
+    import dataclasses
+
+    import msgspec
+
+    from models import artifact_schema as schema
+    from models.config import DataConfig, EvaluationConfig, TrainingConfig
+    from models.dataset import Scaler
+    from models.features import FeatureSpec
+    from models.network import LSTMConfig
+
+    def names(cls) -> set[str]:
+        return {f.name for f in (msgspec.structs.fields(cls) if issubclass(cls, msgspec.Struct) else dataclasses.fields(cls))}
+
+    assert names(schema.DataSection) == names(DataConfig)
+    assert names(schema.TrainingSection) == names(TrainingConfig)
+    assert names(schema.EvaluationSection) == names(EvaluationConfig)
+    assert names(schema.LSTMSection) == names(LSTMConfig)
+    assert names(schema.ModelSection) == names(LSTMConfig) - {"n_features", "seed"}
+    assert names(schema.ConfigSection) == names(TrainConfig)
+    assert names(schema.FeatureSpecSection) == set(FeatureSpec().to_dict())
+    assert names(schema.ScalerSection) == set(Scaler.from_dict({"mean": [0.0], "std": [1.0]}).to_dict())
