@@ -48,6 +48,7 @@ class LSTMStrategy(Strategy):
         self.predictor: OnlinePredictor | OnlineRidge | None = None
         self.rule: DecisionRule | None = None
         self.log_book: DecisionLog | None = None
+        self.account: AccountView | None = None  # once started
         self.latencies_ns: list[int] = []
         self.ready = False  # warmed up (or resumed) and trading on live bars
         self.warmup_range: tuple[int, int] | None = None  # close times of the first and last bar fed
@@ -102,7 +103,7 @@ class LSTMStrategy(Strategy):
         for timer in (_STALE_FEED_TIMER, _SAFETY_TIMER):
             if timer in self.clock.timer_names:
                 self.clock.cancel_timer(timer)
-        if self.config.close_positions_on_stop and self.predictor is not None:
+        if self.config.close_positions_on_stop and self.account is not None:
             self._flatten("stopping")  # and the saved state says flat
         if self.log_book is not None:
             self.log_book.close()
