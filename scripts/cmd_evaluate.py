@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         help="walk-forward out-of-sample evaluation of a model config against naive and classical baselines",
         description=(
             "Retrain the artifact's config on each walk-forward fold (once per seed) and forecast the fold's "
-            "test block; fit every baseline (zero return, drift, momentum, ridge on the same features, AR) "
+            "test block; fit every baseline (zero return, drift, momentum, ridge on the same features, AR, LightGBM) "
             "on the same folds. Writes metrics.json (MAE, RMSE, RMSE ratio vs the random walk, directional "
             "accuracy beside the majority rate, IC, rank IC, Diebold-Mariano p-value vs the random walk; "
             "mean and std over seeds, plus per fold) and plots."

@@ -15,6 +15,7 @@ from models.baselines import (
     RIDGE_ALPHAS,
     AutoregressiveForecast,
     DriftForecast,
+    LightGBMForecast,
     MomentumForecast,
     RidgeForecast,
     ZeroForecast,
@@ -65,7 +66,7 @@ def test_lagged_log_returns_by_hand():
 
 
 def test_registry_builds_every_baseline_for_a_horizon():
-    assert list(BASELINES) == ["zero", "drift", "momentum", "ridge", "ar"]
+    assert list(BASELINES) == ["zero", "drift", "momentum", "ridge", "ar", "lightgbm"]
     for name, make in BASELINES.items():
         assert make(3).horizon == 3, name
     with pytest.raises(ValueError, match="horizon"):
@@ -155,6 +156,61 @@ def test_ar_on_a_random_walk_picks_a_constant():
     model = AutoregressiveForecast(2).fit(None, lagged_log_returns(close, N_LAGS), forward_log_return(close, 2))
     assert model.order_ == 0
     np.testing.assert_allclose(model.predict(None, lagged_log_returns(close, N_LAGS)), 2 * model.intercept_)
+
+
+def planted_nonlinear_signal(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(features, target): the target's mean is |x0| centred, plus x1 where x2 > 0; no linear part for ridge to find."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4))
+    signal = np.abs(x[:, 0]) - math.sqrt(2 / math.pi) + np.where(x[:, 2] > 0, x[:, 1], 0.0)
+    return x, 1e-3 * (0.5 * signal + rng.standard_normal(n))
+
+
+def test_lightgbm_learns_a_planted_nonlinear_signal_out_of_sample():
+    x, y = planted_nonlinear_signal(4000, seed=11)
+    train, test = slice(0, 3000), slice(3000, 4000)
+    empty = np.zeros((4000, 0))
+    model = LightGBMForecast(1).fit(x[train], empty[train], y[train])
+    forecast = model.predict(x[test], empty[test])
+    ratio = forecast_metrics(y[test], forecast, horizon=1)["rmse_ratio_vs_zero"]
+    ridge = RidgeForecast(1).fit(x[train], empty[train], y[train]).predict(x[test], empty[test])
+    assert ratio < 0.95
+    assert ratio < forecast_metrics(y[test], ridge, horizon=1)["rmse_ratio_vs_zero"]
+    assert 1 < model.rounds_ < 500  # early stopping chose the rounds
+
+
+def test_lightgbm_is_deterministic_for_a_seed():
+    x, y = planted_nonlinear_signal(3000, seed=12)
+    empty = np.zeros((3000, 0))
+    forecasts = [LightGBMForecast(2, seed=seed).fit(x[:2000], empty[:2000], y[:2000]).predict(x, empty) for seed in (3, 3, 4)]
+    np.testing.assert_array_equal(forecasts[0], forecasts[1])
+    assert not np.array_equal(forecasts[0], forecasts[2])  # the seed draws the bagged rows and features
+
+
+def test_lightgbm_fits_on_training_rows_only():
+    """Fitted from the training slice of a series: whatever the rows after it hold changes nothing."""
+    x, y = planted_nonlinear_signal(3000, seed=13)
+    empty = np.zeros((3000, 0))
+    train = slice(0, 2000)
+    altered_x, altered_y = x.copy(), y.copy()
+    altered_y[2000:] = -y[2000:] + 1.0
+    altered_x[2000:, 0] *= 100
+    models = [LightGBMForecast(3).fit(f[train], empty[train], t[train]) for f, t in ((x, y), (altered_x, altered_y))]
+    assert models[0].rounds_ == models[1].rounds_
+    np.testing.assert_array_equal(models[0].predict(x, empty), models[1].predict(x, empty))
+
+
+def test_lightgbm_skips_nan_rows_in_fit_and_forecasts_them_as_nan():
+    x, y = planted_nonlinear_signal(3000, seed=14)
+    empty = np.zeros((3000, 0))
+    holed_x, holed_y = x.copy(), y.copy()
+    holed_x[:30, 1] = np.nan  # a feature's warm-up
+    holed_y[-3:] = np.nan  # targets not yet closed
+    model = LightGBMForecast(3).fit(holed_x, empty, holed_y)
+    clean = LightGBMForecast(3).fit(x[30:-3], empty[30:-3], y[30:-3])
+    forecast = model.predict(holed_x, empty)
+    assert np.isnan(forecast[:30]).all() and np.isfinite(forecast[30:]).all()
+    np.testing.assert_array_equal(forecast[30:], clean.predict(x[30:], empty[30:]))
 
 
 @pytest.mark.parametrize("name", list(BASELINES))

@@ -39,7 +39,7 @@ def test_metrics_json_schema(evaluated):
     text = (evaluated / "metrics.json").read_text()
     assert "NaN" not in text  # strict JSON
     report = json.loads(text)
-    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar"}
+    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm"}
     assert report["seeds"] == [0, 1] and len(report["folds"]) == 2
     for name, entry in report["models"].items():
         assert REPORTED <= set(entry), name
