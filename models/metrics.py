@@ -13,7 +13,7 @@ has a target is an error: a forecaster that skips its hard points must not score
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,8 +136,21 @@ def quantile_metrics(y_true: np.ndarray, quantile_preds: np.ndarray, quantiles: 
     return metrics
 
 
-def diebold_mariano(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, horizon: int = 1) -> tuple[float, float]:
-    """Two-sided Diebold–Mariano test of equal squared-error loss; returns (statistic, p-value).
+def squared_error(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    return (y_true - y_pred) ** 2
+
+
+def diebold_mariano(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    horizon: int = 1,
+    loss: Callable[[np.ndarray, np.ndarray], np.ndarray] = squared_error,
+) -> tuple[float, float]:
+    """Two-sided Diebold–Mariano test of equal loss; returns (statistic, p-value).
+
+    ``loss(y_true, pred)`` gives the per-point loss, squared error unless another is passed
+    (e.g. QLIKE in :mod:`models.volatility`).
 
     The statistic is negative when ``pred_a`` has the lower loss. The loss differential of
     h-step forecasts is autocorrelated up to lag h-1 (their targets overlap), so its long-run
@@ -159,7 +172,7 @@ def diebold_mariano(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, 
     n = y_true.size
     if n < max(2, 2 * horizon):
         return math.nan, math.nan
-    loss_diff = (y_true - pred_a) ** 2 - (y_true - pred_b) ** 2
+    loss_diff = loss(y_true, pred_a) - loss(y_true, pred_b)
     mean = float(np.mean(loss_diff))
     if np.all(loss_diff == loss_diff[0]):
         # No variation: equal losses are no evidence; a constant gap is certain.
