@@ -41,19 +41,10 @@ def forecast_metrics(
     ``quantile_preds`` has one column per entry of ``quantiles`` (each strictly inside (0, 1)).
     ``horizon`` is h; it sets the HAC lags of the Diebold–Mariano test (h-step targets overlap).
     """
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
     check_horizon(horizon)
-    if y_true.ndim != 1 or y_pred.shape != y_true.shape:
-        raise ValueError(f"y_true and y_pred must be 1-D of one length, got {y_true.shape} and {y_pred.shape}")
-    if np.isinf(y_true).any():
-        raise ValueError("y_true has infinite values")
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y, pred = scored_points(y_true, y_pred)
     keep = ~np.isnan(y_true)
-    if not keep.any():
-        raise ValueError("no point has a target: every y_true is NaN")
-    y, pred = y_true[keep], y_pred[keep]
-    if not np.isfinite(pred).all():
-        raise ValueError("y_pred has NaN or infinite values at points that have a target")
 
     error = y - pred
     rmse = math.sqrt(np.mean(error**2))
@@ -81,6 +72,24 @@ def forecast_metrics(
     if quantile_preds is not None:
         metrics.update(quantile_metrics(y, _kept_quantile_preds(quantile_preds, keep, quantiles), quantiles))
     return metrics
+
+
+def scored_points(y_true: np.ndarray, y_pred: np.ndarray, names: tuple[str, str] = ("y_true", "y_pred")) -> tuple[np.ndarray, np.ndarray]:
+    """The points that have a target (NaN targets dropped: the last h rows of a series), checked:
+    1-D and of one length, no infinite target, a finite forecast wherever there is a target."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    target, forecast = names
+    if y_true.ndim != 1 or y_pred.shape != y_true.shape:
+        raise ValueError(f"{target} and {forecast} must be 1-D of one length, got {y_true.shape} and {y_pred.shape}")
+    if np.isinf(y_true).any():
+        raise ValueError(f"{target} has infinite values")
+    keep = ~np.isnan(y_true)
+    if not keep.any():
+        raise ValueError(f"no point has a target: every {target} is NaN")
+    if not np.isfinite(y_pred[keep]).all():
+        raise ValueError(f"{forecast} has NaN or infinite values at points that have a target")
+    return y_true[keep], y_pred[keep]
 
 
 def directional_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import Self
 
 import numpy as np
 
-from models.metrics import check_horizon, diebold_mariano, pearson
+from models.metrics import check_horizon, diebold_mariano, pearson, scored_points
 
 # Floor on the realized variance of h bars: h * RETURN_FLOOR², as if every bar had moved at least
 # 1e-6 (0.01 bp, a tenth of BTC's 0.01 USDT tick at 100k). Without it a run of h flat bars has
@@ -267,18 +267,7 @@ def dm_pvalue(target_log_vol: np.ndarray, forecast_a: np.ndarray, forecast_b: np
 
 
 def _scored(target_log_vol: np.ndarray, forecast_log_vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    target = np.asarray(target_log_vol, dtype=np.float64)
-    forecast = np.asarray(forecast_log_vol, dtype=np.float64)
-    if target.ndim != 1 or forecast.shape != target.shape:
-        raise ValueError(f"target and forecast must be 1-D of one length, got {target.shape} and {forecast.shape}")
-    if np.isinf(target).any():
-        raise ValueError("target has infinite values")
-    keep = ~np.isnan(target)
-    if not keep.any():
-        raise ValueError("no point has a target: every target is NaN")
-    if not np.isfinite(forecast[keep]).all():
-        raise ValueError("forecast has NaN or infinite values at points that have a target")
-    return target[keep], forecast[keep]
+    return scored_points(target_log_vol, forecast_log_vol, names=("target", "forecast"))
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
