@@ -43,7 +43,13 @@ from nautilus_trader.adapters.binance.common.credentials import is_ed25519_priva
 from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
 from nautilus_trader.adapters.binance.common.symbol import BinanceSymbol
 from nautilus_trader.adapters.binance.config import BinanceExecClientConfig
-from nautilus_trader.config import InstrumentProviderConfig, LiveExecEngineConfig, LiveRiskEngineConfig, TradingNodeConfig
+from nautilus_trader.config import (
+    ImportableStrategyConfig,
+    InstrumentProviderConfig,
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    TradingNodeConfig,
+)
 from nautilus_trader.model.instruments import Instrument
 
 from marketdata.download import INSTRUMENT_RETRY
@@ -143,11 +149,12 @@ class LiveSettings:
 
 @dataclass(frozen=True)
 class LivePlan:
-    """A live node ready to start: its config, its run and what it will do, in words."""
+    """A live node ready to start: its config (and its strategy's, parsed), its run and what it will do, in words."""
 
     settings: LiveSettings
     run: OpenedRun
     config: TradingNodeConfig
+    strategy: LSTMStrategyConfig
     text: str
 
 
@@ -172,10 +179,10 @@ def prepare_live(settings: LiveSettings, dry_run: bool = False, catalog: Path | 
         raise ValueError(f"the dry run needs the instrument: {exc}; give --api-url, connect to the network, "
                          f"or give --catalog with a catalog holding {settings.symbol} {settings.market}") from None
     config = live_node_config(settings, run)
-    kill_file = strategy_of(config).limits.kill_file
-    if Path(kill_file).exists():
-        raise ValueError(f"the kill file {kill_file} exists: remove it to start the node")
-    return LivePlan(settings, run, config, describe(settings, run, config, missing))
+    strategy = strategy_of(config)
+    if Path(strategy.limits.kill_file).exists():
+        raise ValueError(f"the kill file {strategy.limits.kill_file} exists: remove it to start the node")
+    return LivePlan(settings, run, config, strategy, describe(settings, run, config, strategy, missing))
 
 
 def run_live(plan: LivePlan) -> None:
@@ -193,7 +200,7 @@ def run_live(plan: LivePlan) -> None:
         "flatten_on_stop": settings.flatten_on_stop,
         "leverage": settings.leverage,
         "strategy": settings.strategy,
-        "limits": msgspec.structs.asdict(strategy_of(plan.config).limits),
+        "limits": msgspec.structs.asdict(plan.strategy.limits),
     })
     log.info("trading %s %s on Binance %s with %s; run folder %s; stop with Ctrl-C (SIGINT), SIGTERM or the kill file",
              settings.symbol, settings.market, settings.network, settings.model_path, plan.run.run_dir)
@@ -205,8 +212,10 @@ def limit_settings(settings: LiveSettings, run_dir: Path) -> dict:
     return {**DEFAULT_LIMITS, "kill_file": str(run_dir / KILL_FILE), **settings.limits}
 
 
-def strategy_of(config: TradingNodeConfig) -> LSTMStrategyConfig:
-    return parse_strategy_config(config.strategies[0].config)
+def strategy_of(config: TradingNodeConfig | ImportableStrategyConfig) -> LSTMStrategyConfig:
+    """The strategy's config, parsed, of a node config (its one strategy) or of an importable one."""
+    importable = config.strategies[0] if isinstance(config, TradingNodeConfig) else config
+    return parse_strategy_config(importable.config)
 
 
 def live_node_config(settings: LiveSettings, run: OpenedRun) -> TradingNodeConfig:
@@ -221,7 +230,7 @@ def live_node_config(settings: LiveSettings, run: OpenedRun) -> TradingNodeConfi
         "oms_type": "NETTING",
         "external_order_claims": [str(instrument.id)],
     })
-    limits = parse_strategy_config(strategy.config).limits
+    limits = strategy_of(strategy).limits
     venue = {
         "account_type": settings.account_type,
         "environment": settings.environment,
@@ -254,10 +263,10 @@ def live_node_config(settings: LiveSettings, run: OpenedRun) -> TradingNodeConfi
     )
 
 
-def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, missing_keys: list[str]) -> str:
+def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, strategy: LSTMStrategyConfig,
+             missing_keys: list[str]) -> str:
     """What the node will do, in words: venue, keys, instrument, model, sizing, limits, files."""
     instrument: Instrument = run.instrument
-    strategy = strategy_of(config)
     limits, sizing = strategy.limits, strategy.sizing
     quote = instrument.quote_currency.code
     network = settings.environment.value + (" (MAINNET: REAL MONEY)" if settings.network == "mainnet" else "")
