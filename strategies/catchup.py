@@ -42,6 +42,12 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     request_timeout_s: float = 60.0
 
 
+def default_warmup_bars(predictor, burn_in: int) -> int:
+    """History to warm a model on before its first traded bar: the features' warm-up plus 4 × the
+    LSTM's burn-in, so that the network's state has forgotten its zero start."""
+    return predictor.warmup_bars + 4 * burn_in
+
+
 # What the strategy is handed when a request is answered or given up on: why it was made, the
 # bars the venue sent, the live bars held meanwhile, and whether it timed out.
 Answered = Callable[[str, list[Bar], list[Bar], bool], None]

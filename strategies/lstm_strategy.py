@@ -28,7 +28,7 @@ from marketdata.timeframes import NANOS_PER_SECOND, bar_close_ns
 from models.artifact import artifact_digest, load_artifact
 from models.predictor import OnlinePredictor, OnlineRidge, output_columns
 from strategies.account import AccountView
-from strategies.catchup import CatchUp, StaleFeed
+from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
 from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, instrument_order_quantity, stop_triggered
 from strategies.decision_log import SIDE_NAMES, DecisionLog, iso_time
@@ -95,7 +95,7 @@ class LSTMStrategy(Strategy):
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
-        self._warmup = config.feed.warmup_bars or self.predictor.warmup_bars + 4 * artifact.lstm.burn_in
+        self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
         self.log.info(f"model {config.model_path} ({config.forecaster}), threshold {self.rule.threshold:.6f}, "
                       f"short {'on' if self.rule.allow_short else 'off'}, warm-up {self._warmup} bars")
 
