@@ -15,6 +15,7 @@ from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import InstrumentId
 
+from marketdata.timeframes import NANOS_PER_SECOND
 from strategies.catchup import FeedConfig
 from strategies.decision import RuleConfig, SizingConfig
 from strategies.safety import SafetyLimits
@@ -83,6 +84,10 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     def __post_init__(self) -> None:
         if self.forecaster not in FORECASTERS:
             raise ValueError(f"forecaster must be one of {FORECASTERS}, not {self.forecaster!r}")
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar type {self.bar_type} is not for instrument {self.instrument_id}")
+        if self.bar_type.spec.timedelta.value % NANOS_PER_SECOND:
+            raise ValueError(f"{self.bar_type}: bars must last whole seconds")
 
 
 GROUPS = {"rule": RuleConfig, "sizing": SizingConfig, "volatility": VolatilityGateConfig, "limits": SafetyLimits, "feed": FeedConfig}
