@@ -16,7 +16,8 @@ from models.artifact import load_artifact
 from models.predictor import batch_predict
 from models.train import train_model
 from scripts.cli import main
-from strategies.decision import FLAT, SHORT, entry_threshold
+from strategies.decision import FLAT, SHORT, entry_threshold, instrument_order_quantity
+from strategies.volatility import annualizer
 from strategies.decision_log import read_predictions
 from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import tiny_config
@@ -92,8 +93,15 @@ def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(s
     assert run.predictions["reason"].tolist() == [f"forecast {f:+.6f} inside ±{threshold:.6f}" for f in forecast]
 
 
+# Volatility sizing and a gate that acts within the backtest range: a 4-hour median, and a
+# multiple low enough to shut it now and then on these quiet days.
+VOLATILITY_RISK = {"target_volatility": 0.5, "volatility_gate": 1.3, "volatility_gate_window": 240}
+
+
 def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
-    settings = settings_for(setup)
+    """Bars after t change nothing at or before t: forecasts, the volatility gate's decisions and
+    reasons, and the order sizes set by the volatility forecast."""
+    settings = settings_for(setup, **VOLATILITY_RISK)
     base, _ = lstm_run(settings)
     # A second catalog whose every bar after t is changed.
     t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
@@ -109,11 +117,12 @@ def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
     import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
     changed, _ = lstm_run(replace(settings, catalog=tmp_path / "catalog"))
 
-    decided = lambda run: run.predictions.loc[:t, ["prediction", "side"]]  # noqa: E731
+    decided = lambda run: run.predictions.loc[:t, ["prediction", "volatility", "side", "reason"]]  # noqa: E731
     pd.testing.assert_frame_equal(decided(base), decided(changed))
+    assert decided(base)["reason"].str.contains("volatility gate").any()
     assert not base.predictions.loc[t:].iloc[1:]["prediction"].equals(changed.predictions.loc[t:].iloc[1:]["prediction"])
     orders = lambda run: run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]]  # noqa: E731
-    assert len(orders(base)) > 10
+    assert len(orders(base)) > 10 and orders(base)["last_qty"].nunique() > 3  # sized by the forecast, not fixed
     pd.testing.assert_frame_equal(orders(base).reset_index(drop=True), orders(changed).reset_index(drop=True))
 
     # Every fill lands one bar after the decision that caused it, never on the decision's bar.
@@ -127,7 +136,7 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     settings = settings_for(setup)
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
-    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}
+    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"}
     text = (tmp_path / "stats.json").read_text()
     assert "NaN" not in text  # strict JSON: undefined figures are null
     stats = json.loads(text)
@@ -273,3 +282,51 @@ def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, c
     assert "gap of 10 bars the venue could not fill before 2025-05-25T00:41:00+00:00: no trading for 5 bars" in out
     after = run.predictions.loc[START + 41 * MINUTE:, "reason"]
     assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()
+
+
+def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benchmark(setup, tmp_path):
+    settings = settings_for(setup, **VOLATILITY_RISK)
+    bars, runs = run_all(settings)
+    stats = write_report(tmp_path, bars, runs, settings)
+    predictions, fills = runs["lstm"].predictions, runs["lstm"].fills
+    assert stats["trades"] > 0
+    artifact = load_artifact(settings.model_path)
+    annual = predictions["volatility"] * annualizer(MINUTE.value, artifact.config.training.horizon)
+
+    # Each position opened is 1,000 × 0.5 / the forecast at its decision bar (rounded down to the size step).
+    sides = predictions["side"]
+    opened = sides.index[(sides != FLAT) & (sides.shift(fill_value=FLAT) == FLAT)]
+    entry_fills = fills.set_index(pd.to_datetime(fills["ts_event"]))["last_qty"].astype(float)
+    for decided in opened[:20]:
+        wanted = min(1_000.0 * 0.5 / annual[decided], 100_000.0) / predictions.loc[decided, "close"]
+        assert wanted - 1e-5 < entry_fills[decided + MINUTE] <= wanted, decided
+    assert entry_fills[opened + MINUTE].nunique() > 3
+
+    # The gate: logged, and never lets a position open while shut.
+    gated = predictions[predictions["reason"].str.contains("volatility gate")]
+    assert len(gated) > 0 and (gated["side"] == FLAT).all()
+    assert gated["reason"].str.contains(r"> 1\.3 × trailing median .*: no new exposure").all()
+    assert not set(gated.index) & set(opened)
+
+    # The benchmark: in from the first bar, sized by the same rule, re-sized now and then, not every bar.
+    bench = runs["vol_target_buy_and_hold"].fills
+    assert 2 <= len(bench) < len(bars) / 20 and (bench["order_side"].iloc[0] == "BUY")
+    report = json.loads((tmp_path / "stats.json").read_text())["benchmarks"]
+    assert set(report["vol_target_buy_and_hold"]) == set(STAT_KEYS) and report["vol_target_buy_and_hold"]["exposure"] > 0.99
+    # The ridge benchmark forecasts no volatility: it ran at the base size, ungated.
+    ridge = runs["ridge"]
+    assert not ridge.predictions["reason"].str.contains("volatility gate").any()
+    instrument = load_inputs(settings)[0]
+    base_sizes = {instrument_order_quantity(instrument, 1_000.0, price)[0] for price in ridge.predictions["close"]}
+    assert len(ridge.fills) > 0 and set(ridge.fills["last_qty"].astype(float)) <= base_sizes
+
+
+def test_backtest_cli_passes_the_volatility_settings(setup, tmp_path):
+    catalog, models = setup
+    out = tmp_path / "out"
+    assert main(["backtest", "--model", str(models[SPOT]), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
+                 "--end", "2025-05-26 12:00", "--target-volatility", "0.4", "--volatility-gate", "off", "--out", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
+    assert "vol_target_buy_and_hold" in stats["benchmarks"]
+    assert not pd.read_parquet(out / "predictions.parquet")["reason"].str.contains("volatility gate").any()
