@@ -8,7 +8,7 @@ import pytest
 
 from strategies.config import parse_strategy_config, strategy_settings
 from strategies.decision import FLAT, LONG, SHORT, SizingConfig
-from strategies.volatility import VolatilityGateConfig, VolatilityRisk, TrailingMedian, annualizer
+from strategies.volatility import TrailingMedian, VolatilityGateConfig, VolatilityRisk, annualizer
 
 MINUTE_NS = 60_000_000_000
 BARS = {"instrument_id": "BTCUSDT.BINANCE", "bar_type": "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "model_path": "m"}
