@@ -31,7 +31,7 @@ from models.predictor import OnlinePredictor, OnlineRidge, output_columns
 from strategies.account import AccountView
 from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
-from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, instrument_order_quantity, stop_triggered
+from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, stop_triggered
 from strategies.decision_log import SIDE_NAMES, DecisionLog, iso_time
 from strategies.safety import ProposedOrder, SafetyRails
 from strategies.volatility import VolatilityRisk
@@ -67,8 +67,7 @@ class LSTMStrategy(Strategy):
         self.account = AccountView(self.portfolio, self.cache, self.instrument)
         self._take_position_from_venue()
         self._start_rails()
-        now = self.clock.timestamp_ns()
-        self._start_ns = now
+        self._start_ns = now = self.clock.timestamp_ns()
         self.catch_up = CatchUp(self, self.config.bar_type, self.config.feed.request_timeout_s, self._history_answered)
         self.feed = StaleFeed(self.config.feed.stale_feed_bars, self._interval_ns, now)
         self.subscribe_bars(self.config.bar_type)
@@ -91,9 +90,8 @@ class LSTMStrategy(Strategy):
         outputs = output_columns(artifact, config.forecaster)
         self.log_book = DecisionLog(outputs, self.predictor.point_index, config.predictions_path)
         self._band = (0, len(outputs) - 1) if len(outputs) > 1 else None  # the lowest and highest quantile
-        horizon = artifact.config.training.horizon
-        self.rule = DecisionRule.of(config.rule, self.instrument, horizon)
-        self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, horizon)
+        self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
+        self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, artifact.config.training.horizon)
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
         self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
@@ -308,8 +306,7 @@ class LSTMStrategy(Strategy):
         if position != 0:
             self._submit(OrderSide.SELL if position > 0 else OrderSide.BUY, abs(position))
         if target != FLAT:
-            notional = self.config.sizing.notional(lambda: self.account.equity(close), self.risk.annual)
-            quantity, problem = instrument_order_quantity(self.instrument, notional, close)
+            quantity, problem = self.account.opening_quantity(self.config.sizing, close, self.risk.annual)
             if problem:
                 self.log.warning(f"not opening a position: {problem}")
                 target = FLAT

@@ -93,18 +93,8 @@ def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(s
     assert run.predictions["reason"].tolist() == [f"forecast {f:+.6f} inside ±{threshold:.6f}" for f in forecast]
 
 
-# Volatility sizing and a gate that acts within the backtest range: a 4-hour median, and a
-# multiple low enough to shut it now and then on these quiet days.
-VOLATILITY_RISK = {"target_volatility": 0.5, "volatility_gate": 1.3, "volatility_gate_window": 240}
-
-
-def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
-    """Bars after t change nothing at or before t: forecasts, the volatility gate's decisions and
-    reasons, and the order sizes set by the volatility forecast."""
-    settings = settings_for(setup, **VOLATILITY_RISK)
-    base, _ = lstm_run(settings)
-    # A second catalog whose every bar after t is changed.
-    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+def changed_after(settings, t, folder):
+    """A copy of the settings' catalog whose every bar closing after ``t`` is changed."""
     bars = load_bars(settings.catalog, SPOT)
     rng = np.random.default_rng(1)
     later = bars.index > t
@@ -112,18 +102,27 @@ def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
     bars.loc[later, ["open", "high", "low", "close"]] = bars.loc[later, ["open", "high", "low", "close"]].mul(scale, axis=0).round(2)
     bars.loc[later, "volume"] = (bars.loc[later, "volume"] * rng.uniform(0.5, 2, size=later.sum())).round(5)
     klines = pd.DataFrame({"open_time": (bars.index - MINUTE).as_unit("ms").asi8, **{c: bars[c] for c in bars}}).reset_index(drop=True)
-    path = tmp_path / "changed.csv"
+    path = folder / "changed.csv"
     klines.to_csv(path, index=False)
-    import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
-    changed, _ = lstm_run(replace(settings, catalog=tmp_path / "catalog"))
+    import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=folder / "catalog")
+    return replace(settings, catalog=folder / "catalog")
 
-    decided = lambda run: run.predictions.loc[:t, ["prediction", "volatility", "side", "reason"]]  # noqa: E731
+
+def orders_until(run, t):
+    return run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]].reset_index(drop=True)
+
+
+def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
+    settings = settings_for(setup)
+    base, _ = lstm_run(settings)
+    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    changed, _ = lstm_run(changed_after(settings, t, tmp_path))
+
+    decided = lambda run: run.predictions.loc[:t, ["prediction", "side"]]  # noqa: E731
     pd.testing.assert_frame_equal(decided(base), decided(changed))
-    assert decided(base)["reason"].str.contains("volatility gate").any()
     assert not base.predictions.loc[t:].iloc[1:]["prediction"].equals(changed.predictions.loc[t:].iloc[1:]["prediction"])
-    orders = lambda run: run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]]  # noqa: E731
-    assert len(orders(base)) > 10 and orders(base)["last_qty"].nunique() > 3  # sized by the forecast, not fixed
-    pd.testing.assert_frame_equal(orders(base).reset_index(drop=True), orders(changed).reset_index(drop=True))
+    assert len(orders_until(base, t)) > 10
+    pd.testing.assert_frame_equal(orders_until(base, t), orders_until(changed, t))
 
     # Every fill lands one bar after the decision that caused it, never on the decision's bar.
     sides = base.predictions["side"]
@@ -136,7 +135,7 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     settings = settings_for(setup)
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
-    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"}
+    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
     text = (tmp_path / "stats.json").read_text()
     assert "NaN" not in text  # strict JSON: undefined figures are null
     stats = json.loads(text)
@@ -284,8 +283,27 @@ def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, c
     assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()
 
 
-def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benchmark(setup, tmp_path):
-    settings = settings_for(setup, **VOLATILITY_RISK)
+# Volatility sizing, and a gate that acts within the backtest range: a 4-hour median, and a
+# multiple low enough to shut it now and then on these quiet days.
+VOLATILITY_RISK = {"target_volatility": 0.5, "volatility_gate": 1.3, "volatility_gate_window": 240}
+
+
+@pytest.fixture(scope="module")
+def vol_model(setup):
+    """A tiny spot model with the volatility head, trained on the same days as the others."""
+    catalog, models = setup
+    path = models[SPOT].parent / "with-volatility"
+    dates = {"bar_type": SPOT, "start": "2025-05-20", "end": "2025-05-24 12:00"}
+    train_model(tiny_config(catalog, max_epochs=1).override(data=dates, model={"volatility_head": True}), path)
+    return path
+
+
+def vol_settings(setup, vol_model, **strategy):
+    return replace(settings_for(setup, **VOLATILITY_RISK, **strategy), model_path=vol_model)
+
+
+def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benchmark(setup, vol_model, tmp_path):
+    settings = vol_settings(setup, vol_model)
     bars, runs = run_all(settings)
     stats = write_report(tmp_path, bars, runs, settings)
     predictions, fills = runs["lstm"].predictions, runs["lstm"].fills
@@ -321,12 +339,27 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     assert len(ridge.fills) > 0 and set(ridge.fills["last_qty"].astype(float)) <= base_sizes
 
 
-def test_backtest_cli_passes_the_volatility_settings(setup, tmp_path):
-    catalog, models = setup
+def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path):
+    catalog, _ = setup
     out = tmp_path / "out"
-    assert main(["backtest", "--model", str(models[SPOT]), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
+    assert main(["backtest", "--model", str(vol_model), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
                  "--end", "2025-05-26 12:00", "--target-volatility", "0.4", "--volatility-gate", "off", "--out", str(out)]) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
     assert "vol_target_buy_and_hold" in stats["benchmarks"]
     assert not pd.read_parquet(out / "predictions.parquet")["reason"].str.contains("volatility gate").any()
+
+
+def test_no_look_ahead_in_volatility_sizing_and_the_gate(setup, vol_model, tmp_path):
+    """Bars after t change nothing at or before t: the forecasts, the gate's decisions and reasons,
+    and the order sizes set by the volatility forecast."""
+    settings = vol_settings(setup, vol_model)
+    base, _ = lstm_run(settings)
+    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    changed, _ = lstm_run(changed_after(settings, t, tmp_path))
+    decided = lambda run: run.predictions.loc[:t, ["prediction", "volatility", "side", "reason"]]  # noqa: E731
+    pd.testing.assert_frame_equal(decided(base), decided(changed))
+    assert decided(base)["reason"].str.contains("volatility gate").any()
+    assert not base.predictions.loc[t:].iloc[1:]["volatility"].equals(changed.predictions.loc[t:].iloc[1:]["volatility"])
+    assert len(orders_until(base, t)) > 10 and orders_until(base, t)["last_qty"].nunique() > 3  # sized by the forecast
+    pd.testing.assert_frame_equal(orders_until(base, t), orders_until(changed, t))
