@@ -83,6 +83,11 @@ class BuyAndHold(Strategy):
         pass  # holds to the end: the report marks the position at the last close
 
 
+def rebalance(wanted: float, held: float) -> float:
+    """The signed quantity to trade from ``held`` to ``wanted``: none while within ``REBALANCE_BAND`` of the held."""
+    return 0.0 if held > 0 and abs(wanted - held) <= REBALANCE_BAND * held else wanted - held
+
+
 class VolTargetBuyAndHoldConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
@@ -142,12 +147,10 @@ class VolTargetBuyAndHold(Strategy):
         if not (math.isfinite(volatility) and volatility > 0):
             return  # no usable forecast: hold what is held
         wanted = self.config.sizing.notional(lambda: math.nan, volatility) / close
-        held = float(self.portfolio.net_position(instrument_id))
-        if held > 0 and abs(wanted - held) <= REBALANCE_BAND * held:
-            return
-        quantity, problem = instrument_order_quantity(self.instrument, abs(wanted - held) * close, close)
-        if not problem:
-            side = OrderSide.BUY if wanted > held else OrderSide.SELL
+        change = rebalance(wanted, float(self.portfolio.net_position(instrument_id)))
+        quantity, problem = instrument_order_quantity(self.instrument, abs(change) * close, close)
+        if change and not problem:
+            side = OrderSide.BUY if change > 0 else OrderSide.SELL
             self.submit_order(self.order_factory.market(instrument_id, side, self.instrument.make_qty(quantity)))
 
     def on_stop(self) -> None:

