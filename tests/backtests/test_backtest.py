@@ -371,3 +371,16 @@ def test_no_look_ahead_in_volatility_sizing_and_the_gate(setup, vol_model, tmp_p
     assert not base.predictions.loc[t:].iloc[1:]["volatility"].equals(changed.predictions.loc[t:].iloc[1:]["volatility"])
     assert len(orders_until(base, t)) > 10 and orders_until(base, t)["last_qty"].nunique() > 3  # sized by the forecast
     pd.testing.assert_frame_equal(orders_until(base, t), orders_until(changed, t))
+
+
+def test_saved_state_carries_the_volatility_gates_window(setup, vol_model):
+    """A restart goes on with the gate's trailing window as it was, not an empty one."""
+    settings = vol_settings(setup, vol_model)
+    middle = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    end = middle + 100 * MINUTE  # fewer bars than the window: the restored forecasts are still in it
+    _, straight = strategy_run(replace(settings, end=end))
+    _, stopped = strategy_run(replace(settings, end=middle))
+    _, resumed = strategy_run(replace(settings, start=middle + 11 * MINUTE, end=end), stopped.save())
+    assert resumed.warmup_range[0] == (middle + MINUTE).value  # resumed from the state, not warmed up afresh
+    window = settings.strategy["volatility_gate_window"]
+    assert len(resumed.risk.state()) == window and resumed.risk.state() == straight.risk.state()
