@@ -55,9 +55,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--volatility-gate", type=_multiple, metavar="M",
-        help="open no new position (exits always go out) while the forecast volatility exceeds M × its median over the "
-             f"last --volatility-gate-window bars; 'off' for no gate (default: {gate.volatility_gate:g}, with a model "
-             "that forecasts volatility)",
+        help="add no exposure while the model's volatility forecast exceeds M × its median over the last "
+             "--volatility-gate-window bars: no new position, and a reversal only closes (exits always go out; the "
+             f"decision log says why); 'off' for no gate (default: {gate.volatility_gate:g}, with a model that "
+             "forecasts volatility)",
     )
     parser.add_argument("--volatility-gate-window", type=int, metavar="BARS",
                         help=f"bars in the volatility gate's trailing median (default: {gate.volatility_gate_window})")
