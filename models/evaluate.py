@@ -21,7 +21,6 @@ from models.baselines import BASELINES, lagged_log_returns
 from models.dataset import build_dataset
 from models.jsonio import write_json
 from models.metrics import aggregate_over_seeds, cumulative_ic, forecast_metrics
-from models.network import predict_series
 from models.splits import min_gap, walk_forward
 from models.train import fit, load_training_bars
 
@@ -47,16 +46,20 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     folds: dict[str, list[list[dict]]] = {}
 
     quantiles = list(config.model.quantiles)
+    columns = [f"q{q:g}" for q in quantiles] or ["prediction"]  # the return forecasts (models.heads.output_names)
     for seed in range(config.training.seed, config.training.seed + seeds):
-        outputs = np.full((len(data), max(1, len(quantiles))), np.nan)
+        outputs = np.full((len(data), len(columns)), np.nan)
         for split in splits:
             result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
-            scaled = result.scaler.transform(data.features[: split.test.stop])
-            predicted = predict_series(result.model, scaled) * result.target_scale
-            outputs[split.test.start : split.test.stop] = predicted[split.test.start :]
-        forecast = outputs[:, artifact.lstm.point_index]
-        _record("lstm", forecast, data.target, splits, test_rows, horizon, runs, folds, outputs if quantiles else None, quantiles)
-        predictions.setdefault("lstm", forecast)
+            if artifact.lstm.return_target == "none":
+                break  # a volatility-only model: no return forecast to score
+            forecast = result.forecast(data, split.test.stop)
+            test = slice(split.test.start, split.test.stop)
+            outputs[test] = np.stack([forecast[name][test] for name in columns], axis=1)
+        else:
+            point = outputs[:, artifact.lstm.point_index]
+            _record("lstm", point, data.target, splits, test_rows, horizon, runs, folds, outputs if quantiles else None, quantiles)
+            predictions.setdefault("lstm", point)
 
     for name, make in BASELINES.items():
         forecast = np.full(len(data), np.nan)
