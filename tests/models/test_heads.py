@@ -13,7 +13,14 @@ from marketdata.catalog import load_bars
 from models.artifact import load_artifact
 from models.dataset import build_dataset
 from models.features import default_spec
-from models.heads import TargetScales, decode, kernel_heads, network_targets, output_names, trailing_sigma
+from models.heads import (
+    TargetScales,
+    decode,
+    kernel_heads,
+    network_targets,
+    output_names,
+    trailing_sigma,
+)
 from models.kernels.predict import decode_bar
 from models.network import LSTMConfig, LSTMForecaster
 from models.predictor import OnlinePredictor, batch_predict
