@@ -2,12 +2,20 @@
 
 - ``ema_cross``: Nautilus's own EMA-cross example (long-only on spot), unchanged but for
   waiting for its last order to fill before deciding again;
-- ``buy_and_hold``: buy once at the first bar, hold to the end.
+- ``buy_and_hold``: buy once at the first bar, hold to the end;
+- ``vol_target_buy_and_hold`` (models that forecast volatility): long only, sized as the strategy
+  sizes (``SizingConfig.notional``: base × target volatility / the model's forecast, annualized),
+  re-sized only when the wanted quantity drifts more than ``REBALANCE_BAND`` from the held one, so
+  that it does not pay fees every bar. Beside ``buy_and_hold`` it shows what sizing alone is
+  worth. Its forecasts come from ``models.predictor.OnlinePredictor``, warmed up on the history
+  before the first bar as the strategy's are.
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+from pathlib import Path
 
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.examples.strategies.ema_cross import EMACross, EMACrossConfig
@@ -18,7 +26,16 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
 
-from strategies.decision import instrument_order_quantity
+from marketdata.timeframes import bar_close_ns
+from models.artifact import load_artifact
+from models.predictor import OnlinePredictor
+from strategies.catchup import CatchUp, default_warmup_bars
+from strategies.decision import SizingConfig, instrument_order_quantity
+from strategies.volatility import annualizer
+
+# It re-sizes only when the wanted quantity differs from the held one by more than this fraction
+# of the held one: a forecast that moves a little does not cost a round of fees.
+REBALANCE_BAND = 0.25
 
 
 class _WaitsForFills:
@@ -61,6 +78,80 @@ class BuyAndHold(Strategy):
             if problem:
                 raise ValueError(f"buy-and-hold cannot buy: {problem}")
             self.submit_order(self.order_factory.market(self.instrument.id, OrderSide.BUY, self.instrument.make_qty(quantity)))
+
+    def on_stop(self) -> None:
+        pass  # holds to the end: the report marks the position at the last close
+
+
+def rebalance(wanted: float, held: float) -> float:
+    """The signed quantity to trade from ``held`` to ``wanted``: none while within ``REBALANCE_BAND`` of the held."""
+    return 0.0 if held > 0 and abs(wanted - held) <= REBALANCE_BAND * held else wanted - held
+
+
+class VolTargetBuyAndHoldConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    model_path: str
+    sizing: SizingConfig  # with target_volatility set
+    warmup_bars: int | None = None  # default: as the strategy's (strategies.catchup.default_warmup_bars)
+    request_timeout_s: float = 60.0
+
+
+class VolTargetBuyAndHold(Strategy):
+    """Long only, ``sizing.notional`` at the model's volatility forecast, re-sized past ``REBALANCE_BAND``."""
+
+    def on_start(self) -> None:
+        config = self.config
+        if config.sizing.target_volatility is None:
+            raise ValueError("the volatility-targeted buy-and-hold needs sizing.target_volatility")
+        self.instrument = self.cache.instrument(config.instrument_id)
+        artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
+        self.predictor = OnlinePredictor(artifact)
+        if self.predictor.volatility_index is None:
+            raise ValueError(f"{config.model_path} forecasts no volatility: no volatility-targeted buy-and-hold")
+        interval_ns = config.bar_type.spec.timedelta.value
+        self._annualizer = annualizer(interval_ns, artifact.config.training.horizon)
+        self._start_ns = self.clock.timestamp_ns()
+        self._last_ts = 0
+        warmup = config.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
+        self.catch_up = CatchUp(self, config.bar_type, config.request_timeout_s, self._history_answered)
+        self.subscribe_bars(config.bar_type)
+        self.catch_up.request(self._start_ns - (warmup + 1) * interval_ns, "warm-up")
+
+    def on_historical_data(self, data) -> None:
+        if isinstance(data, Bar):
+            self.catch_up.history_bar(data)
+
+    def _history_answered(self, why: str, history: list[Bar], held: list[Bar], timed_out: bool) -> None:
+        for bar in sorted(history + held, key=lambda bar: bar.ts_event):
+            self._update(bar, trade=bar_close_ns(bar.ts_event) >= self._start_ns)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.catch_up.why:
+            self.catch_up.hold(bar)
+        else:
+            self._update(bar, trade=True)
+
+    def _update(self, bar: Bar, trade: bool) -> None:
+        ts = bar_close_ns(bar.ts_event)
+        if ts <= self._last_ts:
+            return
+        self._last_ts = ts
+        close = bar.close.as_double()
+        outputs = self.predictor.update(ts, bar.high.as_double(), bar.low.as_double(), close, bar.volume.as_double())
+        instrument_id = self.instrument.id
+        waiting = self.cache.orders_inflight_count(instrument_id=instrument_id) or self.cache.orders_open_count(instrument_id=instrument_id)
+        if outputs is None or not trade or waiting:
+            return  # warming up, or an order is still on its way to fill
+        volatility = float(outputs[self.predictor.volatility_index]) * self._annualizer
+        if not (math.isfinite(volatility) and volatility > 0):
+            return  # no usable forecast: hold what is held
+        wanted = self.config.sizing.notional(lambda: math.nan, volatility) / close
+        change = rebalance(wanted, float(self.portfolio.net_position(instrument_id)))
+        quantity, problem = instrument_order_quantity(self.instrument, abs(change) * close, close)
+        if change and not problem:
+            side = OrderSide.BUY if change > 0 else OrderSide.SELL
+            self.submit_order(self.order_factory.market(instrument_id, side, self.instrument.make_qty(quantity)))
 
     def on_stop(self) -> None:
         pass  # holds to the end: the report marks the position at the last close

@@ -4,8 +4,10 @@ Every strategy runs in a fresh ``BacktestEngine`` with identical venue settings,
 sizing, so the report compares like with like:
 
 - ``lstm``: LSTMStrategy, loaded through Nautilus's ``ImportableStrategyConfig``;
-- ``ridge``: the same strategy and rule fed by the artifact's ridge baseline (same features);
-- ``ema_cross`` and ``buy_and_hold``: ``backtests.benchmarks``.
+- ``ridge``: the same strategy and rule fed by the artifact's ridge baseline (same features); it
+  forecasts no volatility, so it trades at the base size and ungated (``strategies.volatility``);
+- ``ema_cross``, ``buy_and_hold`` and, with a model that forecasts volatility,
+  ``vol_target_buy_and_hold``: ``backtests.benchmarks``.
 
 Orders reach the simulated venue after a 1 ms latency, so a market order decided at a bar's
 close fills on the NEXT bar (at its close, Nautilus's bar execution): never on the bar that
@@ -31,9 +33,13 @@ from nautilus_trader.model.objects import Money
 from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
-from backtests.benchmarks import benchmark_strategies
+from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig, benchmark_strategies
 from marketdata.catalog import catalog_instrument, open_catalog, query_bars
-from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config, strategy_settings
+from models.artifact import load_artifact
+from models.predictor import output_columns
+from strategies.config import CONFIG_PATH, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
+from strategies.decision import SizingConfig
+from strategies.volatility import DEFAULT_TARGET_VOLATILITY
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +124,10 @@ def lstm_settings(settings: BacktestSettings, forecaster: str = "lstm") -> dict:
     """LSTMStrategyConfig's fields for the backtest: its bars and model, ``settings.strategy`` over them."""
     fixed = {"instrument_id": str(BarType.from_str(settings.bar_type).instrument_id), "bar_type": settings.bar_type,
              "model_path": str(settings.model_path), "forecaster": forecaster}
-    if forecaster != "lstm":
-        fixed["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE
-    return strategy_settings(fixed, settings.strategy)
+    if forecaster == "lstm":
+        return strategy_settings(fixed, settings.strategy)
+    fixed["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE
+    return strategy_settings(fixed, settings.strategy, {"target_volatility": None})  # it forecasts no volatility
 
 
 def lstm_strategy(settings: BacktestSettings, forecaster: str = "lstm") -> Strategy:
@@ -131,13 +138,28 @@ def lstm_strategy(settings: BacktestSettings, forecaster: str = "lstm") -> Strat
 
 def all_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
     """The LSTM strategy, the ridge baseline under the same rule, and the benchmarks, sized alike."""
-    sizing = parse_strategy_config(lstm_settings(settings)).sizing
-    notional = min(sizing.order_notional, sizing.max_notional)
-    return {
+    config = parse_strategy_config(lstm_settings(settings))
+    notional = min(config.sizing.order_notional, config.sizing.max_notional)
+    strategies = {
         "lstm": lstm_strategy(settings),
         "ridge": lstm_strategy(settings, forecaster="ridge"),
-        **benchmark_strategies(instrument, BarType.from_str(settings.bar_type), notional, first_close),
+        **benchmark_strategies(instrument, config.bar_type, notional, first_close),
     }
+    if "volatility" in output_columns(load_artifact(settings.model_path)):
+        strategies["vol_target_buy_and_hold"] = VolTargetBuyAndHold(vol_target_config(config, notional))
+    return strategies
+
+
+def vol_target_config(config: LSTMStrategyConfig, notional: float) -> VolTargetBuyAndHoldConfig:
+    """The volatility-targeted buy-and-hold of the strategy's bars, model and sizing: its target is the
+    strategy's ``target_volatility``, else ``DEFAULT_TARGET_VOLATILITY``."""
+    sizing = config.sizing
+    target = sizing.target_volatility if sizing.target_volatility is not None else DEFAULT_TARGET_VOLATILITY
+    return VolTargetBuyAndHoldConfig(
+        instrument_id=config.instrument_id, bar_type=config.bar_type, model_path=config.model_path,
+        sizing=SizingConfig(order_notional=notional, max_notional=sizing.max_notional, target_volatility=target),
+        warmup_bars=config.feed.warmup_bars, request_timeout_s=config.feed.request_timeout_s,
+    )
 
 
 def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRun]]:

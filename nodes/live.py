@@ -281,6 +281,10 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
         user_data = f"{routes.user_data} (listen key from the {listen_key}; WebSocket API {routes.ws_api})"
     threshold = strategy.rule.threshold(float(instrument.taker_fee))
     size = f"{sizing.equity_fraction:g} of equity" if sizing.equity_fraction is not None else f"{sizing.order_notional:g} {quote}"
+    vol_target = f" × {sizing.target_volatility:g} / forecast volatility (annualized)" if sizing.target_volatility is not None else ""
+    gate = strategy.volatility
+    gate = (f"no new exposure while the forecast volatility exceeds {gate.volatility_gate:g} × its median of "
+            f"{gate.volatility_gate_window} bars (with a model forecasting volatility)") if gate.volatility_gate is not None else "off"
     shorts = settings.market == "futures" and strategy.rule.allow_short is not False
     risk = config.risk_engine
     notional_backstop = risk.max_notional_per_order.get(str(instrument.id))
@@ -307,8 +311,9 @@ def describe(settings: LiveSettings, run: OpenedRun, config: TradingNodeConfig, 
         f"taker fee {float(instrument.taker_fee):.4%}",
         f"  model        {settings.model_path} ({strategy.forecaster}), bars {run.bar_type}, sha256 {artifact_digest(settings.model_path)[:12]}",
         f"  decisions    entry threshold {threshold:.6f} (log return), {'long and short' if shorts else 'long only'}",
-        f"  sizing       {size} per position, capped at max_notional {sizing.max_notional:g} {quote}"
+        f"  sizing       {size} per position{vol_target}, capped at max_notional {sizing.max_notional:g} {quote}"
         + (f"; leverage {settings.leverage}x" if settings.market == "futures" else ""),
+        f"  vol gate     {gate}",
         "  rails",
         *(f"    {name:<22} {'none' if value is None else f'{value:g}' if isinstance(value, float) else value} {unit}".rstrip()
           + f"   [{who}]" for name, value, unit, who in rails),

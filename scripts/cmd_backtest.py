@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from strategies.decision import SizingConfig
+from strategies.volatility import DEFAULT_TARGET_VOLATILITY, VolatilityGateConfig
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,8 @@ def register(subparsers) -> None:
         description=(
             "Run LSTMStrategy on the catalog's bars with Nautilus's BacktestEngine and the venue's fees, then run "
             "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
-            "decision rule fed by the artifact's ridge baseline. Orders fill on the bar after the decision. "
+            "decision rule fed by the artifact's ridge baseline, and, with a model that forecasts volatility, a "
+            "volatility-targeted buy-and-hold (what sizing alone is worth). Orders fill on the bar after the decision. "
             "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png. "
             "With --walk-forward, retrain on a trailing window before each test window and stitch the windows."
         ),
@@ -42,6 +45,23 @@ def register(subparsers) -> None:
     parser.add_argument("--notional", type=float,
                         help=f"position size in quote currency (default: {SizingConfig().order_notional:g})")
     parser.add_argument("--entry-threshold", type=float, help="forecast (log return) needed to trade (default: round-trip taker fee + margin)")
+    gate = VolatilityGateConfig()
+    parser.add_argument(
+        "--target-volatility", type=float, metavar="SIGMA",
+        help="size each position to this annualized volatility, e.g. 0.5 for 50%%: notional = --notional × SIGMA / the "
+             "model's volatility forecast annualized (std of the h-bar log return × sqrt(bars a year / h)), capped at "
+             "max_notional; needs a model with the volatility head (default: off, fixed notional). The volatility-targeted "
+             f"buy-and-hold benchmark uses the same target (default: {DEFAULT_TARGET_VOLATILITY:g})",
+    )
+    parser.add_argument(
+        "--volatility-gate", type=_multiple, metavar="M",
+        help="add no exposure while the model's volatility forecast exceeds M × its median over the last "
+             "--volatility-gate-window bars: no new position, and a reversal only closes (exits always go out; the "
+             f"decision log says why); 'off' for no gate (default: {gate.volatility_gate:g}, with a model that "
+             "forecasts volatility)",
+    )
+    parser.add_argument("--volatility-gate-window", type=int, metavar="BARS",
+                        help=f"bars in the volatility gate's trailing median (default: {gate.volatility_gate_window})")
     parser.add_argument("--maker-fee", type=float, help="override the venue's maker fee rate (default: the instrument's)")
     parser.add_argument("--taker-fee", type=float, help="override the venue's taker fee rate (default: the instrument's)")
     parser.add_argument("--walk-forward", action="store_true", help="retrain on a trailing window before each test window")
@@ -59,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     trained_until = pd.Timestamp(artifact.data["last_bar_close"])
     # By default trade only bars the model has never seen: those after its training data.
     start = _time(args.start) if args.start else None if args.walk_forward else trained_until + pd.Timedelta(1, unit="ns")
-    given = {"order_notional": args.notional, "entry_threshold": args.entry_threshold}
-    strategy = {name: value for name, value in given.items() if value is not None}
+    given = {"order_notional": args.notional, "entry_threshold": args.entry_threshold, "target_volatility": args.target_volatility,
+             "volatility_gate": args.volatility_gate, "volatility_gate_window": args.volatility_gate_window}
+    strategy = {name: None if value == "off" else value for name, value in given.items() if value is not None}
     settings = BacktestSettings(
         model_path=args.model,
         catalog=args.catalog or Path(artifact.config.data.catalog),
@@ -85,6 +106,19 @@ def run(args: argparse.Namespace) -> int:
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
     print(f"report written to {args.out}")
     return 0
+
+
+def _multiple(text: str) -> float | str:
+    """A positive multiple, or "off"."""
+    if text.lower() == "off":
+        return "off"
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive multiple or 'off': {text!r}")
+    return value
 
 
 def _time(text: str | None) -> pd.Timestamp | None:

@@ -13,6 +13,7 @@ import math
 from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.events import OrderFilled
 
+from strategies.decision import SizingConfig, instrument_order_quantity
 from strategies.safety import ProposedOrder
 
 EQUITY_REFRESH_BARS = 60
@@ -71,6 +72,11 @@ class AccountView:
         return ProposedOrder(side=side, quantity=quantity, price=price, position=self.expected_position(),
                              size_increment=float(instrument.size_increment), min_quantity=float(instrument.min_quantity or 0),
                              free_base=self.free_base(), not_ready=not_ready)
+
+    def opening_quantity(self, sizing: SizingConfig, close: float, volatility: float | None) -> tuple[float, str | None]:
+        """The quantity of a new position opened at ``close`` (``sizing``, at the annualized ``volatility``
+        forecast when sized by it), or 0 and why none."""
+        return instrument_order_quantity(self._instrument, sizing.notional(lambda: self.equity(close), volatility), close)
 
     def equity(self, close: float) -> float:
         """Account equity in quote currency, marked at ``close`` (NaN without an account)."""

@@ -41,6 +41,20 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stale_feed_bars: float | None = None
     request_timeout_s: float = 60.0
 
+    def no_trade(self, bar_age: float, bars_since_gap: int) -> str | None:
+        """Why not to trade on a bar closed ``bar_age`` intervals ago, ``bars_since_gap`` bars after a gap; None: trade."""
+        if bar_age > self.max_bar_delay_bars:
+            return f"stale bar ({bar_age:.1f} intervals old): no trade"
+        if bars_since_gap <= self.gap_cooldown_bars:
+            return f"{bars_since_gap} bars since a gap: no trade"
+        return None
+
+
+def default_warmup_bars(predictor, burn_in: int) -> int:
+    """History to warm a model on before its first traded bar: the features' warm-up plus 4 × the
+    LSTM's burn-in, so that the network's state has forgotten its zero start."""
+    return predictor.warmup_bars + 4 * burn_in
+
 
 # What the strategy is handed when a request is answered or given up on: why it was made, the
 # bars the venue sent, the live bars held meanwhile, and whether it timed out.

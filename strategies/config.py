@@ -15,9 +15,11 @@ from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import InstrumentId
 
+from marketdata.timeframes import NANOS_PER_SECOND
 from strategies.catchup import FeedConfig
 from strategies.decision import RuleConfig, SizingConfig
 from strategies.safety import SafetyLimits
+from strategies.volatility import VolatilityGateConfig
 
 STRATEGY_PATH = "strategies.lstm_strategy:LSTMStrategy"
 CONFIG_PATH = "strategies.lstm_strategy:LSTMStrategyConfig"
@@ -42,7 +44,11 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
         The trading rule: entry threshold (default: round-trip taker fee + margin), shorts,
         quantile gate, minimum holding, stop-loss and take-profit (``strategies.decision``).
     sizing : SizingConfig
-        Position sizes: a fixed notional (1,000 by default) or a fraction of equity, capped.
+        Position sizes: a fixed notional (1,000 by default) or a fraction of equity, capped; optionally
+        scaled to a target volatility by the model's volatility forecast (``strategies.volatility``).
+    volatility : VolatilityGateConfig
+        The risk gate: no new exposure while the forecast volatility exceeds a multiple (2 by default)
+        of its trailing median (``strategies.volatility``); only with a model that forecasts volatility.
     limits : SafetyLimits
         The safety rails (``strategies.safety``): the drawdown kill switch (25% by default), and
         the live node's order, position, rate and daily-loss limits and kill file (off by default).
@@ -66,6 +72,7 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     forecaster: str = "lstm"
     rule: RuleConfig = msgspec.field(default_factory=RuleConfig)
     sizing: SizingConfig = msgspec.field(default_factory=SizingConfig)
+    volatility: VolatilityGateConfig = msgspec.field(default_factory=VolatilityGateConfig)
     limits: SafetyLimits = msgspec.field(default_factory=SafetyLimits)
     feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
     log_decisions: bool = False
@@ -77,9 +84,13 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     def __post_init__(self) -> None:
         if self.forecaster not in FORECASTERS:
             raise ValueError(f"forecaster must be one of {FORECASTERS}, not {self.forecaster!r}")
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar type {self.bar_type} is not for instrument {self.instrument_id}")
+        if self.bar_type.spec.timedelta.value % NANOS_PER_SECOND:
+            raise ValueError(f"{self.bar_type}: bars must last whole seconds")
 
 
-GROUPS = {"rule": RuleConfig, "sizing": SizingConfig, "limits": SafetyLimits, "feed": FeedConfig}
+GROUPS = {"rule": RuleConfig, "sizing": SizingConfig, "volatility": VolatilityGateConfig, "limits": SafetyLimits, "feed": FeedConfig}
 _GROUP_OF = {f.name: group for group, struct in GROUPS.items() for f in msgspec.structs.fields(struct)}
 _TOP_LEVEL = {f.name for f in msgspec.structs.fields(LSTMStrategyConfig)}
 

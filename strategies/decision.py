@@ -47,15 +47,27 @@ class SizingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     order_notional: position size (used unless ``equity_fraction`` is set).
     equity_fraction: size positions at this fraction of account equity instead.
     max_notional: the cap on any position's notional.
+    target_volatility: size by the model's volatility forecast: the notional above × this annualized
+        volatility / the forecast's, annualized (``strategies.volatility``). None: no such scaling.
     """
 
     order_notional: float = 1_000.0
     equity_fraction: float | None = None
     max_notional: float = 100_000.0
+    target_volatility: float | None = None
 
-    def notional(self, equity: Callable[[], float]) -> float:
-        """The notional of a new position; ``equity()`` is asked for the account's equity only when sized by it."""
+    def __post_init__(self) -> None:
+        if self.target_volatility is not None and not self.target_volatility > 0:
+            raise ValueError(f"target_volatility must be a positive annualized volatility, not {self.target_volatility}")
+
+    def notional(self, equity: Callable[[], float], forecast_volatility: float | None = None) -> float:
+        """The notional of a new position; ``equity()`` is asked for the account's equity only when
+        sized by it. With ``target_volatility``, scaled by it over ``forecast_volatility`` (annualized):
+        no forecast, or one not positive and finite, sizes nothing."""
         wanted = self.order_notional if self.equity_fraction is None else self.equity_fraction * equity()
+        if self.target_volatility is not None:
+            usable = forecast_volatility is not None and math.isfinite(forecast_volatility) and forecast_volatility > 0
+            wanted = wanted * self.target_volatility / forecast_volatility if usable else 0.0
         return min(wanted, self.max_notional)
 
 

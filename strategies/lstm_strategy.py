@@ -3,11 +3,12 @@
 The same class runs in backtests, paper trading and live nodes (``strategies.config.STRATEGY_PATH``).
 ``on_start`` loads the artifact (failing fast if it does not fit the bar type), takes the venue's
 position and requests the history that warms the model, or only the bars since saved state;
-``on_bar`` steps the model, decides, logs and trades. The rest is handed to collaborators: the
-bar supply (``strategies.catchup``), the rule (``strategies.decision``), the log
-(``strategies.decision_log``), the rails and kill switch (``strategies.safety``) and the account
-(``strategies.account``). A bar's close time is ``marketdata.timeframes.bar_close_ns(ts_event)``,
-which maps Nautilus's Binance stamps (close - 1 ms) and our catalog's (close) to the same time.
+``on_bar`` steps the model, decides, logs and trades. The rest is handed to collaborators: the bar
+supply (``strategies.catchup``), the rule (``strategies.decision``), sizing by and gating on the
+volatility forecast (``strategies.volatility``), the log (``strategies.decision_log``), the rails and
+kill switch (``strategies.safety``) and the account (``strategies.account``). A bar's close time is
+``marketdata.timeframes.bar_close_ns(ts_event)``, which maps Nautilus's Binance stamps (close - 1 ms)
+and our catalog's (close) to the same time.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.events import OrderDenied, OrderRejected
 from nautilus_trader.trading.strategy import Strategy
 
-from marketdata.timeframes import NANOS_PER_SECOND, bar_close_ns
+from marketdata.timeframes import bar_close_ns
 from models.artifact import artifact_digest, load_artifact
 from models.predictor import OnlinePredictor, OnlineRidge, output_columns
 from strategies.account import AccountView
-from strategies.catchup import CatchUp, StaleFeed
+from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
-from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, instrument_order_quantity, stop_triggered
+from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, stop_triggered
 from strategies.decision_log import SIDE_NAMES, DecisionLog, iso_time
 from strategies.safety import ProposedOrder, SafetyRails
+from strategies.volatility import VolatilityRisk
 
 STATE_KEY = "lstm_strategy"
 STATE_VERSION = 1
@@ -48,6 +50,7 @@ class LSTMStrategy(Strategy):
         self.predictor: OnlinePredictor | OnlineRidge | None = None
         self.rule: DecisionRule | None = None
         self.log_book: DecisionLog | None = None
+        self.risk: VolatilityRisk | None = None  # sizing and gate by the volatility forecast
         self.account: AccountView | None = None  # once started
         self.latencies_ns: list[int] = []
         self.ready = False  # warmed up (or resumed) and trading on live bars
@@ -64,8 +67,7 @@ class LSTMStrategy(Strategy):
         self.account = AccountView(self.portfolio, self.cache, self.instrument)
         self._take_position_from_venue()
         self._start_rails()
-        now = self.clock.timestamp_ns()
-        self._start_ns = now
+        self._start_ns = now = self.clock.timestamp_ns()
         self.catch_up = CatchUp(self, self.config.bar_type, self.config.feed.request_timeout_s, self._history_answered)
         self.feed = StaleFeed(self.config.feed.stale_feed_bars, self._interval_ns, now)
         self.subscribe_bars(self.config.bar_type)
@@ -80,11 +82,7 @@ class LSTMStrategy(Strategy):
         self.instrument = self.cache.instrument(config.instrument_id)
         if self.instrument is None:
             raise ValueError(f"instrument {config.instrument_id} is not in the cache: add it before starting the strategy")
-        if config.bar_type.instrument_id != config.instrument_id:
-            raise ValueError(f"bar type {config.bar_type} is not for instrument {config.instrument_id}")
         self._interval_ns = config.bar_type.spec.timedelta.value
-        if self._interval_ns % NANOS_PER_SECOND:
-            raise ValueError(f"{config.bar_type}: bars must last whole seconds")
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self._model_digest = artifact_digest(Path(config.model_path))
@@ -96,9 +94,10 @@ class LSTMStrategy(Strategy):
         quantiles = len(artifact.lstm.quantiles) if config.forecaster == "lstm" else 0
         self._band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
+        self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, artifact.config.training.horizon)
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
-        self._warmup = config.feed.warmup_bars or self.predictor.warmup_bars + 4 * artifact.lstm.burn_in
+        self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
         self.log.info(f"model {config.model_path} ({config.forecaster}), threshold {self.rule.threshold:.6f}, "
                       f"short {'on' if self.rule.allow_short else 'off'}, warm-up {self._warmup} bars")
 
@@ -119,7 +118,7 @@ class LSTMStrategy(Strategy):
             "version": STATE_VERSION, "model": self._model_digest, "bar_type": str(self.config.bar_type),
             "forecaster": self.config.forecaster, "last_close_ns": self._last_ts, "predictor": self.predictor.get_state(),
             "bars_since_gap": self._bars_since_gap, "halted": self.rails.drawdown_halted, "side": self._side,
-            "bars_held": self._bars_held, "entry_price": self._entry_price,
+            "bars_held": self._bars_held, "entry_price": self._entry_price, "volatility": self.risk.state(),
             "rails": self.rails.state() if self.config.limits.guards_orders else None,
         }
         return {STATE_KEY: json.dumps(state).encode()}
@@ -144,6 +143,7 @@ class LSTMStrategy(Strategy):
             self.log.info(f"saved state ends {behind} bars ago, more than a warm-up: warming up from scratch")
             return 0
         self.predictor.set_state(saved["predictor"])
+        self.risk.restore(saved.get("volatility"))
         self._last_ts, self._bars_since_gap = last, int(saved["bars_since_gap"])
         self.rails.drawdown_halted = bool(saved["halted"])
         if saved["side"] == self._side:
@@ -268,9 +268,12 @@ class LSTMStrategy(Strategy):
         outputs = self.predictor.update(ts, bar.high.as_double(), bar.low.as_double(), close, bar.volume.as_double())
         if self._side != FLAT:
             self._bars_held += 1
-        if outputs is None or not trade:
+        if outputs is None:
             return
         outputs = outputs.tolist()
+        self.risk.update(outputs)  # warm-up bars too: the gate's trailing median
+        if not trade:
+            return
         point = outputs[self.predictor.point_index]
         band = (outputs[self._band[0]], outputs[self._band[1]]) if self._band else None
         target, reason = self._decide(point, band, close, ts)
@@ -296,12 +299,9 @@ class LSTMStrategy(Strategy):
         if self.account.in_flight:
             # The venue has not finished with the last order yet: the position it leaves is unknown.
             return self._side, "an order is still in flight: no new decision"
-        delay = self.clock.timestamp_ns() - ts
-        if delay > self.config.feed.max_bar_delay_bars * self._interval_ns:
-            return self._side, f"stale bar ({delay / self._interval_ns:.1f} intervals old): no trade"
-        if self._bars_since_gap <= self.config.feed.gap_cooldown_bars:
-            return self._side, f"{self._bars_since_gap} bars since a gap: no trade"
-        return decide(self.rule, point, band, self._side, self._bars_held)
+        if wait := self.config.feed.no_trade((self.clock.timestamp_ns() - ts) / self._interval_ns, self._bars_since_gap):
+            return self._side, wait
+        return self.risk.gate(*decide(self.rule, point, band, self._side, self._bars_held), self._side)
 
     def _move_to(self, target: int, close: float) -> None:
         """Bring the net position to ``target`` with one market order per leg."""
@@ -309,8 +309,7 @@ class LSTMStrategy(Strategy):
         if position != 0:
             self._submit(OrderSide.SELL if position > 0 else OrderSide.BUY, abs(position))
         if target != FLAT:
-            notional = self.config.sizing.notional(lambda: self.account.equity(close))
-            quantity, problem = instrument_order_quantity(self.instrument, notional, close)
+            quantity, problem = self.account.opening_quantity(self.config.sizing, close, self.risk.annual)
             if problem:
                 self.log.warning(f"not opening a position: {problem}")
                 target = FLAT

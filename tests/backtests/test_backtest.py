@@ -10,13 +10,15 @@ import pytest
 from marketdata.catalog import load_bars
 from marketdata.history import import_klines
 from backtests.report import training_overlap, write_report
-from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_all, run_strategy
+from backtests.runner import BacktestSettings, load_inputs, lstm_settings, lstm_strategy, run_all, run_strategy
 from backtests.stats import STAT_KEYS
 from models.artifact import load_artifact
 from models.predictor import batch_predict
 from models.train import train_model
 from scripts.cli import main
+from strategies.config import parse_strategy_config
 from strategies.decision import FLAT, SHORT, entry_threshold
+from strategies.volatility import annualizer
 from strategies.decision_log import read_predictions
 from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import tiny_config
@@ -94,11 +96,8 @@ def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(s
     assert run.predictions["reason"].tolist() == [f"forecast {f:+.6f} inside ±{threshold:.6f}" for f in forecast]
 
 
-def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
-    settings = settings_for(setup)
-    base, _ = lstm_run(settings)
-    # A second catalog whose every bar after t is changed.
-    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+def changed_after(settings, t, folder):
+    """A copy of the settings' catalog whose every bar closing after ``t`` is changed."""
     bars = load_bars(settings.catalog, SPOT)
     rng = np.random.default_rng(1)
     later = bars.index > t
@@ -106,17 +105,27 @@ def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
     bars.loc[later, ["open", "high", "low", "close"]] = bars.loc[later, ["open", "high", "low", "close"]].mul(scale, axis=0).round(2)
     bars.loc[later, "volume"] = (bars.loc[later, "volume"] * rng.uniform(0.5, 2, size=later.sum())).round(5)
     klines = pd.DataFrame({"open_time": (bars.index - MINUTE).as_unit("ms").asi8, **{c: bars[c] for c in bars}}).reset_index(drop=True)
-    path = tmp_path / "changed.csv"
+    path = folder / "changed.csv"
     klines.to_csv(path, index=False)
-    import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=tmp_path / "catalog")
-    changed, _ = lstm_run(replace(settings, catalog=tmp_path / "catalog"))
+    import_klines(path, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=folder / "catalog")
+    return replace(settings, catalog=folder / "catalog")
+
+
+def orders_until(run, t):
+    return run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]].reset_index(drop=True)
+
+
+def test_no_look_ahead_and_fills_on_the_next_bar(setup, tmp_path):
+    settings = settings_for(setup)
+    base, _ = lstm_run(settings)
+    t = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    changed, _ = lstm_run(changed_after(settings, t, tmp_path))
 
     decided = lambda run: run.predictions.loc[:t, ["prediction", "side"]]  # noqa: E731
     pd.testing.assert_frame_equal(decided(base), decided(changed))
     assert not base.predictions.loc[t:].iloc[1:]["prediction"].equals(changed.predictions.loc[t:].iloc[1:]["prediction"])
-    orders = lambda run: run.fills.loc[pd.to_datetime(run.fills["ts_event"]) <= t + MINUTE, ["order_side", "last_qty"]]  # noqa: E731
-    assert len(orders(base)) > 10
-    pd.testing.assert_frame_equal(orders(base).reset_index(drop=True), orders(changed).reset_index(drop=True))
+    assert len(orders_until(base, t)) > 10
+    pd.testing.assert_frame_equal(orders_until(base, t), orders_until(changed, t))
 
     # Every fill lands one bar after the decision that caused it, never on the decision's bar.
     sides = base.predictions["side"]
@@ -129,7 +138,7 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     settings = settings_for(setup)
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
-    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}
+    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
     text = (tmp_path / "stats.json").read_text()
     assert "NaN" not in text  # strict JSON: undefined figures are null
     stats = json.loads(text)
@@ -275,3 +284,105 @@ def test_stale_feed_warns_and_gaps_pause_trading(setup, tmp_path, shared_data, c
     assert "gap of 10 bars the venue could not fill before 2025-05-25T00:41:00+00:00: no trading for 5 bars" in out
     after = run.predictions.loc[START + 41 * MINUTE:, "reason"]
     assert after.iloc[:5].str.contains("bars since a gap: no trade").all() and not after.iloc[5:].str.contains("gap").any()
+
+
+@pytest.fixture(scope="module")
+def vol_model(setup):
+    """A tiny spot model with the volatility head, trained on the same days as the others, and the
+    settings that make it trade and gate over the backtest range."""
+    catalog, models = setup
+    path = models[SPOT].parent / "with-volatility"
+    dates = {"bar_type": SPOT, "start": "2025-05-20", "end": "2025-05-24 12:00"}
+    train_model(tiny_config(catalog, max_epochs=1).override(data=dates, model={"volatility_head": True}), path)
+    # One epoch leaves its return forecasts all positive and its volatility forecast moving by a
+    # few percent: an entry threshold at the median forecast has it go in and out, and a gate at
+    # the ratio of the 90th percentile forecast to the median (a 4-hour median) shuts now and then.
+    history = load_bars(catalog, SPOT, start=START - pd.Timedelta(days=1), end=END)
+    forecasts = batch_predict(load_artifact(path), history).loc[START:END]
+    volatility = forecasts["volatility"]
+    return path, {"entry_threshold": float(forecasts["prediction"].median()), "target_volatility": 0.5,
+                  "volatility_gate": float(volatility.quantile(0.9) / volatility.median()), "volatility_gate_window": 240}
+
+
+def vol_settings(setup, vol_model):
+    path, strategy = vol_model
+    return replace(settings_for(setup, **strategy), model_path=path)
+
+
+def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benchmark(setup, vol_model, tmp_path):
+    settings = vol_settings(setup, vol_model)
+    bars, runs = run_all(settings)
+    stats = write_report(tmp_path, bars, runs, settings)
+    predictions, fills = runs["lstm"].predictions, runs["lstm"].fills
+    assert stats["trades"] > 0
+    artifact = load_artifact(settings.model_path)
+    annual = predictions["volatility"] * annualizer(MINUTE.value, artifact.config.training.horizon)
+
+    # Each position opened is 1,000 × 0.5 / the forecast at its decision bar (rounded down to the size step).
+    sides = predictions["side"]
+    opened = sides.index[(sides != FLAT) & (sides.shift(fill_value=FLAT) == FLAT)]
+    entry_fills = fills.set_index(pd.to_datetime(fills["ts_event"]))["last_qty"].astype(float)
+    for decided in opened[:20]:
+        wanted = min(1_000.0 * 0.5 / annual[decided], 100_000.0) / predictions.loc[decided, "close"]
+        assert wanted - 1e-5 < entry_fills[decided + MINUTE] <= wanted, decided
+    assert entry_fills[opened + MINUTE].nunique() > 3
+
+    # The gate: logged, and never lets a position open while shut.
+    gated = predictions[predictions["reason"].str.contains("volatility gate")]
+    assert len(gated) > 0 and (gated["side"] == FLAT).all()
+    assert gated["reason"].str.contains(r"^forecast .* > .*; volatility gate: forecast .* > .* × trailing median .*: no new exposure$").all()
+    assert not set(gated.index) & set(opened)
+
+    # The benchmark buys at the first bar as the strategy would size it there (the same forecast),
+    # and re-sizes only past the band, which this model's steady forecast never leaves.
+    bench = runs["vol_target_buy_and_hold"].fills
+    first = min(1_000.0 * 0.5 / annual[START], 100_000.0) / predictions.loc[START, "close"]
+    assert pd.Timestamp(bench["ts_event"].iloc[0]) == START + MINUTE and bench["order_side"].iloc[0] == "BUY"
+    assert first - 1e-5 < float(bench["last_qty"].iloc[0]) <= first
+    assert len(bench) < len(bars) / 20
+    report = json.loads((tmp_path / "stats.json").read_text())["benchmarks"]
+    assert set(report["vol_target_buy_and_hold"]) == set(STAT_KEYS) and report["vol_target_buy_and_hold"]["exposure"] > 0.99
+    # The ridge benchmark forecasts no volatility: it runs at the base size, ungated.
+    ridge = runs["ridge"]
+    assert not ridge.predictions["reason"].str.contains("volatility gate").any()
+    assert parse_strategy_config(lstm_settings(settings, "ridge")).sizing.target_volatility is None
+
+
+def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path):
+    catalog, _ = setup
+    out = tmp_path / "out"
+    assert main(["backtest", "--model", str(vol_model[0]), "--catalog", str(catalog), "--start", "2025-05-26 10:00",
+                 "--end", "2025-05-26 12:00", "--target-volatility", "0.4", "--volatility-gate", "off", "--out", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
+    assert "vol_target_buy_and_hold" in stats["benchmarks"]
+    assert not pd.read_parquet(out / "predictions.parquet")["reason"].str.contains("volatility gate").any()
+
+
+def test_no_look_ahead_in_volatility_sizing_and_the_gate(setup, vol_model, tmp_path):
+    """Bars after t change nothing at or before t: the forecasts, the gate's decisions and reasons,
+    and the order sizes set by the volatility forecast."""
+    settings = vol_settings(setup, vol_model)
+    base, _ = lstm_run(settings)
+    gated = base.predictions.index[base.predictions["reason"].str.contains("volatility gate")]
+    t = gated[0] + 30 * MINUTE  # late enough for the gate to have shut before it
+    assert t < END - 60 * MINUTE
+    changed, _ = lstm_run(changed_after(settings, t, tmp_path))
+    decided = lambda run: run.predictions.loc[:t, ["prediction", "volatility", "side", "reason"]]  # noqa: E731
+    pd.testing.assert_frame_equal(decided(base), decided(changed))
+    assert not base.predictions.loc[t:].iloc[1:]["volatility"].equals(changed.predictions.loc[t:].iloc[1:]["volatility"])
+    assert len(orders_until(base, t)) > 10 and orders_until(base, t)["last_qty"].nunique() > 3  # sized by the forecast
+    pd.testing.assert_frame_equal(orders_until(base, t), orders_until(changed, t))
+
+
+def test_saved_state_carries_the_volatility_gates_window(setup, vol_model):
+    """A restart goes on with the gate's trailing window as it was, not an empty one."""
+    settings = vol_settings(setup, vol_model)
+    middle = pd.Timestamp("2025-05-25 18:00", tz="UTC")
+    end = middle + 100 * MINUTE  # fewer bars than the window: the restored forecasts are still in it
+    _, straight = strategy_run(replace(settings, end=end))
+    _, stopped = strategy_run(replace(settings, end=middle))
+    _, resumed = strategy_run(replace(settings, start=middle + 11 * MINUTE, end=end), stopped.save())
+    assert resumed.warmup_range[0] == (middle + MINUTE).value  # resumed from the state, not warmed up afresh
+    window = settings.strategy["volatility_gate_window"]
+    assert len(resumed.risk.state()) == window and resumed.risk.state() == straight.risk.state()

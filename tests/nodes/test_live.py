@@ -212,7 +212,8 @@ def test_the_sample_node_toml_is_a_valid_live_config():
 def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path, capsys, monkeypatch):
     for name in key_variables("spot", "testnet"):
         monkeypatch.delenv(name, raising=False)
-    config = write_config(tmp_path / "node.toml", strategy=STRATEGY, limits=LIMITS)
+    volatility = {"target_volatility": 0.6, "volatility_gate": 3.0, "volatility_gate_window": 600}
+    config = write_config(tmp_path / "node.toml", strategy={**STRATEGY, **volatility}, limits=LIMITS)
     run_dir = tmp_path / "run"
     with FakeBinance(now_ms=1_747_699_200_000) as fake:
         argv = ["live", "--model", str(second_bars_model), "--symbol", "BTC/USDT", "--config", str(config),
@@ -228,7 +229,8 @@ def test_dry_run_prints_the_plan_and_creates_nothing(second_bars_model, tmp_path
     assert "user data    wss://ws-api.testnet.binance.vision/ws-api/v3 (WebSocket API: session.logon, userDataStream.subscribe)" in plan
     assert "BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET from the environment (NOT SET" in plan
     assert "instrument   BTCUSDT.BINANCE (Binance exchangeInfo): tick 0.01, size step 0.00001" in plan
-    assert "sizing       500 USDT per position" in plan
+    assert "sizing       500 USDT per position × 0.6 / forecast volatility (annualized), capped" in plan
+    assert "vol gate     no new exposure while the forecast volatility exceeds 3 × its median of 600 bars" in plan
     assert re.search(r"max_order_notional\s+600 USDT\s+\[strategy; RiskEngine backstop 1200 USDT per order \(spot\)\]", plan)
     assert re.search(r"max_orders_per_minute\s+2\s+\[strategy; RiskEngine backstop 4/00:01:00\]", plan)
     assert re.search(r"daily_loss_limit\s+1000 USDT", plan) and f"kill_file              {run_dir / 'KILL'}" in plan

@@ -8,6 +8,7 @@ from nautilus_trader.model.enums import OrderSide
 
 from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
 from strategies.account import EQUITY_REFRESH_BARS, AccountView
+from strategies.decision import SizingConfig
 
 SPOT = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "spot")], "spot")
 PERP = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "futures")], "futures")
@@ -83,3 +84,13 @@ def test_orders_in_flight_count_towards_the_expected_position():
     view.order_event(SimpleNamespace(client_order_id="O-1"))
     assert view.in_flight == set() and view.expected_position() == 0.05
     assert view.proposed(-1, 0.05, 100.0, None).position == 0.05
+
+
+def test_a_new_position_is_sized_by_the_config_at_the_volatility_forecast_rounded_down_to_the_step():
+    venue = Venue(Account(True, {"USDT": 20_000.0, "BTC": 0.0}))
+    view = AccountView(venue, venue, SPOT)
+    fixed, by_equity = SizingConfig(order_notional=1_000.0), SizingConfig(equity_fraction=0.1, target_volatility=0.5)
+    assert view.opening_quantity(fixed, 100_000.0, None) == (0.01, None)
+    assert view.opening_quantity(by_equity, 100_000.0, 0.25) == (pytest.approx(0.04), None)  # 2,000 × 0.5 / 0.25 of quote
+    assert view.opening_quantity(by_equity, 100_000.0, 0.3)[0] == pytest.approx(0.03333)  # 3,333.33 of quote, stepped down
+    assert view.opening_quantity(by_equity, 100_000.0, None) == (0.0, "no notional to trade")

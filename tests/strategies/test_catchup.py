@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from strategies.catchup import CatchUp, StaleFeed
+from strategies.catchup import CatchUp, FeedConfig, StaleFeed
 
 SECOND = 1_000_000_000
 
@@ -77,3 +77,10 @@ def test_stale_feed_is_noticed_once_and_cleared_by_a_bar():
     assert feed.arrived(301 * SECOND) is True and not feed.stale
     assert feed.arrived(302 * SECOND) is False
     assert StaleFeed(None, 60 * SECOND, 0).check(10**15) is None  # off in backtests
+
+
+def test_stale_bars_and_the_gap_cooldown_keep_the_strategy_from_trading():
+    feed = FeedConfig(max_bar_delay_bars=2.0, gap_cooldown_bars=3)
+    assert feed.no_trade(2.5, 10) == "stale bar (2.5 intervals old): no trade"
+    assert feed.no_trade(0.0, 3) == "3 bars since a gap: no trade"
+    assert feed.no_trade(2.0, 4) is None and feed.no_trade(-5.0, 4) is None  # a bar stamped ahead is never stale

@@ -38,6 +38,8 @@ def test_defaults():
     ({"order_notional": "lots"}, r"bad \[strategy\] settings: Expected `float`, got `str` - at `\$.sizing.order_notional`"),
     ({"forecaster": "arima"}, "forecaster must be one of"),
     ({"max_drawdown": 2.0}, "max_drawdown must be a fraction between 0 and 1"),
+    ({"instrument_id": "ETHUSDT.BINANCE"}, "bar type BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL is not for instrument ETHUSDT.BINANCE"),
+    ({"bar_type": "BTCUSDT.BINANCE-100-MILLISECOND-LAST-EXTERNAL"}, "bars must last whole seconds"),
 ])
 def test_bad_settings_name_the_field(settings, message):
     with pytest.raises(ValueError, match=message):
