@@ -13,6 +13,7 @@ from tests.conftest import FIXTURE_7D
 from tests.fakes.training import tiny_config
 
 REPORTED = {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic", "rank_ic", "dm_pvalue_vs_zero"}
+VOLATILITY_REPORTED = {"qlike", "rmse_log", "mz_r2", "dm_pvalue_vs_ewma", "dm_pvalue_vs_har"}
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,25 @@ def test_metrics_json_schema(evaluated):
     text = (evaluated / "metrics.json").read_text()
     assert "NaN" not in text  # strict JSON
     report = json.loads(text)
-    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm"}
+    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm", "prophet"}
     assert report["seeds"] == [0, 1] and len(report["folds"]) == 2
     for name, entry in report["models"].items():
         assert REPORTED <= set(entry), name
         for key in REPORTED:
             assert set(entry[key]) == {"mean", "std"}
         assert len(entry["folds"]) == 2 and REPORTED <= set(entry["folds"][0])
+    volatility = report["volatility"]
+    assert volatility["horizon"] == report["horizon"] and "log realized volatility" in volatility["target"]
+    assert {"ewma", "har", "garch"} <= set(volatility["models"])
+    for name, entry in volatility["models"].items():
+        assert VOLATILITY_REPORTED <= set(entry), name
+        for key in VOLATILITY_REPORTED:
+            assert set(entry[key]) == {"mean", "std"}, (name, key)
+        assert len(entry["folds"]) == 2 and VOLATILITY_REPORTED <= set(entry["folds"][0])
+    # A forecast tested against itself is no test: null, not p = 1.
+    assert volatility["models"]["ewma"]["dm_pvalue_vs_ewma"]["mean"] is None
+    assert 0 <= volatility["models"]["garch"]["dm_pvalue_vs_ewma"]["mean"] <= 1
+    assert set(report["seconds"]) >= {"lstm", "prophet", "volatility_garch"}
 
 
 def test_every_model_is_scored_on_the_same_rows(evaluated):
@@ -63,8 +76,16 @@ def test_results_are_honest_about_a_random_walk(evaluated):
     assert 0.4 < lstm["directional_accuracy"]["mean"] < 0.6
     assert report["models"]["zero"]["ic"]["mean"] is None  # a constant forecast has no IC: null, not NaN
     assert lstm["rmse_ratio_vs_zero"]["std"] > 0  # seeds differ
-    beats = lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
-    assert report["verdict"].startswith("The LSTM beats" if beats else "The LSTM does NOT beat")
+    rival = report["lstm_vs_best_baseline"]["returns"]
+    assert rival["baseline"] not in ("lstm", "zero")
+    assert rival["rmse_ratio"]["mean"] == pytest.approx(lstm["rmse"]["mean"] / report["models"][rival["baseline"]]["rmse"]["mean"], rel=0.1)
+    beats = (lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
+             and rival["rmse_ratio"]["mean"] < 1 and rival["dm_pvalue"]["mean"] < 0.05)
+    assert report["verdict"].startswith("Returns: the LSTM beats" if beats else "Returns: the LSTM does NOT beat")
+    assert "Volatility: " in report["verdict"]
+    # Volatility clusters: on real bars every classical forecast explains some of the realized volatility.
+    for name in ("ewma", "har", "garch"):
+        assert report["volatility"]["models"][name]["mz_r2"]["mean"] > 0.05, name
 
 
 def test_plots_are_written(evaluated):
