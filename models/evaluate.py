@@ -36,6 +36,7 @@ from models.network import predict_series
 from models.splits import min_gap, walk_forward
 from models.train import FitResult, fit, load_training_bars
 from models.volatility import (
+    RETURN_FLOOR,
     VOLATILITY_BASELINES,
     bar_log_returns,
     dm_pvalue,
@@ -53,7 +54,7 @@ VOLATILITY_REPORTED = ["qlike", "rmse_log", "mz_r2", *(f"dm_pvalue_vs_{name}" fo
 VOLATILITY_RIVALS = ("ewma", "har", "garch")
 VOLATILITY_TARGET = (
     "log realized volatility over (t, t+h]: 0.5 * log(sum of the squared 1-bar log returns r_{t+1}..r_{t+h}), "
-    "the sum floored at h * 1e-12"
+    f"the sum floored at h * {RETURN_FLOOR**2:g}"
 )
 
 
@@ -276,8 +277,9 @@ def verdict(report: dict, level: float = 0.05) -> str:
     beats = ratio < 1 and pvalue < level and rival_ratio < 1 and rival_pvalue < level
     sentences = [(
         f"Returns: the LSTM {'beats' if beats else 'does NOT beat'} its best baselines out of sample: "
-        f"RMSE ratio {ratio:.4f} vs the random walk (Diebold-Mariano p = {pvalue:.3g}) and {rival_ratio:.4f} "
-        f"vs the best other baseline, {rival['baseline']} (p = {rival_pvalue:.3g})."
+        f"RMSE ratio {ratio:.4f} vs the random walk (Diebold-Mariano p = {pvalue:.3g}, {_reading(ratio, pvalue, level)}) "
+        f"and {rival_ratio:.4f} vs the best other baseline by RMSE, {rival['baseline']} "
+        f"(p = {rival_pvalue:.3g}, {_reading(rival_ratio, rival_pvalue, level)})."
     )]
     volatility = report["volatility"]["models"]
     if "volatility" not in report["lstm_vs_best_baseline"]:
@@ -293,10 +295,17 @@ def verdict(report: dict, level: float = 0.05) -> str:
         sentences.append(
             f"Volatility: the network {'beats' if beats else 'does NOT beat'} the best of EWMA/HAR/GARCH, "
             f"{rival['baseline']}, by QLIKE: {network['qlike']['mean']:.4g} vs "
-            f"{volatility[rival['baseline']]['qlike']['mean']:.4g} (ratio {ratio:.4f}, Diebold-Mariano p = {pvalue:.3g}; "
-            f"vs {references})."
+            f"{volatility[rival['baseline']]['qlike']['mean']:.4g} (ratio {ratio:.4f}, Diebold-Mariano p = {pvalue:.3g}, "
+            f"{_reading(ratio, pvalue, level)}; vs {references})."
         )
     return " ".join(sentences) + " (Means over seeds.)"
+
+
+def _reading(loss_ratio: float, pvalue: float, level: float) -> str:
+    """What a loss ratio and its Diebold-Mariano p-value say, in words."""
+    if not pvalue < level:
+        return "no significant difference"
+    return "significantly better" if loss_ratio < 1 else "significantly worse"
 
 
 def plot_predicted_vs_realized(predictions: dict, target: np.ndarray, rows: np.ndarray, path: Path) -> None:
