@@ -343,10 +343,10 @@ def _prophet():
     first use (a heavy import). Prophet's own chatter is turned down: it logs each seasonality it
     leaves out, and prophet.plot an error when plotly (interactive plots, not used here) is missing."""
     logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
-    logging.getLogger("prophet").setLevel(logging.WARNING)
     from cmdstanpy import disable_logging
     from prophet import Prophet
 
+    logging.getLogger("prophet").setLevel(logging.WARNING)  # after the import, which sets it to INFO
     return Prophet, disable_logging
 
 

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from models.artifact import load_artifact
 from models.baselines import BASELINES, lagged_log_returns
+from models.config import TrainConfig
 from models.dataset import Dataset, build_dataset
 from models.jsonio import write_json
 from models.metrics import (
@@ -33,7 +34,7 @@ from models.metrics import (
     scored_points,
 )
 from models.network import predict_series
-from models.splits import min_gap, walk_forward
+from models.splits import Split, min_gap, walk_forward
 from models.train import FitResult, fit, load_training_bars
 from models.volatility import (
     RETURN_FLOOR,
@@ -68,59 +69,24 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     splits = walk_forward(
         len(data), config.evaluation.folds, config.evaluation.first_test_fraction, config.training.val_fraction, gap
     )
-    test_rows = np.concatenate([np.arange(s.test.start, s.test.stop) for s in splits])
+    fold_rows = [np.arange(s.test.start, s.test.stop) for s in splits]
+    test_rows = np.concatenate(fold_rows)
     seed_list = list(range(config.training.seed, config.training.seed + seeds))
+    quantiles = list(config.model.quantiles)
     seconds: dict[str, float] = {}
 
-    # The network: one training per seed and fold, giving its return and (with the head) volatility forecasts.
+    # Forecasts per model: one array per seed for the network, one for a (deterministic) baseline.
     clock = time.perf_counter()
-    quantiles = list(config.model.quantiles)
-    returns: dict[str, list[np.ndarray]] = {"lstm": []}
-    bands: list[np.ndarray] = []
-    network_vol: list[np.ndarray] = []
-    for seed in seed_list:
-        outputs: dict[str, np.ndarray] = {}
-        for split in splits:
-            result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
-            test = slice(split.test.start, split.test.stop)
-            for column, values in _network_forecast(result, data, split.test.stop).items():
-                outputs.setdefault(column, np.full(len(data), np.nan))[test] = values[test]
-        columns = [outputs[f"q{q:g}"] for q in quantiles] if quantiles else [outputs["prediction"]]
-        returns["lstm"].append(columns[artifact.lstm.point_index])
-        bands.append(np.column_stack(columns))
-        if "volatility" in outputs:
-            network_vol.append(np.log(outputs["volatility"]))
+    network = [_network_run(config, data, splits, seed) for seed in seed_list]
     seconds["lstm"] = time.perf_counter() - clock
-
-    # Return baselines, each fitted once per fold on everything the LSTM saw (fitting and early stopping).
-    past_returns = lagged_log_returns(data.close, max(BASELINES[name](horizon).n_lags for name in BASELINES))
-    for name, make in BASELINES.items():
-        clock = time.perf_counter()
-        forecast = np.full(len(data), np.nan)
-        for split in splits:
-            past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
-            model = make(horizon)
-            fit_path = {"times": data.index[past], "log_close": np.log(data.close[past])} if model.reads_path else {}
-            model.fit(data.features[past], past_returns[past], data.target[past], **fit_path)
-            predict_path = {"times": data.index[test]} if model.reads_path else {}
-            forecast[test] = model.predict(data.features[test], past_returns[test], **predict_path)
-        returns[name] = [forecast] * seeds  # deterministic: every seed the same numbers (std 0)
-        seconds[name] = time.perf_counter() - clock
-
-    # Volatility baselines on the same folds; they filter the 1-bar returns from the series' start.
-    bar_returns, vol_target = bar_log_returns(data.close), log_realized_vol(data.close, horizon)
-    volatility: dict[str, list[np.ndarray]] = {}
-    for name, make in VOLATILITY_BASELINES.items():
-        clock = time.perf_counter()
-        forecast = np.full(len(data), np.nan)
-        for split in splits:
-            past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
-            model = make(horizon).fit(bar_returns[past], vol_target[past])
-            forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
-        volatility[name] = [forecast] * seeds
-        seconds[f"volatility_{name}"] = time.perf_counter() - clock
-    if network_vol:
-        volatility["lstm"] = network_vol
+    bands = [np.column_stack([run[f"q{q:g}"] for q in quantiles]) for run in network] if quantiles else []
+    # The point forecast: the regression output, or the median of the quantile outputs.
+    returns = {"lstm": [run["prediction"] if "prediction" in run else run["q0.5"] for run in network]}
+    returns |= {name: [forecast] for name, forecast in _return_baselines(data, splits, horizon, seconds).items()}
+    vol_target = log_realized_vol(data.close, horizon)
+    volatility = {name: [forecast] for name, forecast in _volatility_baselines(data, splits, horizon, seconds).items()}
+    if all("volatility" in run for run in network):
+        volatility["lstm"] = [np.log(run["volatility"]) for run in network]
     log.info("evaluate seconds: %s", {name: round(value, 1) for name, value in seconds.items()})
 
     def score_returns(name: str, forecast: np.ndarray, rows: np.ndarray, seed_index: int) -> dict:
@@ -139,10 +105,9 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
             )
         return metrics
 
-    fold_rows = [np.arange(s.test.start, s.test.stop) for s in splits]
-    return_scores = {name: _scores(name, forecasts, score_returns, test_rows, fold_rows) for name, forecasts in returns.items()}
+    return_scores = {name: _scores(name, forecasts, score_returns, seeds, test_rows, fold_rows) for name, forecasts in returns.items()}
     volatility_scores = {
-        name: _scores(name, forecasts, score_volatility, test_rows, fold_rows) for name, forecasts in volatility.items()
+        name: _scores(name, forecasts, score_volatility, seeds, test_rows, fold_rows) for name, forecasts in volatility.items()
     }
     report = {
         "horizon": horizon,
@@ -184,6 +149,18 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     return report
 
 
+def _network_run(config: TrainConfig, data: Dataset, splits: list[Split], seed: int) -> dict[str, np.ndarray]:
+    """One seed: the network trained once per fold, each fold's test rows forecast by that fold's fit
+    (NaN elsewhere); by output column name."""
+    outputs: dict[str, np.ndarray] = {}
+    for split in splits:
+        result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
+        test = slice(split.test.start, split.test.stop)
+        for column, values in _network_forecast(result, data, split.test.stop).items():
+            outputs.setdefault(column, np.full(len(data), np.nan))[test] = values[test]
+    return outputs
+
+
 def _network_forecast(result: FitResult, data: Dataset, stop: int) -> dict[str, np.ndarray]:
     """The fitted network's decoded outputs for rows [0, stop), one stateful pass from row 0, by column name."""
     scaled = result.scaler.transform(data.features[:stop])
@@ -193,16 +170,51 @@ def _network_forecast(result: FitResult, data: Dataset, stop: int) -> dict[str, 
     return {name: outputs[:, column] for column, name in enumerate(names)}
 
 
-def _scores(name: str, forecasts: list[np.ndarray], score: Callable, test_rows: np.ndarray, fold_rows: list[np.ndarray]) -> dict:
-    """Each seed's forecast scored on the pooled test rows and on each fold; a deterministic
-    baseline (one array repeated for every seed) is scored once and its scores repeated."""
-    pooled, per_fold, seen = [], [], {}
-    for index, forecast in enumerate(forecasts):
-        if id(forecast) not in seen:
-            seen[id(forecast)] = (score(name, forecast, test_rows, index), [score(name, forecast, rows, index) for rows in fold_rows])
-        pooled.append(seen[id(forecast)][0])
-        per_fold.append(seen[id(forecast)][1])
-    return {"per_seed": pooled, "per_seed_folds": per_fold}
+def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
+    """Every return baseline fitted once per fold on everything the network saw there (fitting and
+    early stopping), forecasting the fold's test rows; each one's seconds into ``seconds``."""
+    past_returns = lagged_log_returns(data.close, max(BASELINES[name](horizon).n_lags for name in BASELINES))
+    forecasts = {}
+    for name, make in BASELINES.items():
+        clock = time.perf_counter()
+        forecast = np.full(len(data), np.nan)
+        for split in splits:
+            past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
+            model = make(horizon)
+            fit_path = {"times": data.index[past], "log_close": np.log(data.close[past])} if model.reads_path else {}
+            model.fit(data.features[past], past_returns[past], data.target[past], **fit_path)
+            predict_path = {"times": data.index[test]} if model.reads_path else {}
+            forecast[test] = model.predict(data.features[test], past_returns[test], **predict_path)
+        forecasts[name] = forecast
+        seconds[name] = time.perf_counter() - clock
+    return forecasts
+
+
+def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
+    """Every volatility baseline on the same folds and past; they filter the 1-bar returns from the
+    series' start up to each test row."""
+    bar_returns, target = bar_log_returns(data.close), log_realized_vol(data.close, horizon)
+    forecasts = {}
+    for name, make in VOLATILITY_BASELINES.items():
+        clock = time.perf_counter()
+        forecast = np.full(len(data), np.nan)
+        for split in splits:
+            past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
+            model = make(horizon).fit(bar_returns[past], target[past])
+            forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
+        forecasts[name] = forecast
+        seconds[f"volatility_{name}"] = time.perf_counter() - clock
+    return forecasts
+
+
+def _scores(name: str, forecasts: list[np.ndarray], score: Callable, seeds: int, test_rows: np.ndarray,
+            fold_rows: list[np.ndarray]) -> dict:
+    """Each seed's forecast scored on the pooled test rows and on each fold. A deterministic baseline
+    has one forecast, scored once and repeated for every seed (so its std over seeds is 0)."""
+    pooled = [score(name, forecast, test_rows, index) for index, forecast in enumerate(forecasts)]
+    per_fold = [[score(name, forecast, rows, index) for rows in fold_rows] for index, forecast in enumerate(forecasts)]
+    repeat = seeds if len(forecasts) == 1 else 1
+    return {"per_seed": pooled * repeat, "per_seed_folds": per_fold * repeat}
 
 
 def _entry(scores: dict, reported: Callable[[str], bool]) -> dict:
