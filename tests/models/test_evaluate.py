@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from marketdata.history import import_klines
-from models.evaluate import evaluate
+from models.evaluate import evaluate, summary_table, verdict
 from models.train import train_model
 from scripts.cli import main
 from tests.conftest import FIXTURE_7D
@@ -103,3 +103,47 @@ def test_quantile_model_reports_coverage_and_pinball(tmp_path, catalog):
     cover = [lstm[f"coverage_q{q}"]["mean"] for q in ("0.1", "0.5", "0.9")]
     assert 0 <= cover[0] <= cover[1] <= cover[2] <= 1
     assert "pinball" not in report["models"]["ridge"]
+
+
+def stat(mean: float) -> dict:
+    return {"mean": mean, "std": 0.0}
+
+
+def made_up_report(network_qlike: float, pvalue_vs_best: float) -> dict:
+    """A report with the verdict's inputs only: the LSTM level with the random walk on returns."""
+    returns = {"rmse_ratio_vs_zero": stat(1.001), "dm_pvalue_vs_zero": stat(0.3)}
+    volatility = {
+        name: {"qlike": stat(qlike), "rmse_log": stat(0.4), "mz_r2": stat(0.5), "dm_pvalue_vs_ewma": stat(0.01),
+               "dm_pvalue_vs_har": stat(0.02)}
+        for name, qlike in (("ewma", 0.44), ("har", 0.45), ("garch", 0.37), ("lstm", network_qlike))
+    }
+    return {
+        "horizon": 15,
+        "models": {"lstm": returns},
+        "volatility": {"horizon": 15, "target": "log realized volatility", "models": volatility},
+        "lstm_vs_best_baseline": {
+            "returns": {"baseline": "drift", "rmse_ratio": stat(1.001), "dm_pvalue": stat(0.2)},
+            "volatility": {"baseline": "garch", "qlike_ratio": stat(network_qlike / 0.37), "dm_pvalue": stat(pvalue_vs_best)},
+        },
+    }
+
+
+@pytest.mark.parametrize(("qlike", "pvalue", "beats"), [(0.30, 0.001, True), (0.30, 0.2, False), (0.40, 0.001, False)])
+def test_verdict_names_both_targets_and_says_not_plainly(qlike, pvalue, beats):
+    text = verdict(made_up_report(qlike, pvalue))
+    assert text.startswith("Returns: the LSTM does NOT beat its best baselines")
+    assert "drift (p = 0.2" in text
+    expected = "Volatility: the network beats" if beats else "Volatility: the network does NOT beat"
+    assert expected in text and "garch" in text and "EWMA p = 0.01" in text and "HAR p = 0.02" in text
+    if qlike > 0.37 and pvalue < 0.05:
+        assert "significantly worse" in text
+
+
+def test_summary_table_has_a_volatility_table():
+    report = made_up_report(0.3, 0.01)
+    report["models"]["lstm"] |= {key: stat(0.5) for key in REPORTED}
+    text = summary_table(report)
+    returns, volatility = text.split("\nVolatility: ")
+    assert returns.startswith("Returns: 15-bar log return") and "| lstm | 0.5 |" in returns
+    assert "| qlike | rmse_log | mz_r2 | dm_pvalue_vs_ewma | dm_pvalue_vs_har |" in volatility
+    assert "| garch | 0.37 | 0.4 | 0.5 | 0.01 | 0.02 |" in volatility
