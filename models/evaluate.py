@@ -80,8 +80,10 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     network = [_network_run(config, data, splits, seed) for seed in seed_list]
     seconds["lstm"] = time.perf_counter() - clock
     bands = [np.column_stack([run[f"q{q:g}"] for q in quantiles]) for run in network] if quantiles else []
-    # The point forecast: the regression output, or the median of the quantile outputs.
-    returns = {"lstm": [run["prediction"] if "prediction" in run else run["q0.5"] for run in network]}
+    returns: dict[str, list[np.ndarray]] = {}
+    point = "prediction" if not quantiles else "q0.5"  # the regression output, or the quantile outputs' median
+    if all(point in run for run in network):  # else a volatility-only network: no return forecast to score
+        returns["lstm"] = [run[point] for run in network]
     returns |= {name: [forecast] for name, forecast in _return_baselines(data, splits, horizon, seconds).items()}
     vol_target = log_realized_vol(data.close, horizon)
     volatility = {name: [forecast] for name, forecast in _volatility_baselines(data, splits, horizon, seconds).items()}
@@ -126,10 +128,10 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
             "models": {name: _entry(scores, _volatility_reported) for name, scores in volatility_scores.items()},
         },
         "lstm_vs_best_baseline": {
-            "returns": _against_best(
+            **({"returns": _against_best(
                 returns, return_scores, [name for name in returns if name not in ("lstm", "zero")], "rmse",
                 lambda a, b: _squared_error_dm_pvalue(data.target[test_rows], a[test_rows], b[test_rows], horizon),
-            ),
+            )} if "lstm" in returns else {}),
             **({"volatility": _against_best(
                 volatility, volatility_scores, VOLATILITY_RIVALS, "qlike",
                 lambda a, b: dm_pvalue(vol_target[test_rows], a[test_rows], b[test_rows], horizon),
@@ -282,17 +284,20 @@ def verdict(report: dict, level: float = 0.05) -> str:
     GARCH by QLIKE with p below ``level``; its p-values against EWMA and HAR are quoted too.
     Figures are means over seeds.
     """
-    lstm = report["models"]["lstm"]
-    ratio, pvalue = lstm["rmse_ratio_vs_zero"]["mean"], lstm["dm_pvalue_vs_zero"]["mean"]
-    rival = report["lstm_vs_best_baseline"]["returns"]
-    rival_ratio, rival_pvalue = rival["rmse_ratio"]["mean"], rival["dm_pvalue"]["mean"]
-    beats = ratio < 1 and pvalue < level and rival_ratio < 1 and rival_pvalue < level
-    sentences = [(
-        f"Returns: the LSTM {'beats' if beats else 'does NOT beat'} its best baselines out of sample: "
-        f"RMSE ratio {ratio:.4f} vs the random walk (Diebold-Mariano p = {pvalue:.3g}, {_reading(ratio, pvalue, level)}) "
-        f"and {rival_ratio:.4f} vs the best other baseline by RMSE, {rival['baseline']} "
-        f"(p = {rival_pvalue:.3g}, {_reading(rival_ratio, rival_pvalue, level)})."
-    )]
+    if "returns" not in report["lstm_vs_best_baseline"]:
+        sentences = ["Returns: this model has no return head."]
+    else:
+        lstm = report["models"]["lstm"]
+        ratio, pvalue = lstm["rmse_ratio_vs_zero"]["mean"], lstm["dm_pvalue_vs_zero"]["mean"]
+        rival = report["lstm_vs_best_baseline"]["returns"]
+        rival_ratio, rival_pvalue = rival["rmse_ratio"]["mean"], rival["dm_pvalue"]["mean"]
+        beats = ratio < 1 and pvalue < level and rival_ratio < 1 and rival_pvalue < level
+        sentences = [(
+            f"Returns: the LSTM {'beats' if beats else 'does NOT beat'} its best baselines out of sample: "
+            f"RMSE ratio {ratio:.4f} vs the random walk (Diebold-Mariano p = {pvalue:.3g}, {_reading(ratio, pvalue, level)}) "
+            f"and {rival_ratio:.4f} vs the best other baseline by RMSE, {rival['baseline']} "
+            f"(p = {rival_pvalue:.3g}, {_reading(rival_ratio, rival_pvalue, level)})."
+        )]
     volatility = report["volatility"]["models"]
     if "volatility" not in report["lstm_vs_best_baseline"]:
         best = min(VOLATILITY_RIVALS, key=lambda name: volatility[name]["qlike"]["mean"])
