@@ -6,7 +6,7 @@ An artifact is a directory:
   tampered file cannot run code; its tensors must be exactly those of the manifest's ``lstm``
   config, and finite;
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
-  and its fingerprint, the fitted scaler and target scale, the data fingerprint, metrics, the
+  and its fingerprint, the fitted scaler and target scales, the data fingerprint, metrics, the
   ridge baseline fitted on the same rows (a benchmark for backtests) and the library versions.
   Its schema, checked field by field on every load, is :mod:`models.artifact_schema`.
 
@@ -35,6 +35,7 @@ from models.artifact_schema import FORMAT_VERSION, ArtifactError, read_manifest
 from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FeatureSpec
+from models.heads import TargetScales
 from models.jsonio import dumps
 from models.network import LSTMConfig, LSTMForecaster
 
@@ -48,7 +49,7 @@ class Artifact:
     lstm: LSTMConfig
     feature_spec: FeatureSpec
     scaler: Scaler
-    target_scale: float
+    scales: TargetScales  # the targets' scales on the fitting rows (models.heads)
     data: dict
     metrics: dict
     model: LSTMForecaster
@@ -91,7 +92,7 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
         "feature_spec": artifact.feature_spec.to_dict(),
         "feature_fingerprint": artifact.feature_spec.fingerprint(),
         "scaler": artifact.scaler.to_dict(),
-        "target_scale": artifact.target_scale,
+        "target_scales": artifact.scales.to_dict(),
         "data": artifact.data,
         "metrics": artifact.metrics,
         "ridge": artifact.ridge,
@@ -127,7 +128,7 @@ def load_artifact(
         lstm=lstm,
         feature_spec=spec,
         scaler=manifest.to_scaler(),
-        target_scale=manifest.target_scale,
+        scales=manifest.to_target_scales(),
         data=msgspec.to_builtins(manifest.data),
         metrics=manifest.metrics,
         model=_load_weights(path / WEIGHTS, lstm, device),

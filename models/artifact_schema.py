@@ -30,10 +30,11 @@ from nautilus_trader.model.data import BarType
 from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FEATURES_VERSION, FeatureSpec
-from models.network import LSTMConfig
+from models.heads import TargetScales
+from models.network import RETURN_TARGETS, LSTMConfig
 
 # Bump when old artifacts can no longer be read; they are then refused with "retrain it".
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the volatility head and return targets (lstm.return_target, target_scales)
 INFORMATIONAL = ("metrics", "versions")
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -69,6 +70,8 @@ class ModelSection(Section):  # config.model: models.network.LSTMConfig without 
     dropout: Annotated[float, Meta(ge=0, lt=1)]
     quantiles: list[OpenUnitInterval]
     burn_in: NonNegativeInt
+    return_target: Literal[RETURN_TARGETS]
+    volatility_head: bool
 
 
 class TrainingSection(Section):  # config.training: models.config.TrainingConfig
@@ -135,6 +138,12 @@ class DataFingerprint(Section):  # data: models.artifact.data_fingerprint and th
     first_row_close: str
 
 
+class TargetScalesSection(Section):  # target_scales: models.heads.TargetScales
+    return_scale: PositiveFloat  # the return target's std on the fitting rows
+    volatility_mean: float  # the log volatility target's mean and std there
+    volatility_std: PositiveFloat
+
+
 class RidgeSection(Section):  # ridge: models.baselines.RidgeForecast fitted on the same rows
     coef: list[float]
     intercept: float
@@ -148,7 +157,7 @@ class Manifest(Section):
     feature_spec: FeatureSpecSection
     feature_fingerprint: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")]
     scaler: ScalerSection
-    target_scale: PositiveFloat  # the target's std on the fitting rows: predictions are multiplied by it
+    target_scales: TargetScalesSection
     data: DataFingerprint
     ridge: RidgeSection
     metrics: dict[str, Any] = {}  # informational
@@ -165,6 +174,9 @@ class Manifest(Section):
 
     def to_scaler(self) -> Scaler:
         return Scaler.from_dict(msgspec.to_builtins(self.scaler))
+
+    def to_target_scales(self) -> TargetScales:
+        return TargetScales.from_dict(msgspec.to_builtins(self.target_scales))
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from models.features import FeatureSpec, compute_features, forward_log_return
+from models.volatility import log_realized_vol
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,10 @@ class Dataset:
     index: pd.DatetimeIndex  # bar close times
     features: np.ndarray  # (rows, n_features) float64
     target: np.ndarray  # (rows,) forward log return; NaN where the horizon runs past the data
+    volatility: np.ndarray  # (rows,) forward log realized volatility (models.volatility); NaN likewise
     close: np.ndarray  # (rows,) close prices, for baselines that need them
+    spec: FeatureSpec  # what computed the features
+    horizon: int  # bars the targets look ahead
 
     def __len__(self) -> int:
         return len(self.index)
@@ -37,7 +41,10 @@ def build_dataset(bars: pd.DataFrame, spec: FeatureSpec, horizon: int) -> Datase
         index=features.index[first:],
         features=features.to_numpy(dtype=np.float64)[first:],
         target=target.to_numpy(dtype=np.float64)[first:],
+        volatility=log_realized_vol(bars["close"].to_numpy(dtype=np.float64), horizon)[first:],
         close=bars["close"].to_numpy(dtype=np.float64)[first:],
+        spec=spec,
+        horizon=horizon,
     )
 
 
@@ -72,8 +79,9 @@ def sequences(
 
     Each sequence starts from a zero state; its first ``burn_in`` steps only build context and
     are masked out of the loss. Consecutive sequences overlap by ``burn_in``, so every row after
-    the first ``burn_in`` is in the loss exactly once. Returns (x, y, mask) with shapes
-    (n, length, n_features), (n, length), (n, length).
+    the first ``burn_in`` is in the loss exactly once. ``target`` is (rows,) or (rows, n_targets).
+    Returns (x, y, mask) with shapes (n, length, n_features), (n, length[, n_targets]), (n, length):
+    the mask says which steps are scored; a NaN target (zeroed in y) is left out by the loss.
     """
     if len(rows) < length:
         raise ValueError(f"{len(rows)} training rows are fewer than one sequence of {length}")
@@ -83,11 +91,10 @@ def sequences(
         starts.append(rows.stop - length)  # the tail, aligned to the end
     x = np.stack([features[s : s + length] for s in starts])
     y = np.stack([target[s : s + length] for s in starts])
-    mask = np.ones_like(y, dtype=bool)
+    mask = np.ones(y.shape[:2], dtype=bool)
     mask[:, :burn_in] = False
     if len(starts) > 1:
         # Steps of the tail sequence already counted by the one before it.
         already = (starts[-2] + length) - starts[-1]
         mask[-1, : max(burn_in, already)] = False
-    mask &= ~np.isnan(y)
-    return x, np.nan_to_num(y), mask
+    return x, y, mask

@@ -33,15 +33,13 @@ from models.metrics import (
     forecast_metrics,
     scored_points,
 )
-from models.network import predict_series
 from models.splits import Split, min_gap, walk_forward
-from models.train import FitResult, fit, load_training_bars
+from models.train import fit, load_training_bars
 from models.volatility import (
     RETURN_FLOOR,
     VOLATILITY_BASELINES,
     bar_log_returns,
     dm_pvalue,
-    log_realized_vol,
     volatility_metrics,
 )
 
@@ -85,7 +83,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     if all(point in run for run in network):  # else a volatility-only network: no return forecast to score
         returns["lstm"] = [run[point] for run in network]
     returns |= {name: [forecast] for name, forecast in _return_baselines(data, splits, horizon, seconds).items()}
-    vol_target = log_realized_vol(data.close, horizon)
+    vol_target = data.volatility
     volatility = {name: [forecast] for name, forecast in _volatility_baselines(data, splits, horizon, seconds).items()}
     if all("volatility" in run for run in network):
         volatility["lstm"] = [np.log(run["volatility"]) for run in network]
@@ -158,18 +156,9 @@ def _network_run(config: TrainConfig, data: Dataset, splits: list[Split], seed: 
     for split in splits:
         result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
         test = slice(split.test.start, split.test.stop)
-        for column, values in _network_forecast(result, data, split.test.stop).items():
+        for column, values in result.forecast(data, split.test.stop).items():
             outputs.setdefault(column, np.full(len(data), np.nan))[test] = values[test]
     return outputs
-
-
-def _network_forecast(result: FitResult, data: Dataset, stop: int) -> dict[str, np.ndarray]:
-    """The fitted network's decoded outputs for rows [0, stop), one stateful pass from row 0, by column name."""
-    scaled = result.scaler.transform(data.features[:stop])
-    outputs = predict_series(result.model, scaled) * result.target_scale
-    quantiles = result.model.config.quantiles
-    names = [f"q{q:g}" for q in quantiles] if quantiles else ["prediction"]
-    return {name: outputs[:, column] for column, name in enumerate(names)}
 
 
 def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
@@ -195,14 +184,14 @@ def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds:
 def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
     """Every volatility baseline on the same folds and past; they filter the 1-bar returns from the
     series' start up to each test row."""
-    bar_returns, target = bar_log_returns(data.close), log_realized_vol(data.close, horizon)
+    bar_returns = bar_log_returns(data.close)
     forecasts = {}
     for name, make in VOLATILITY_BASELINES.items():
         clock = time.perf_counter()
         forecast = np.full(len(data), np.nan)
         for split in splits:
             past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
-            model = make(horizon).fit(bar_returns[past], target[past])
+            model = make(horizon).fit(bar_returns[past], data.volatility[past])
             forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
         forecasts[name] = forecast
         seconds[f"volatility_{name}"] = time.perf_counter() - clock

@@ -10,11 +10,19 @@ steps). Recomputing a 64-bar window per bar costs ~230 µs in eager torch; one s
 Training feeds long contiguous sequences and leaves the first ``burn_in`` steps of each out of
 the loss, so the model learns predictions that do not depend on where its state started.
 
-The target is the forward log return. The head gives either one number (regression, MSE loss)
-or one number per quantile (pinball loss). Quantiles cannot cross: the head gives the lowest
-quantile and then non-negative gaps (softplus), summed cumulatively; unlike sorting, no two
-outputs can swap roles during training. The point forecast is then the median quantile, so a
-quantile head must include 0.5.
+The head forecasts up to two targets of bar t over (t, t+h] (``models.heads`` builds them and turns
+the outputs back into log returns and volatility):
+
+- the return (``return_target``): the log return, or the log return divided by the trailing
+  volatility known at t ("vol_normalized"), as one number (regression, MSE loss) or one number
+  per quantile (pinball loss); or the probability that it is positive ("direction": one logit,
+  binary cross-entropy); or nothing ("none");
+- the log realized volatility (``volatility_head``): one number, MSE loss on its standardized value.
+
+The loss is the sum of the two. Quantiles cannot cross: the head gives the lowest quantile and
+then non-negative gaps (softplus), summed cumulatively; unlike sorting, no two outputs can swap
+roles during training. The point forecast is then the median quantile, so a quantile head must
+include 0.5.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+RETURN_TARGETS = ("log_return", "vol_normalized", "direction", "none")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class LSTMConfig:
     dropout: float = 0.1  # between LSTM layers, training only
     quantiles: tuple[float, ...] = ()  # () = regression head; e.g. (0.1, 0.5, 0.9)
     burn_in: int = 64  # leading steps of each training sequence left out of the loss
+    return_target: str = "log_return"  # log_return, vol_normalized, direction or none (models.heads)
+    volatility_head: bool = True  # also forecast the log realized volatility over the horizon
     seed: int = 0  # weight initialisation
 
     def __post_init__(self) -> None:
@@ -55,19 +67,35 @@ class LSTMConfig:
             (all(0.0 < x < 1.0 for x in q), f"quantiles must lie in (0, 1): {q}"),
             (all(a < b for a, b in zip(q, q[1:])), f"quantiles must be increasing: {q}"),
             (not q or 0.5 in q, f"quantiles must include 0.5, the point forecast: {q}"),
+            (self.return_target in RETURN_TARGETS, f"return_target must be one of {RETURN_TARGETS}, not {self.return_target!r}"),
+            (not q or self.return_target in ("log_return", "vol_normalized"),
+             f"quantiles need a return_target of log_return or vol_normalized, not {self.return_target!r}"),
+            (self.return_target != "none" or self.volatility_head, "nothing to forecast: return_target none and no volatility_head"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
 
     @property
-    def n_outputs(self) -> int:
-        return len(self.quantiles) or 1
+    def n_return_outputs(self) -> int:
+        """The return head's outputs: one per quantile, one number, or none."""
+        return 0 if self.return_target == "none" else len(self.quantiles) or 1
 
     @property
-    def point_index(self) -> int:
-        """The output that is the point forecast: the only one, or the median quantile."""
+    def n_outputs(self) -> int:
+        """The return head's outputs, then the volatility head's one."""
+        return self.n_return_outputs + self.volatility_head
+
+    @property
+    def point_index(self) -> int | None:
+        """The output that is the point return forecast: the only one, or the median quantile."""
+        if self.return_target == "none":
+            return None
         return self.quantiles.index(0.5) if self.quantiles else 0
+
+    @property
+    def volatility_index(self) -> int | None:
+        return self.n_return_outputs if self.volatility_head else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "quantiles": list(self.quantiles)}
@@ -112,28 +140,58 @@ class LSTMForecaster(nn.Module):
         return self.outputs(self.head(out)), state
 
     def outputs(self, raw: torch.Tensor) -> torch.Tensor:
-        if not self.config.quantiles:
+        """The head's raw numbers with the quantiles made non-crossing (the other outputs as they are)."""
+        n = len(self.config.quantiles) if self.config.return_target != "none" else 0
+        if n < 2:
             return raw
-        return torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], dim=-1).cumsum(dim=-1)
+        quantiles = torch.cat([raw[..., :1], F.softplus(raw[..., 1:n])], dim=-1).cumsum(dim=-1)
+        return torch.cat([quantiles, raw[..., n:]], dim=-1)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean MSE (regression) or pinball loss (mean over quantiles) over the scored steps.
+        """The return head's loss plus the volatility head's, each a mean over its scored steps.
 
-        pred (B, T, n_outputs), target (B, T). ``mask`` (B, T) is True where a step is scored;
-        by default every step from ``burn_in`` on. Steps whose target is not finite (no forward
-        return yet at the end of a series) are never scored.
+        pred (B, T, n_outputs); target (B, T, n_targets): the return target (if any), then the
+        volatility target (if any), as ``models.heads.network_targets`` builds them; (B, T) when
+        there is one. Return: MSE (regression), pinball loss averaged over the quantiles, or
+        binary cross-entropy on the logit (direction). Volatility: MSE. ``mask`` (B, T) is True
+        where a step is scored; by default every step from ``burn_in`` on. Steps whose target is
+        not finite (no forward window yet at the end of a series) are never scored.
         """
+        if target.dim() == 2:
+            target = target.unsqueeze(-1)
         if mask is None:
             mask = torch.arange(target.shape[1], device=target.device) >= self.config.burn_in
-        mask = mask & torch.isfinite(target)
-        # Zero the unscored targets first: a NaN error times a zero weight is still NaN.
-        err = torch.where(mask, target, 0.0).unsqueeze(-1) - pred
-        if self.config.quantiles:
+        total, column = pred.new_zeros(()), 0
+        if self.config.return_target != "none":
+            total = total + self._return_loss(pred[..., : self.config.n_return_outputs], target[..., 0], mask)
+            column = 1
+        if self.config.volatility_head:
+            volatility, scored = _known(target[..., column], mask)
+            total = total + _masked_mean((volatility - pred[..., -1]).square(), scored)
+        return total
+
+    def _return_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        target, scored = _known(target, mask)
+        if self.config.return_target == "direction":
+            per_step = F.binary_cross_entropy_with_logits(pred[..., 0], target, reduction="none")
+        elif self.config.quantiles:
+            err = target.unsqueeze(-1) - pred
             q = pred.new_tensor(self.config.quantiles)
             per_step = torch.maximum(q * err, (q - 1.0) * err).mean(dim=-1)
         else:
-            per_step = err.square().squeeze(-1)
-        return (per_step * mask).sum() / mask.sum().clamp(min=1)
+            per_step = (target - pred[..., 0]).square()
+        return _masked_mean(per_step, scored)
+
+
+def _known(target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target with its unscored steps zeroed (a NaN error times a zero weight is still NaN),
+    and the steps scored: masked in and finite."""
+    scored = mask & torch.isfinite(target)
+    return torch.where(scored, target, 0.0), scored
+
+
+def _masked_mean(per_step: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    return (per_step * scored).sum() / scored.sum().clamp(min=1)
 
 
 PREDICT_CHUNK = 8192  # bars per forward call when predicting a long series; state carries across
@@ -143,7 +201,7 @@ PREDICT_CHUNK = 8192  # bars per forward call when predicting a long series; sta
 def predict_series(model: LSTMForecaster, scaled_features: np.ndarray) -> np.ndarray:
     """The batch path: one stateful pass over the whole series, zero state at its first row.
 
-    Returns (rows, n_outputs) in the scaled target's units. Equal to stepping the model bar by
+    Returns (rows, n_outputs) in the network's own units (``models.heads.decode`` reads them). Equal to stepping the model bar by
     bar from the same first row, which is what the strategy does.
     """
     model.eval()

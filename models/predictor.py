@@ -1,9 +1,9 @@
 """Predictions from an artifact, the two ways: offline over a DataFrame, online bar by bar.
 
 Both run the same steps: features (models.features) → the artifact's scaler → the LSTM from a
-zero state at the first bar whose features are defined → scaled back to a log return. The
-online path is what the strategy calls on every bar; tests hold the two to 1e-5 on real bars, in
-the network's own units (forecasts divided by the artifact's target scale).
+zero state at the first bar whose features are defined → decoded into forecasts
+(models.heads: log returns, direction odds, volatility). The online path is what the strategy
+calls on every bar; tests hold the two to 1e-5 on real bars, in the network's own units.
 """
 
 from __future__ import annotations
@@ -13,24 +13,29 @@ import pandas as pd
 
 from models.artifact import Artifact
 from models.dataset import build_dataset
+from models.heads import (
+    decoded_point_index,
+    decoded_volatility_index,
+    forecast_rows,
+    kernel_heads,
+    output_names,
+)
 from models.kernels.features import OnlineFeatures
 from models.kernels.lstm import StreamingLSTM
 from models.kernels.predict import predict_bar
-from models.network import predict_series
 
 
 def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
-    """One row per bar after the features' warm-up: the point forecast and any quantiles."""
+    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``)."""
     data = build_dataset(bars, artifact.feature_spec, artifact.config.training.horizon)
-    outputs = predict_series(artifact.model, artifact.scaler.transform(data.features)) * artifact.target_scale
+    outputs = forecast_rows(artifact.model, artifact.scaler, artifact.scales, data)
     return pd.DataFrame(outputs, index=data.index, columns=output_columns(artifact))
 
 
 def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
-    """What a forecaster of the artifact outputs per bar: the LSTM's quantiles (or its point
-    forecast), the ridge baseline's point forecast."""
-    quantiles = artifact.lstm.quantiles if forecaster == "lstm" else ()
-    return [f"q{q:g}" for q in quantiles] or ["prediction"]
+    """What a forecaster of the artifact outputs per bar: the LSTM's (models.heads.output_names),
+    the ridge baseline's point forecast."""
+    return output_names(artifact.lstm) if forecaster == "lstm" else ["prediction"]
 
 
 class OnlinePredictor:
@@ -44,12 +49,13 @@ class OnlinePredictor:
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = StreamingLSTM(artifact.model)
-        self.point_index = artifact.lstm.point_index
+        self.point_index = decoded_point_index(artifact.lstm)
+        self.volatility_index = decoded_volatility_index(artifact.lstm)
         scaler = np.stack([artifact.scaler.mean, artifact.scaler.std]).astype(np.float64)
-        self._out = np.zeros(artifact.lstm.n_outputs)
+        heads = kernel_heads(artifact.lstm, artifact.scales, artifact.feature_spec, artifact.config.training.horizon)
+        self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
-        self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays,
-                        float(artifact.target_scale), self._out)
+        self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
         predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
 
     @property
@@ -61,7 +67,7 @@ class OnlinePredictor:
         self.network.reset()
 
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
-        """Feed one closed bar; returns all outputs as log returns (None during warm-up)."""
+        """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up)."""
         if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
@@ -81,6 +87,7 @@ class OnlineRidge:
     """The artifact's ridge baseline on the same online features: a benchmark for the LSTM."""
 
     point_index = 0
+    volatility_index = None
 
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)

@@ -15,8 +15,8 @@ import copy
 import dataclasses
 import itertools
 import json
-import random
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +33,19 @@ from models.baselines import RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
 from models.features import FeatureSpec, default_spec
+from models.heads import (
+    TargetScales,
+    decoded_point_index,
+    forecast_rows,
+    network_targets,
+    output_names,
+    trailing_sigma,
+)
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
 from models.splits import Split, min_gap, train_val_split
+from models.volatility import volatility_metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +55,16 @@ log = logging.getLogger(__name__)
 class FitResult:
     model: LSTMForecaster
     scaler: Scaler
-    target_scale: float
+    scales: TargetScales
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+    def forecast(self, data: Dataset, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Decoded forecasts of rows [0, stop) (``models.heads.output_names``), from one stateful
+        pass that starts at row 0: what the strategy would have said bar by bar."""
+        decoded = forecast_rows(self.model, self.scaler, self.scales, data, stop)
+        return dict(zip(output_names(self.model.config), decoded.T))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,16 +95,16 @@ def fit(
     started = time.perf_counter()
 
     fit_rows = slice(split.fit.start, split.fit.stop)
+    network = lstm_config(config, data.features.shape[1], seed)
     scaler = Scaler.fit(data.features[fit_rows])
-    target_scale = float(np.nanstd(data.target[fit_rows]))
-    if not target_scale > 0:
-        raise ValueError("the training target has no variance: too few bars or a constant price")
+    sigma = trailing_sigma(network, data)
+    scales = TargetScales.fit(network, data, sigma, fit_rows)
     features = scaler.transform(data.features).astype(np.float32)
-    target = (data.target / target_scale).astype(np.float32)
+    target = network_targets(network, data, sigma, scales)
 
     x, y, mask = sequences(features, target, split.fit, training.sequence_length, config.model.burn_in)
     x, y, mask = (torch.from_numpy(a).to(device) for a in (x, y, mask))
-    model = LSTMForecaster(lstm_config(config, data.features.shape[1], seed)).to(device)
+    model = LSTMForecaster(network).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
 
     first_epoch, best_loss, best_epoch, best_state, history = 0, float("inf"), -1, None, []
@@ -150,7 +165,7 @@ def fit(
 
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(model, scaler, target_scale, best_epoch, history, time.perf_counter() - started)
+    return FitResult(model, scaler, scales, best_epoch, history, time.perf_counter() - started)
 
 
 @torch.no_grad()
@@ -158,13 +173,8 @@ def validation_loss(model: LSTMForecaster, features: np.ndarray, target: np.ndar
     # Predict from the first row so the validation rows see the same context the strategy would.
     prediction = predict_series(model, features[: split.val.stop])[split.val.start :]
     rows = target[split.val.start : split.val.stop]
-    known = ~np.isnan(rows)
-    loss = model.loss(
-        torch.as_tensor(prediction[None], dtype=torch.float32),
-        torch.as_tensor(np.nan_to_num(rows)[None], dtype=torch.float32),
-        torch.as_tensor(known[None]),
-    )
-    return float(loss)
+    every_row = torch.ones(1, len(rows), dtype=torch.bool)
+    return float(model.loss(torch.as_tensor(prediction[None], dtype=torch.float32), torch.as_tensor(rows[None]), every_row))
 
 
 def _save_checkpoint(path, run_key, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history) -> None:
@@ -232,11 +242,10 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     else:
         result = fit(config, data, split, checkpoint=checkpoints / "last.pt")
 
-    scaled = result.scaler.transform(data.features)
-    prediction = predict_series(result.model, scaled)[:, result.model.config.point_index] * result.target_scale
+    forecast = result.forecast(data)
     val = slice(split.val.start, split.val.stop)
     metrics = {
-        "validation": forecast_metrics(data.target[val], prediction[val], horizon=config.training.horizon),
+        "validation": validation_metrics(result.model.config, forecast, data, val),
         "best_epoch": result.best_epoch + 1,
         "epochs_run": len(result.history),
         "history": result.history,
@@ -252,7 +261,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         lstm=result.model.config,
         feature_spec=spec,
         scaler=result.scaler,
-        target_scale=result.target_scale,
+        scales=result.scales,
         data=data_fingerprint(bars, instrument_id, config.data.bar_type) | {
             "fit_rows": [split.fit.start, split.fit.stop],
             "val_rows": [split.val.start, split.val.stop],
@@ -264,6 +273,19 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     )
     save_artifact(Path(out), artifact)
     return artifact
+
+
+def validation_metrics(config: LSTMConfig, forecast: dict[str, np.ndarray], data: Dataset, rows: slice) -> dict:
+    """The point return forecast's metrics (as evaluate reports them), and the volatility
+    forecast's under ``volatility`` when the model has one."""
+    metrics = {}
+    point = decoded_point_index(config)
+    if point is not None:
+        name = output_names(config)[point]
+        metrics = forecast_metrics(data.target[rows], forecast[name][rows], horizon=data.horizon)
+    if "volatility" in forecast:
+        metrics["volatility"] = volatility_metrics(data.volatility[rows], np.log(forecast["volatility"][rows]))
+    return metrics
 
 
 # The hyperparameter search space: small on purpose, since there is little signal to tune for.

@@ -137,7 +137,7 @@ def main() -> None:
         "features_max_abs_diff_vs_compute_features": float(np.abs(np.array(rows[warmup:]) - offline).max()),
         # In log returns, and in the network's own (scaled) units, where tests allow 1e-5.
         "predictions_max_abs_diff_vs_batch_predict": worst,
-        "predictions_max_abs_diff_vs_batch_predict_network_units": worst / artifact.target_scale,
+        "predictions_max_abs_diff_vs_batch_predict_network_units": worst / artifact.scales.return_scale,
     }
 
     model = artifact.model.eval()

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
     artifact = train_model(config_from_args(args), args.out)
     validation = artifact.metrics["validation"]
-    summary = {key: validation[key] for key in ("rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic")}
+    summary = {key: validation[key] for key in ("rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic") if key in validation}
+    if "volatility" in validation:
+        summary["volatility"] = {key: validation["volatility"][key] for key in ("qlike", "rmse_log", "mz_r2")}
     print(f"artifact written to {args.out}")
     print(f"validation ({artifact.metrics['best_epoch']} epochs kept): {json.dumps(summary)}")
     return 0

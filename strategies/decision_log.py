@@ -33,7 +33,9 @@ class DecisionLog:
         self.output_names = output_names
         self.records: list[tuple] = []  # (close ns, close, outputs..., side, reason)
         self._point_index = point_index
-        self._quantiles = len(output_names) > 1
+        self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
+        # What else a model outputs beside its point forecast: p_up, volatility.
+        self._others = [i for i, name in enumerate(output_names) if i != point_index and i not in self._quantiles]
         self._file = self._writer = None
         if path:
             path = Path(path)
@@ -51,14 +53,15 @@ class DecisionLog:
             self._file.flush()
 
     def line(self, ts: int, outputs: list[float], held: int, target: int, reason: str) -> str:
-        """One line per decision: bar time, prediction, quantiles, action and reason."""
+        """One line per decision: bar time, prediction, quantiles, other outputs, action and reason."""
         point = outputs[self._point_index]
-        quantiles = " ".join(f"{name}={value:+.6f}" for name, value in zip(self.output_names, outputs)) if self._quantiles else "none"
+        quantiles = " ".join(f"{self.output_names[i]}={outputs[i]:+.6f}" for i in self._quantiles) or "none"
+        others = "".join(f" {self.output_names[i]}={outputs[i]:.6f}" for i in self._others)
         if target == held:
             action = f"HOLD {SIDE_NAMES[target]}"
         else:
             action = f"{'BUY' if target > held else 'SELL'} {SIDE_NAMES[held]}->{SIDE_NAMES[target]}"
-        return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}] action={action} reason={reason}"
+        return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}]{others} action={action} reason={reason}"
 
     def close(self) -> None:
         if self._file is not None:

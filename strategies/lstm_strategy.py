@@ -89,9 +89,12 @@ class LSTMStrategy(Strategy):
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self._model_digest = artifact_digest(Path(config.model_path))
         self.predictor = OnlinePredictor(artifact) if config.forecaster == "lstm" else OnlineRidge(artifact)
+        if self.predictor.point_index is None:
+            raise ValueError(f"{config.model_path} forecasts volatility only (return_target none): it cannot decide trades")
         outputs = output_columns(artifact, config.forecaster)
         self.log_book = DecisionLog(outputs, self.predictor.point_index, config.predictions_path)
-        self._band = (0, len(outputs) - 1) if len(outputs) > 1 else None  # the lowest and highest quantile
+        quantiles = len(artifact.lstm.quantiles) if config.forecaster == "lstm" else 0
+        self._band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")

@@ -34,7 +34,7 @@ NETWORK_UNITS_TOLERANCE = 1e-5
 def network_units_gap(got, expected, artifact) -> float:
     """The largest difference between two sets of forecasts (log returns) of ``artifact``, in the
     network's own units: divided by its target scale."""
-    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)))) / artifact.target_scale
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)))) / artifact.scales.return_scale
 
 
 def shared_data_dir() -> Path:

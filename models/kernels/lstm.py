@@ -60,13 +60,14 @@ def _affine(wt, x, b, out):
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_step(params, xh, c, z, y):
+def lstm_step(params, xh, c, z, y, n_quantiles):
     """One step of every layer and the head, in place.
 
     ``params``: per layer W (4H x (inputs + H), stored transposed) and b (4H), the gates ordered
     i, f, o, g and the sigmoid gates' rows halved; then the head's W (n_outputs x H, transposed)
     and b. ``xh``: [x, h_0, h_1, ...], so layer l reads [h_(l-1), h_l] as one slice; ``c``
-    (layers, H); ``z`` (4H) scratch; ``y`` (n_outputs) gets the outputs.
+    (layers, H); ``z`` (4H) scratch; ``y`` (n_outputs) gets the outputs, whose first
+    ``n_quantiles`` are a quantile head's (LSTMForecaster.outputs).
     """
     layers, hid = c.shape
     n_in = xh.size - layers * hid
@@ -86,8 +87,8 @@ def lstm_step(params, xh, c, z, y):
             h[j] = o * tanh32(cl[j])
     n_out = y.size
     _affine(params[at : at + n_out * hid], xh[xh.size - hid :], params[at + n_out * hid :], y)
-    # Quantile head: the lowest quantile, then softplus gaps summed up (a no-op for one output).
-    for j in range(1, n_out):
+    # Quantile head: the lowest quantile, then softplus gaps summed up.
+    for j in range(1, n_quantiles):
         v = float(y[j])
         y[j] = y[j - 1] + (max(v, 0.0) + math.log1p(math.exp(-abs(v))))
 
@@ -133,10 +134,11 @@ class StreamingLSTM:
         self._y = np.zeros(cfg.n_outputs, np.float32)
         self._y_out = self._y.view()
         self._y_out.flags.writeable = False
+        n_quantiles = len(cfg.quantiles) if cfg.return_target != "none" else 0
         # What lstm_step takes (OnlinePredictor calls it from its kernel).
-        self._kernel_arrays = (self._params, self._xh, self._c, self._z, self._y)
+        self._kernel_arrays = (self._params, self._xh, self._c, self._z, self._y, n_quantiles)
         # Compile now (or load numba's cache) on throwaway state, not on the first bar.
-        lstm_step(self._params, self._xh.copy(), self._c.copy(), self._z, self._y.copy())
+        lstm_step(self._params, self._xh.copy(), self._c.copy(), self._z, self._y.copy(), n_quantiles)
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Feed one bar's features (n_features,); return its prediction (n_outputs,).

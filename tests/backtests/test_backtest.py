@@ -45,7 +45,9 @@ def setup(tmp_path_factory, shared_data):
         patch.chdir(root)  # the catalog given relative to the working directory, as a user might
         for bar_type in (SPOT, PERP):
             dates = {"bar_type": bar_type, "start": "2025-05-20", "end": "2025-05-24 12:00"}
-            config = tiny_config(catalog.relative_to(root), max_epochs=1).override(data=dates)
+            # A return head alone: one epoch of it gives forecasts of both signs, which these tests of
+            # the trading mechanics need (beside a volatility head, one epoch leaves them all positive).
+            config = tiny_config(catalog.relative_to(root), max_epochs=1).override(data=dates, model={"volatility_head": False})
             models[bar_type] = root / bar_type
             train_model(config, models[bar_type])
     return catalog, models

@@ -27,6 +27,7 @@ ALLOWED = {
     "scaler.mean[]": {"zero", "negative"},  # a feature's mean may be any finite number
     "ridge.coef[]": {"zero", "negative"},  # so may the ridge's weights
     "ridge.intercept": {"zero", "negative"},
+    "target_scales.volatility_mean": {"zero", "negative"},  # a log volatility: any finite number
     "config.training.weight_decay": {"zero"},  # no weight decay
     **{name: {"missing"} for name in INFORMATIONAL},
 }
@@ -127,8 +128,10 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["lstm"].update(hidden_size="abc"), "lstm.hidden_size: expected `int`, got `str`"),
-    (lambda m: m.update(target_scale="NaN"), "target_scale: expected `float`, got `str`"),
-    (lambda m: m.update(target_scale=0), "target_scale: expected `float` > 0.0, got 0"),
+    (lambda m: m["target_scales"].update(return_scale="NaN"), "target_scales.return_scale: expected `float`, got `str`"),
+    (lambda m: m["target_scales"].update(volatility_std=0), "target_scales.volatility_std: expected `float` > 0.0, got 0"),
+    (lambda m: m["lstm"].update(return_target="price") or m["config"]["model"].update(return_target="price"),
+     "config.model.return_target: invalid enum value 'price'"),
     (lambda m: m["scaler"]["std"].__setitem__(3, -1.0), "scaler.std[3]: expected `float` > 0.0"),
     (lambda m: m["scaler"]["mean"].__setitem__(3, math.inf), "scaler.mean[3]: inf is not a finite number"),
     (lambda m: m.pop("ridge"), "ridge: missing"),
@@ -138,7 +141,7 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
     (lambda m: m["data"].update(instrument_id="ETHUSDT.BINANCE"), "data.instrument_id is 'ETHUSDT.BINANCE', but"),
     (lambda m: m["lstm"].update(quantiles=[0.1, 0.9]) or m["config"]["model"].update(quantiles=[0.1, 0.9]),
      "lstm: quantiles must include 0.5"),
-    (lambda m: m.update(format_version=2), "format_version is 2, this code reads version 1; retrain it"),
+    (lambda m: m.update(format_version=1), "format_version is 1, this code reads version 2; retrain it"),
 ])
 def test_the_reported_cases_say_what_and_where(artifact, tmp_path, change, message):
     copy = tmp_path / "copy"
@@ -216,6 +219,7 @@ def test_the_schema_mirrors_the_config_classes_field_for_field():
     from models.config import DataConfig, EvaluationConfig, TrainingConfig
     from models.dataset import Scaler
     from models.features import FeatureSpec
+    from models.heads import TargetScales
     from models.network import LSTMConfig
 
     def names(cls) -> set[str]:
@@ -229,3 +233,4 @@ def test_the_schema_mirrors_the_config_classes_field_for_field():
     assert names(schema.ConfigSection) == names(TrainConfig)
     assert names(schema.FeatureSpecSection) == set(FeatureSpec().to_dict())
     assert names(schema.ScalerSection) == set(Scaler.from_dict({"mean": [0.0], "std": [1.0]}).to_dict())
+    assert names(schema.TargetScalesSection) == names(TargetScales)

@@ -49,7 +49,8 @@ def test_metrics_json_schema(evaluated):
         assert len(entry["folds"]) == 2 and REPORTED <= set(entry["folds"][0])
     volatility = report["volatility"]
     assert volatility["horizon"] == report["horizon"] and "log realized volatility" in volatility["target"]
-    assert {"ewma", "har", "garch"} <= set(volatility["models"])
+    # The tiny config keeps the default volatility head: the network is scored on volatility too.
+    assert set(volatility["models"]) == {"constant", "ewma", "har", "garch", "lstm"}
     for name, entry in volatility["models"].items():
         assert VOLATILITY_REPORTED <= set(entry), name
         for key in VOLATILITY_REPORTED:
@@ -82,7 +83,12 @@ def test_results_are_honest_about_a_random_walk(evaluated):
     beats = (lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
              and rival["rmse_ratio"]["mean"] < 1 and rival["dm_pvalue"]["mean"] < 0.05)
     assert report["verdict"].startswith("Returns: the LSTM beats" if beats else "Returns: the LSTM does NOT beat")
-    assert "Volatility: " in report["verdict"]
+    network = report["volatility"]["models"]["lstm"]
+    assert network["qlike"]["std"] > 0  # seeds differ
+    rival = report["lstm_vs_best_baseline"]["volatility"]
+    assert rival["baseline"] in ("ewma", "har", "garch")
+    beats = rival["qlike_ratio"]["mean"] < 1 and rival["dm_pvalue"]["mean"] < 0.05
+    assert ("Volatility: the network beats" if beats else "Volatility: the network does NOT beat") in report["verdict"]
     # Volatility clusters: on real bars every classical forecast explains some of the realized volatility.
     for name in ("ewma", "har", "garch"):
         assert report["volatility"]["models"][name]["mz_r2"]["mean"] > 0.05, name
@@ -103,6 +109,15 @@ def test_quantile_model_reports_coverage_and_pinball(tmp_path, catalog):
     cover = [lstm[f"coverage_q{q}"]["mean"] for q in ("0.1", "0.5", "0.9")]
     assert 0 <= cover[0] <= cover[1] <= cover[2] <= 1
     assert "pinball" not in report["models"]["ridge"]
+
+
+def test_a_volatility_only_model_is_scored_on_volatility_alone(tmp_path, catalog):
+    config = tiny_config(catalog, max_epochs=1).override(model={"return_target": "none"})
+    train_model(config, tmp_path / "model")
+    report = evaluate(tmp_path / "model", seeds=1)
+    assert "lstm" not in report["models"] and "lstm" in report["volatility"]["models"]
+    assert report["verdict"].startswith("Returns: this model has no return head.")
+
 
 
 def stat(mean: float) -> dict:

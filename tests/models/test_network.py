@@ -149,12 +149,13 @@ def test_quantiles_do_not_cross():
     with torch.no_grad():
         model.head.weight.mul_(50.0)
     x = 5.0 * features(1_000)
-    assert (np.diff(batch_predict(model, x)[0], axis=-1) >= 0).all()
-    assert (np.diff(stream_predict(StreamingLSTM(model), x), axis=-1) >= 0).all()
+    quantiles = slice(0, model.config.n_return_outputs)  # the volatility output follows them
+    assert (np.diff(batch_predict(model, x)[0][:, quantiles], axis=-1) >= 0).all()
+    assert (np.diff(stream_predict(StreamingLSTM(model), x)[:, quantiles], axis=-1) >= 0).all()
 
 
 def test_pinball_loss_matches_hand_computation():
-    model = LSTMForecaster(LSTMConfig(n_features=1, quantiles=QUANTILES, burn_in=0))
+    model = LSTMForecaster(LSTMConfig(n_features=1, quantiles=QUANTILES, burn_in=0, volatility_head=False))
     pred = torch.tensor([[[0.0, 1.0, 3.0], [0.0, 0.5, 1.0]]])
     target = torch.tensor([[1.0, -1.0]])
     # Step 0, errors y - q = (1, 0, -2):      0.1*1 + 0 + 0.1*2        = 0.30
@@ -164,7 +165,7 @@ def test_pinball_loss_matches_hand_computation():
 
 
 def test_mse_loss_matches_hand_computation():
-    model = LSTMForecaster(LSTMConfig(n_features=1, burn_in=0))
+    model = LSTMForecaster(LSTMConfig(n_features=1, burn_in=0, volatility_head=False))
     pred = torch.tensor([[[1.0], [2.0], [0.0]]])
     target = torch.tensor([[0.0, 4.0, 0.5]])
     assert model.loss(pred, target).item() == pytest.approx((1.0 + 4.0 + 0.25) / 3)
@@ -172,7 +173,7 @@ def test_mse_loss_matches_hand_computation():
 
 def scored_loss_case(quantiles):
     """A model with burn_in 5, its predictions over 20 steps and random targets."""
-    model = LSTMForecaster(LSTMConfig(n_features=N_FEATURES, quantiles=quantiles, burn_in=5))
+    model = LSTMForecaster(LSTMConfig(n_features=N_FEATURES, quantiles=quantiles, burn_in=5, volatility_head=False))
     pred, _ = model(torch.from_numpy(features(20))[None])
     return model, pred, torch.randn(1, 20, generator=torch.Generator().manual_seed(0))
 
@@ -218,7 +219,7 @@ def toy_batch(generator: torch.Generator, batch: int = 16, steps: int = 128) -> 
 def trained() -> tuple[LSTMForecaster, float, float]:
     """A small model trained for 300 steps: (model, held-out loss before, held-out loss after)."""
     torch.manual_seed(0)
-    model = LSTMForecaster(LSTMConfig(n_features=4, hidden_size=32, num_layers=2, burn_in=8, seed=1))
+    model = LSTMForecaster(LSTMConfig(n_features=4, hidden_size=32, num_layers=2, burn_in=8, volatility_head=False, seed=1))
     held_out = toy_batch(torch.Generator().manual_seed(123))
 
     def held_out_loss() -> float:

@@ -138,9 +138,9 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
     after_outage = first.loc[outage_times[-1]:].iloc[:5]["reason"]  # (the first may be stale as well)
     assert after_outage.str.endswith("no trade").all() and after_outage.str.contains("bars since a gap").sum() >= 4
 
-    # Each decision is one log line: bar time, prediction, quantiles, action and reason.
+    # Each decision is one log line: bar time, prediction, quantiles, volatility, action and reason.
     line = re.search(r"decision bar=(\S+) prediction=([-+]\d\.\d{6}) quantiles=\[q0\.1=\S+ q0\.5=\S+ q0\.9=\S+\] "
-                     r"action=(HOLD|BUY|SELL) \S+ reason=.+", log1)
+                     r"volatility=\d\.\d{6} action=(HOLD|BUY|SELL) \S+ reason=.+", log1)
     assert line, log1[-2000:]
 
     # The predictions equal a backtest's over the same bars (both sessions: the restart resumed exactly).

@@ -32,3 +32,9 @@ def test_one_line_per_decision():
                     "q0.9=+0.004000] action=BUY FLAT->LONG reason=forecast +0.002000 > 0.001000")
     point = DecisionLog(["prediction"], point_index=0, path=None)
     assert point.line(NOON, [-0.5], SHORT, SHORT, "held").endswith("quantiles=[none] action=HOLD SHORT reason=held")
+
+
+def test_a_line_names_the_other_outputs_beside_the_point_forecast():
+    log = DecisionLog(["p_up", "prediction", "volatility"], point_index=1, path=None)
+    line = log.line(NOON, [0.6, 0.0004, 0.0021], FLAT, FLAT, "inside")
+    assert line.endswith("prediction=+0.000400 quantiles=[none] p_up=0.600000 volatility=0.002100 action=HOLD FLAT reason=inside")
