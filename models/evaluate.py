@@ -297,7 +297,11 @@ def verdict(report: dict, level: float = 0.05) -> str:
         network = volatility["lstm"]
         ratio, pvalue = rival["qlike_ratio"]["mean"], rival["dm_pvalue"]["mean"]
         beats = ratio < 1 and pvalue < level
-        references = ", ".join(f"{name.upper()} p = {network[f'dm_pvalue_vs_{name}']['mean']:.3g}" for name in VOLATILITY_REFERENCES)
+        references = ", ".join(
+            f"{name.upper()} p = {network[f'dm_pvalue_vs_{name}']['mean']:.3g} "
+            f"({_reading(network['qlike']['mean'] / volatility[name]['qlike']['mean'], network[f'dm_pvalue_vs_{name}']['mean'], level)})"
+            for name in VOLATILITY_REFERENCES
+        )
         sentences.append(
             f"Volatility: the network {'beats' if beats else 'does NOT beat'} the best of EWMA/HAR/GARCH, "
             f"{rival['baseline']}, by QLIKE: {network['qlike']['mean']:.4g} vs "
