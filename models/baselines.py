@@ -20,12 +20,14 @@ forecast as NaN in ``predict``; start test folds after the warm-up, since
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Self
 
 import lightgbm
 import numpy as np
+import pandas as pd
 
 from models.metrics import check_horizon
 
@@ -39,6 +41,9 @@ GBM_HOLDOUT_SHARE = 0.2
 GBM_MAX_ROUNDS = 500
 # Rounds without a better holdout loss before boosting stops.
 GBM_PATIENCE = 50
+# The most training points Prophet is fitted on (a regular subsample beyond): Stan's optimizer
+# takes about a second for 2,000 points and grows faster than linearly (~2.7 s for 5,000).
+PROPHET_MAX_POINTS = 2000
 
 
 def lagged_log_returns(close: np.ndarray, n_lags: int) -> np.ndarray:
@@ -53,9 +58,15 @@ def lagged_log_returns(close: np.ndarray, n_lags: int) -> np.ndarray:
 
 
 class Baseline:
-    """A forecaster of the h-bar forward log return; ``n_lags`` is how many past returns it reads."""
+    """A forecaster of the h-bar forward log return; ``n_lags`` is how many past returns it reads.
+
+    ``reads_path``: the baseline models the price path over time, so ``fit`` also takes the rows'
+    bar close times and log closes (keywords ``times``, ``log_close``) and ``predict`` their close
+    times (``times``); see :class:`ProphetForecast`, the one that does.
+    """
 
     n_lags = 0
+    reads_path = False
 
     def __init__(self, horizon: int):
         check_horizon(horizon)
@@ -266,6 +277,56 @@ class LightGBMForecast(Baseline):
         return max(1, booster.best_iteration)
 
 
+class ProphetForecast(Baseline):
+    """Prophet (Taylor & Letham 2018) on the log close: its fitted path's change over the horizon.
+
+    Fit: Prophet with its defaults (a piecewise-linear trend with 25 changepoints over the first
+    80% of the span; daily, weekly and yearly Fourier seasonality where the span covers two
+    periods) on y = log close against ds = bar close time (UTC, as Prophet takes no time zone),
+    for the rows ``fit`` is given only: the training span. Beyond ``PROPHET_MAX_POINTS`` rows it
+    is fitted on every k-th row, the smallest k that leaves at most that many, counted back from
+    the last row so that the most recent close is in (1-minute bars: ~100k rows take minutes,
+    2,000 about a second, spaced k minutes apart so the daily cycle is still sampled at every
+    phase). ``bar_interval_`` is the training rows' median spacing.
+
+    Forecast: once fitted, Prophet's expected path yhat(s) (trend + seasonality, no noise) is a
+    deterministic function of the time s. The forecast for row t, closing at s_t, is
+    yhat(s_t + h·bar_interval_) - yhat(s_t): the log return the fitted path makes over the next
+    h bars. It reads bar t's close time and nothing else from the test rows (not even closes up
+    to t: Prophet does not update on new data), so nothing after t reaches it. After the
+    training span the trend is the last segment's slope extrapolated, so the forecast is that
+    drift plus the seasonal swing between the two times of day and week.
+    """
+
+    reads_path = True
+
+    def fit(
+        self, features: np.ndarray | None, past_returns: np.ndarray, target: np.ndarray,
+        *, times: pd.DatetimeIndex, log_close: np.ndarray,
+    ) -> Self:
+        times, log_close = _utc_naive(times), np.asarray(log_close, dtype=np.float64)
+        if len(times) != len(log_close):
+            raise ValueError(f"Prophet needs one close time per log close, got {len(times)} and {len(log_close)}")
+        rows = np.flatnonzero(np.isfinite(log_close))
+        if rows.size < 3:
+            raise ValueError(f"{rows.size} training rows with a close are too few for Prophet")
+        self.bar_interval_ = pd.Timedelta(np.median(np.diff(times[rows].asi8)), unit="ns")
+        stride = math.ceil(rows.size / PROPHET_MAX_POINTS)
+        rows = rows[::-1][::stride][::-1]
+        prophet, quiet = _prophet()
+        self.model_ = prophet(uncertainty_samples=0)  # the expected path only: no sampled intervals
+        with quiet():
+            self.model_.fit(pd.DataFrame({"ds": times[rows], "y": log_close[rows]}))
+        return self
+
+    def predict(self, features: np.ndarray | None, past_returns: np.ndarray, *, times: pd.DatetimeIndex) -> np.ndarray:
+        times = _utc_naive(times)
+        return self._path(times + self.horizon * self.bar_interval_) - self._path(times)
+
+    def _path(self, times: pd.DatetimeIndex) -> np.ndarray:
+        return self.model_.predict(pd.DataFrame({"ds": times}))["yhat"].to_numpy()
+
+
 BASELINES: dict[str, Callable[[int], Baseline]] = {
     "zero": ZeroForecast,
     "drift": DriftForecast,
@@ -273,7 +334,25 @@ BASELINES: dict[str, Callable[[int], Baseline]] = {
     "ridge": RidgeForecast,
     "ar": AutoregressiveForecast,
     "lightgbm": LightGBMForecast,
+    "prophet": ProphetForecast,
 }
+
+
+def _prophet():
+    """Prophet's class and cmdstanpy's ``disable_logging`` (it logs every fit at INFO), imported on
+    first use (a heavy import). Prophet's own chatter is turned down: it logs each seasonality it
+    leaves out, and prophet.plot an error when plotly (interactive plots, not used here) is missing."""
+    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
+    from cmdstanpy import disable_logging
+    from prophet import Prophet
+
+    logging.getLogger("prophet").setLevel(logging.WARNING)  # after the import, which sets it to INFO
+    return Prophet, disable_logging
+
+
+def _utc_naive(times) -> pd.DatetimeIndex:
+    times = pd.DatetimeIndex(times)
+    return times.tz_convert("UTC").tz_localize(None) if times.tz is not None else times
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:

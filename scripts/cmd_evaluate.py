@@ -9,13 +9,22 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
-        help="walk-forward out-of-sample evaluation of a model config against naive and classical baselines",
+        help="walk-forward out-of-sample evaluation of a model config against naive and classical baselines, "
+        "for returns and volatility",
         description=(
             "Retrain the artifact's config on each walk-forward fold (once per seed) and forecast the fold's "
-            "test block; fit every baseline (zero return, drift, momentum, ridge on the same features, AR, LightGBM) "
-            "on the same folds. Writes metrics.json (MAE, RMSE, RMSE ratio vs the random walk, directional "
-            "accuracy beside the majority rate, IC, rank IC, Diebold-Mariano p-value vs the random walk; "
-            "mean and std over seeds, plus per fold) and plots."
+            "test block; fit every baseline once per fold on the same past and score all on the same test rows.\n\n"
+            "Returns (the h-bar log return): zero return (random walk), drift, momentum, ridge and LightGBM on "
+            "the same features, AR, and Prophet (trend + seasonality fitted on the training span's log close; "
+            "its forecast is its fitted path's change over the next h bars). Metrics: MAE, RMSE, RMSE ratio vs "
+            "the random walk, directional accuracy beside the majority rate, IC, rank IC, Diebold-Mariano "
+            "p-value vs the random walk.\n\n"
+            "Volatility (the log realized volatility over the next h bars), in metrics.json's volatility section: "
+            "EWMA (RiskMetrics), HAR-RV, GARCH(1,1), a constant, and the network when its config has a volatility "
+            "head. Metrics: QLIKE, RMSE of log volatility, Mincer-Zarnowitz R², Diebold-Mariano p-values vs "
+            "EWMA and vs HAR.\n\n"
+            "Everything as mean and std over seeds, plus per fold; a verdict on both targets (does the network "
+            "beat its best baseline, with p-values), the seconds each model took, and plots."
         ),
         epilog="example: nautilus-lstm evaluate artifacts/btc-1m --seeds 3 --out reports/eval-btc-1m",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -12,11 +12,13 @@ from marketdata.klines import read_klines
 from models.baselines import (
     AR_MAX_ORDER,
     BASELINES,
+    PROPHET_MAX_POINTS,
     RIDGE_ALPHAS,
     AutoregressiveForecast,
     DriftForecast,
     LightGBMForecast,
     MomentumForecast,
+    ProphetForecast,
     RidgeForecast,
     ZeroForecast,
     lagged_log_returns,
@@ -47,6 +49,23 @@ def series_inputs(close: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarr
     return causal_features(close), lagged_log_returns(close, N_LAGS), forward_log_return(close, horizon)
 
 
+def minute_closes(n: int) -> pd.DatetimeIndex:
+    """Close times of n consecutive 1-minute bars, UTC."""
+    return pd.date_range("2025-05-20 00:01", periods=n, freq="1min", tz="UTC")
+
+
+def fitted(name: str, horizon: int, features, past, target, close, rows: slice):
+    """BASELINES[name] fitted on ``rows``; a baseline that reads the price path also gets their close times and log closes."""
+    model = BASELINES[name](horizon)
+    path = {"times": minute_closes(close.size)[rows], "log_close": np.log(close[rows])} if model.reads_path else {}
+    return model.fit(features[rows], past[rows], target[rows], **path)
+
+
+def forecast_rows(model, features, past, rows: slice) -> np.ndarray:
+    path = {"times": minute_closes(len(past))[rows]} if model.reads_path else {}
+    return model.predict(features[rows], past[rows], **path)
+
+
 def simulate_ar(phi: list[float], n: int, seed: int, scale: float = 1e-3) -> np.ndarray:
     rng = np.random.default_rng(seed)
     shocks = scale * rng.standard_normal(n + 500)
@@ -66,7 +85,7 @@ def test_lagged_log_returns_by_hand():
 
 
 def test_registry_builds_every_baseline_for_a_horizon():
-    assert list(BASELINES) == ["zero", "drift", "momentum", "ridge", "ar", "lightgbm"]
+    assert list(BASELINES) == ["zero", "drift", "momentum", "ridge", "ar", "lightgbm", "prophet"]
     for name, make in BASELINES.items():
         assert make(3).horizon == 3, name
     with pytest.raises(ValueError, match="horizon"):
@@ -213,6 +232,52 @@ def test_lightgbm_skips_nan_rows_in_fit_and_forecasts_them_as_nan():
     np.testing.assert_array_equal(forecast[30:], clean.predict(x[30:], empty[30:]))
 
 
+def trend_and_daily_cycle(n: int, step_minutes: int = 5) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """(close times, log close): a straight trend plus a daily sine, the shape Prophet models."""
+    times = pd.date_range("2025-01-01 00:05", periods=n, freq=f"{step_minutes}min", tz="UTC")
+    day_phase = 2 * np.pi * (times.hour * 60 + times.minute).to_numpy() / 1440
+    days = np.arange(n) * step_minutes / 1440
+    return times, math.log(100) + 2e-3 * days + 0.01 * np.sin(day_phase)
+
+
+def test_prophet_forecasts_a_trend_with_a_daily_cycle():
+    times, log_close = trend_and_daily_cycle(20 * 288)  # 20 days of 5-minute bars
+    horizon = 12
+    target = np.full(log_close.size, np.nan)
+    target[:-horizon] = log_close[horizon:] - log_close[:-horizon]
+    train, test = slice(0, 14 * 288), slice(14 * 288, log_close.size - horizon)
+    empty = np.zeros((log_close.size, 0))
+    model = ProphetForecast(horizon).fit(None, empty[train], target[train], times=times[train], log_close=log_close[train])
+    assert model.bar_interval_ == pd.Timedelta(minutes=5)
+    forecast = model.predict(None, empty[test], times=times[test])
+    # The seasonal swing over an hour dominates the target; the path's change over the horizon tracks it.
+    metrics = forecast_metrics(target[test], forecast, horizon=horizon)
+    assert metrics["rmse_ratio_vs_zero"] < 0.05 and metrics["directional_accuracy"] > 0.99
+
+
+def test_prophet_fits_a_regular_subsample_that_ends_at_the_last_row():
+    times, log_close = trend_and_daily_cycle(3 * PROPHET_MAX_POINTS + 7)
+    model = ProphetForecast(1).fit(None, np.zeros((len(times), 0)), None, times=times, log_close=log_close)
+    history = model.model_.history
+    assert len(history) <= PROPHET_MAX_POINTS
+    assert history["ds"].iloc[-1] == times[-1].tz_localize(None)
+    assert history["ds"].diff().dropna().nunique() == 1  # evenly spaced
+
+
+def test_prophet_forecast_reads_only_its_own_close_time():
+    """The forecast at row t is a function of bar t's close time: the closes after the training
+    rows, and the rows after t, are never read."""
+    times, log_close = trend_and_daily_cycle(6 * 288)
+    empty = np.zeros((len(times), 0))
+    train = slice(0, 4 * 288)
+    model = ProphetForecast(6).fit(None, empty[train], None, times=times[train], log_close=log_close[train])
+    whole = model.predict(None, empty, times=times)
+    t = 5 * 288
+    np.testing.assert_array_equal(model.predict(None, empty[: t + 1], times=times[: t + 1]), whole[: t + 1])
+    with pytest.raises(ValueError, match="one close time per log close"):
+        ProphetForecast(6).fit(None, empty, None, times=times[:10], log_close=log_close[:11])
+
+
 @pytest.mark.parametrize("name", list(BASELINES))
 @pytest.mark.parametrize("horizon", [1, 4])
 def test_no_look_ahead(name, horizon):
@@ -227,14 +292,17 @@ def test_no_look_ahead(name, horizon):
 
     # A fitted model held fixed: the forecast at t and before ignores the rewrite.
     train = slice(40, 2000 - horizon)
-    model = BASELINES[name](horizon).fit(features[train], past[train], target[train])
-    np.testing.assert_array_equal(model.predict(features, past)[: t + 1], model.predict(features_alt, past_alt)[: t + 1])
+    model = fitted(name, horizon, features, past, target, close, train)
+    everything = slice(0, close.size)
+    np.testing.assert_array_equal(
+        forecast_rows(model, features, past, everything)[: t + 1], forecast_rows(model, features_alt, past_alt, everything)[: t + 1]
+    )
 
     # Fitted on everything known at t (the last target that has closed is y_{t-h}), on either series.
     known = slice(40, t - horizon + 1)
     at_t = [
-        BASELINES[name](horizon).fit(f[known], p[known], y[known]).predict(f[t : t + 1], p[t : t + 1])
-        for f, p, y in ((features, past, target), (features_alt, past_alt, target_alt))
+        forecast_rows(fitted(name, horizon, f, p, y, c, known), f, p, slice(t, t + 1))
+        for f, p, y, c in ((features, past, target, close), (features_alt, past_alt, target_alt, altered))
     ]
     np.testing.assert_array_equal(at_t[0], at_t[1])
 
@@ -250,9 +318,9 @@ def test_no_baseline_calls_direction_above_60_percent_on_real_bars(fixture_close
     features, past, target = series_inputs(fixture_close, horizon)
     split = int(0.7 * len(fixture_close))
     train, test = slice(N_LAGS, split - horizon), slice(split, len(fixture_close) - horizon)
-    for name, make in BASELINES.items():
-        model = make(horizon).fit(features[train], past[train], target[train])
-        metrics = forecast_metrics(target[test], model.predict(features[test], past[test]), horizon=horizon)
+    for name in BASELINES:
+        model = fitted(name, horizon, features, past, target, fixture_close, train)
+        metrics = forecast_metrics(target[test], forecast_rows(model, features, past, test), horizon=horizon)
         accuracy = metrics["directional_accuracy"]
         assert math.isnan(accuracy) or accuracy <= 0.6, (name, metrics)
 

@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 
 from marketdata.history import import_klines
-from models.evaluate import evaluate
+from models.evaluate import evaluate, summary_table, verdict
 from models.train import train_model
 from scripts.cli import main
 from tests.conftest import FIXTURE_7D
 from tests.fakes.training import tiny_config
 
 REPORTED = {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic", "rank_ic", "dm_pvalue_vs_zero"}
+VOLATILITY_REPORTED = {"qlike", "rmse_log", "mz_r2", "dm_pvalue_vs_ewma", "dm_pvalue_vs_har"}
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +40,26 @@ def test_metrics_json_schema(evaluated):
     text = (evaluated / "metrics.json").read_text()
     assert "NaN" not in text  # strict JSON
     report = json.loads(text)
-    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm"}
+    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm", "prophet"}
     assert report["seeds"] == [0, 1] and len(report["folds"]) == 2
     for name, entry in report["models"].items():
         assert REPORTED <= set(entry), name
         for key in REPORTED:
             assert set(entry[key]) == {"mean", "std"}
         assert len(entry["folds"]) == 2 and REPORTED <= set(entry["folds"][0])
+    volatility = report["volatility"]
+    assert volatility["horizon"] == report["horizon"] and "log realized volatility" in volatility["target"]
+    # The tiny config keeps the default volatility head: the network is scored on volatility too.
+    assert set(volatility["models"]) == {"constant", "ewma", "har", "garch", "lstm"}
+    for name, entry in volatility["models"].items():
+        assert VOLATILITY_REPORTED <= set(entry), name
+        for key in VOLATILITY_REPORTED:
+            assert set(entry[key]) == {"mean", "std"}, (name, key)
+        assert len(entry["folds"]) == 2 and VOLATILITY_REPORTED <= set(entry["folds"][0])
+    # A forecast tested against itself is no test: null, not p = 1.
+    assert volatility["models"]["ewma"]["dm_pvalue_vs_ewma"]["mean"] is None
+    assert 0 <= volatility["models"]["garch"]["dm_pvalue_vs_ewma"]["mean"] <= 1
+    assert set(report["seconds"]) >= {"lstm", "prophet", "volatility_garch"}
 
 
 def test_every_model_is_scored_on_the_same_rows(evaluated):
@@ -63,8 +77,21 @@ def test_results_are_honest_about_a_random_walk(evaluated):
     assert 0.4 < lstm["directional_accuracy"]["mean"] < 0.6
     assert report["models"]["zero"]["ic"]["mean"] is None  # a constant forecast has no IC: null, not NaN
     assert lstm["rmse_ratio_vs_zero"]["std"] > 0  # seeds differ
-    beats = lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
-    assert report["verdict"].startswith("The LSTM beats" if beats else "The LSTM does NOT beat")
+    rival = report["lstm_vs_best_baseline"]["returns"]
+    assert rival["baseline"] not in ("lstm", "zero")
+    assert rival["rmse_ratio"]["mean"] == pytest.approx(lstm["rmse"]["mean"] / report["models"][rival["baseline"]]["rmse"]["mean"], rel=0.1)
+    beats = (lstm["rmse_ratio_vs_zero"]["mean"] < 1 and lstm["dm_pvalue_vs_zero"]["mean"] < 0.05
+             and rival["rmse_ratio"]["mean"] < 1 and rival["dm_pvalue"]["mean"] < 0.05)
+    assert report["verdict"].startswith("Returns: the LSTM beats" if beats else "Returns: the LSTM does NOT beat")
+    network = report["volatility"]["models"]["lstm"]
+    assert network["qlike"]["std"] > 0  # seeds differ
+    rival = report["lstm_vs_best_baseline"]["volatility"]
+    assert rival["baseline"] in ("ewma", "har", "garch")
+    beats = rival["qlike_ratio"]["mean"] < 1 and rival["dm_pvalue"]["mean"] < 0.05
+    assert ("Volatility: the network beats" if beats else "Volatility: the network does NOT beat") in report["verdict"]
+    # Volatility clusters: on real bars every classical forecast explains some of the realized volatility.
+    for name in ("ewma", "har", "garch"):
+        assert report["volatility"]["models"][name]["mz_r2"]["mean"] > 0.05, name
 
 
 def test_plots_are_written(evaluated):
@@ -82,3 +109,59 @@ def test_quantile_model_reports_coverage_and_pinball(tmp_path, catalog):
     cover = [lstm[f"coverage_q{q}"]["mean"] for q in ("0.1", "0.5", "0.9")]
     assert 0 <= cover[0] <= cover[1] <= cover[2] <= 1
     assert "pinball" not in report["models"]["ridge"]
+
+
+def test_a_volatility_only_model_is_scored_on_volatility_alone(tmp_path, catalog):
+    config = tiny_config(catalog, max_epochs=1).override(model={"return_target": "none"})
+    train_model(config, tmp_path / "model")
+    report = evaluate(tmp_path / "model", seeds=1)
+    assert "lstm" not in report["models"] and "lstm" in report["volatility"]["models"]
+    assert report["verdict"].startswith("Returns: this model has no return head.")
+
+
+
+def stat(mean: float) -> dict:
+    return {"mean": mean, "std": 0.0}
+
+
+def made_up_report(network_qlike: float, pvalue_vs_best: float) -> dict:
+    """A report with the verdict's inputs only: the LSTM level with the random walk on returns."""
+    returns = {"rmse_ratio_vs_zero": stat(1.001), "dm_pvalue_vs_zero": stat(0.3)}
+    volatility = {
+        name: {"qlike": stat(qlike), "rmse_log": stat(0.4), "mz_r2": stat(0.5), "dm_pvalue_vs_ewma": stat(0.01),
+               "dm_pvalue_vs_har": stat(0.02)}
+        for name, qlike in (("ewma", 0.44), ("har", 0.45), ("garch", 0.37), ("lstm", network_qlike))
+    }
+    return {
+        "horizon": 15,
+        "models": {"lstm": returns},
+        "volatility": {"horizon": 15, "target": "log realized volatility", "models": volatility},
+        "lstm_vs_best_baseline": {
+            "returns": {"baseline": "drift", "rmse_ratio": stat(1.001), "dm_pvalue": stat(0.2)},
+            "volatility": {"baseline": "garch", "qlike_ratio": stat(network_qlike / 0.37), "dm_pvalue": stat(pvalue_vs_best)},
+        },
+    }
+
+
+@pytest.mark.parametrize(("qlike", "pvalue", "beats"), [(0.30, 0.001, True), (0.30, 0.2, False), (0.40, 0.001, False)])
+def test_verdict_names_both_targets_and_says_not_plainly(qlike, pvalue, beats):
+    text = verdict(made_up_report(qlike, pvalue))
+    assert text.startswith("Returns: the LSTM does NOT beat its best baselines")
+    assert "drift (p = 0.2" in text
+    expected = "Volatility: the network beats" if beats else "Volatility: the network does NOT beat"
+    assert expected in text and "garch" in text
+    # Against EWMA (QLIKE 0.44) and HAR (0.45) the direction is read from the losses.
+    reading = "significantly better" if qlike < 0.44 else "significantly worse"
+    assert f"EWMA p = 0.01 ({reading}), HAR p = 0.02 ({reading})" in text
+    if qlike > 0.37 and pvalue < 0.05:
+        assert "significantly worse" in text
+
+
+def test_summary_table_has_a_volatility_table():
+    report = made_up_report(0.3, 0.01)
+    report["models"]["lstm"] |= {key: stat(0.5) for key in REPORTED}
+    text = summary_table(report)
+    returns, volatility = text.split("\nVolatility: ")
+    assert returns.startswith("Returns: 15-bar log return") and "| lstm | 0.5 |" in returns
+    assert "| qlike | rmse_log | mz_r2 | dm_pvalue_vs_ewma | dm_pvalue_vs_har |" in volatility
+    assert "| garch | 0.37 | 0.4 | 0.5 | 0.01 | 0.02 |" in volatility
