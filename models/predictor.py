@@ -25,10 +25,12 @@ from models.kernels.lstm import StreamingLSTM
 from models.kernels.predict import predict_bar
 
 
-def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
-    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``)."""
+def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None = None) -> pd.DataFrame:
+    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``) of
+    the instrument of ``bar_type`` (None: the artifact's only one), with its scaling and one-hot."""
     data = build_dataset(bars, artifact.feature_spec, artifact.config.training.horizon)
-    outputs = forecast_rows(artifact.model, artifact.scaler, artifact.scales, data)
+    scaling = artifact.scaling(bar_type)
+    outputs = forecast_rows(artifact.model, scaling.scaler, scaling.scales, data, one_hot=scaling.one_hot)
     return pd.DataFrame(outputs, index=data.index, columns=output_columns(artifact))
 
 
@@ -43,16 +45,21 @@ class OnlinePredictor:
 
     ``features`` and ``network`` hold the state (reset, get_state/set_state, state); ``update``
     runs their kernels together in ``predict_bar``. Construction compiles it (or loads it from
-    numba's cache) so the first bar is fast.
+    numba's cache) so the first bar is fast. ``bar_type``: which of the artifact's instruments
+    (None: its only one); its scaler, target scales and one-hot are used.
     """
 
-    def __init__(self, artifact: Artifact):
+    def __init__(self, artifact: Artifact, bar_type: str | None = None):
+        scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = StreamingLSTM(artifact.model)
+        # The network's input is [scaled features, one-hot]: predict_bar writes the features each
+        # bar, and the one-hot, constant, is written once into the inputs that follow them.
+        self.network._x[len(scaling.scaler.mean):] = scaling.one_hot
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
-        scaler = np.stack([artifact.scaler.mean, artifact.scaler.std]).astype(np.float64)
-        heads = kernel_heads(artifact.lstm, artifact.scales, artifact.feature_spec, artifact.config.training.horizon)
+        scaler = np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64)
+        heads = kernel_heads(artifact.lstm, scaling.scales, artifact.feature_spec, artifact.config.training.horizon)
         self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
