@@ -95,6 +95,8 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats."""
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
+    if len(settings.bar_types) > 1:
+        raise ValueError(f"walk-forward trades one instrument, not {list(settings.bar_types)}: give one --bar-type")
     out = Path(out)
     instrument, bars = load_inputs(settings)
     base = load_artifact(settings.model_path).config

@@ -5,6 +5,7 @@ import gzip
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from marketdata.catalog import load_bars
@@ -21,6 +22,7 @@ from tests.fakes.training import BAR_TYPE, tiny_config
 
 ETH = "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 ETH_DAYS = 3
+TRAIN_END = "2025-05-21 11:00"  # the pooled backtest trades the day after it, out of sample
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,8 @@ def pooled(tmp_path_factory, shared_data):
     catalog = root / "catalog"
     import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
     import_klines(eth, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=catalog)
-    config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": [BAR_TYPE, ETH]})
+    # A return head alone: one epoch of it gives forecasts of both signs, which the pooled backtest needs to trade.
+    config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": [BAR_TYPE, ETH], "end": TRAIN_END}, model={"volatility_head": False})
     train_model(config, root / "model")
     return catalog, root / "model", config
 
@@ -68,11 +71,12 @@ def test_a_pooled_artifact_holds_each_instruments_own_scaling(pooled):
     assert artifact.lstm.n_features == columns + 2  # the features and a one-hot of two instruments
     gap = min_gap(config.training.horizon, config.model.burn_in)
     for number, bar_type in enumerate([BAR_TYPE, ETH]):
-        data = build_dataset(load_bars(catalog, bar_type), artifact.feature_spec, config.training.horizon)
+        trained = load_bars(catalog, bar_type, end=pd.Timestamp(TRAIN_END, tz="UTC"))
+        data = build_dataset(trained, artifact.feature_spec, config.training.horizon)
         split = train_val_split(len(data), config.training.val_fraction, gap)
         instrument = artifact.instrument(bar_type)
         assert instrument.data["fit_rows"] == [split.fit.start, split.fit.stop]
-        assert instrument.data["bars"] == len(load_bars(catalog, bar_type))
+        assert instrument.data["bars"] == len(trained)
         own = Scaler.fit(data.features[split.fit.start : split.fit.stop])  # its own fitting rows only
         np.testing.assert_allclose(instrument.scaler.mean, own.mean)
         np.testing.assert_allclose(instrument.scaler.std, own.std)
