@@ -9,9 +9,9 @@ import pytest
 from backtests.pooled import run_pooled, symbol_tag, write_pooled_report
 from backtests.runner import BacktestSettings
 from backtests.stats import STAT_KEYS
-from models.predictor import batch_predict
-from models.artifact import load_artifact
 from marketdata.catalog import load_bars
+from models.artifact import load_artifact
+from models.predictor import batch_predict
 from scripts.cli import main
 from tests.fakes.training import BAR_TYPE
 from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
@@ -31,7 +31,7 @@ def report(pooled, tmp_path_factory):  # noqa: F811
 
 
 def test_both_instruments_trade_in_one_account(report):
-    settings, bars, runs, stats, out = report
+    _, _, runs, stats, out = report
     fills = runs["lstm"].fills
     assert set(fills["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}  # one engine's report holds both
     assert set(fills["strategy_id"]) == {f"LSTMStrategy-{symbol_tag(BAR_TYPE)}", f"LSTMStrategy-{symbol_tag(ETH)}"}
@@ -50,7 +50,7 @@ def test_both_instruments_trade_in_one_account(report):
 
 
 def test_each_instruments_strategy_forecasts_with_its_own_scaling(report, pooled):  # noqa: F811
-    settings, bars, runs, stats, out = report
+    runs = report[2]
     catalog, model, _ = pooled
     artifact = load_artifact(model)
     predictions = runs["lstm"].predictions
