@@ -62,6 +62,7 @@ class DataSection(Section):  # config.data: models.config.DataConfig
     start: str  # "" or a date/time, UTC
     end: str
     holdout_days: NonNegativeFloat
+    cross_asset: bool
 
 
 class ModelSection(Section):  # config.model: models.network.LSTMConfig without what training sets
@@ -251,16 +252,20 @@ def _check_features(manifest: Manifest) -> None:
     if manifest.config.features:  # {} is the default spec of the day; anything else must be feature_spec
         configured = _feature_spec(_convert(manifest.config.features, FeatureSpecSection, "config.features"), "config.features")
         _built("config.features (vs feature_spec)", lambda: configured.check_same(spec))
-    columns, count = len(spec.columns), len(manifest.instruments)
+    count = len(manifest.instruments)
+    cross = count - 1 if manifest.config.data.cross_asset else 0
+    columns = len(spec.columns) + cross
     if manifest.lstm.n_features != input_width(columns, count):
-        raise ValueError(f"lstm.n_features: {manifest.lstm.n_features} inputs, but feature_spec computes {columns} columns"
+        raise ValueError(f"lstm.n_features: {manifest.lstm.n_features} inputs, but feature_spec computes {len(spec.columns)} columns"
+                         + (f", config.data.cross_asset adds {cross}" if cross else "")
                          + (f" and {count} instruments add a one-hot of {count}" if count > 1 else ""))
-    lengths = [("ridge.coef", len(manifest.ridge.coef))]
+    lengths = [("ridge.coef", len(manifest.ridge.coef), len(spec.columns))]  # the ridge sees its own features only
     for number, instrument in enumerate(manifest.instruments):
-        lengths += [(f"instruments[{number}].scaler.{name}", len(getattr(instrument.scaler, name))) for name in ("mean", "std")]
-    for where, length in lengths:
-        if length != columns:
-            raise ValueError(f"{where}: {length} features, but feature_spec computes {columns} columns")
+        lengths += [(f"instruments[{number}].scaler.{name}", len(getattr(instrument.scaler, name)), columns) for name in ("mean", "std")]
+    for where, length, expected in lengths:
+        if length != expected:
+            raise ValueError(f"{where}: {length} features, but feature_spec computes {len(spec.columns)} columns"
+                             + (f" and config.data.cross_asset adds {cross}" if cross and expected == columns else ""))
 
 
 def _check_network(manifest: Manifest) -> None:

@@ -29,6 +29,7 @@ class DataConfig:
     start: str = ""
     end: str = ""
     holdout_days: float = 0.0
+    cross_asset: bool = False  # pooled: each row also holds the other instruments' 1-bar returns (models.pooling)
 
     @property
     def bar_type(self) -> str:
@@ -99,6 +100,7 @@ class TrainConfig:
             (len(self.data.bar_types) >= 1, "[data] bar_types must name at least one bar type"),
             (len(set(self.data.bar_types)) == len(self.data.bar_types), "[data] bar_types must not repeat a bar type"),
             (all(isinstance(b, str) and b for b in self.data.bar_types), "[data] bar_types must be non-empty strings"),
+            (not self.data.cross_asset or len(self.data.bar_types) > 1, "[data] cross_asset needs several bar_types"),
             (self.training.horizon >= 1, "[training] horizon must be >= 1"),
             (self.training.sequence_length > self.model.burn_in, "[training] sequence_length must exceed [model] burn_in"),
             (self.training.batch_size >= 1 and self.training.max_epochs >= 1, "[training] batch_size and max_epochs must be >= 1"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.artifact import Artifact
+from models.artifact import Artifact, ArtifactError
 from models.dataset import build_dataset
 from models.heads import (
     decoded_point_index,
@@ -23,13 +23,18 @@ from models.heads import (
 from models.kernels.features import OnlineFeatures
 from models.kernels.lstm import StreamingLSTM
 from models.kernels.predict import predict_bar
+from models.pooling import with_cross_returns
 
 
-def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None = None) -> pd.DataFrame:
+def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None = None,
+                  others: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``) of
-    the instrument of ``bar_type`` (None: the artifact's only one), with its scaling and one-hot."""
+    the instrument of ``bar_type`` (None: the artifact's only one), with its scaling and one-hot.
+    ``others``: the other instruments' bars by bar type, which cross-asset features need."""
     data = build_dataset(bars, artifact.feature_spec, artifact.config.training.horizon)
     scaling = artifact.scaling(bar_type)
+    if artifact.config.data.cross_asset:
+        data = with_cross_returns(data, artifact.bar_types, artifact.instrument(bar_type).bar_type, others or {})
     outputs = forecast_rows(artifact.model, scaling.scaler, scaling.scales, data, one_hot=scaling.one_hot)
     return pd.DataFrame(outputs, index=data.index, columns=output_columns(artifact))
 
@@ -49,12 +54,22 @@ class OnlinePredictor:
     (None: its only one); its scaler, target scales and one-hot are used.
     """
 
-    def __init__(self, artifact: Artifact, bar_type: str | None = None):
+    def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
+        if artifact.config.data.cross_asset and not cross_asset:
+            raise ArtifactError(
+                f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
+                "every instrument's bar of a close time before it steps, which this caller does not feed "
+                "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
+            )
         scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = StreamingLSTM(artifact.model)
-        # The network's input is [scaled features, one-hot]: predict_bar writes the features each
-        # bar, and the one-hot, constant, is written once into the inputs that follow them.
+        # The network's input is [scaled own features, scaled cross-asset columns, one-hot]:
+        # predict_bar writes the own features each bar, set_cross the cross-asset ones, and the
+        # one-hot, constant, is written once at the end.
+        own = len(artifact.feature_spec.columns)
+        self._cross = slice(own, len(scaling.scaler.mean))
+        self._cross_scaler = (scaling.scaler.mean[self._cross], scaling.scaler.std[self._cross])
         self.network._x[len(scaling.scaler.mean):] = scaling.one_hot
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
@@ -78,6 +93,11 @@ class OnlinePredictor:
         if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
+
+    def set_cross(self, row: np.ndarray) -> None:
+        """The cross-asset columns of the next bar (``models.pooling.CrossReturns.row``), before its ``update``."""
+        mean, std = self._cross_scaler
+        self.network._x[self._cross] = (row - mean) / std
 
     def get_state(self) -> dict:
         """Everything fed so far (features and the LSTM's h and c), as JSON-able values."""

@@ -45,7 +45,13 @@ from models.heads import (
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
-from models.pooling import Scaling, check_bar_types, input_width, one_hot
+from models.pooling import (
+    Scaling,
+    check_bar_types,
+    input_width,
+    one_hot,
+    with_cross_returns,
+)
 from models.splits import Split, min_gap, train_val_split
 from models.volatility import volatility_metrics
 
@@ -237,7 +243,8 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact.
 
     Several bar types pool their instruments into one model (models.pooling): each instrument's
-    rows are split by time on their own, and the ridge baseline fits all fitting rows together."""
+    rows are split by time on their own, with the cross-asset columns when [data] cross_asset,
+    and the ridge baseline fits all fitting rows (of their own features) together."""
     config = config.with_absolute_paths()  # as the artifact stores it, and the checkpoints' run key
     bar_types = config.data.bar_types
     check_bar_types(bar_types)
@@ -252,6 +259,9 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
             "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
             len(bars[-1]), bar_type, len(splits[-1].fit), len(splits[-1].val), gap,
         )
+    if config.data.cross_asset:
+        by_type = dict(zip(bar_types, bars))
+        datasets = [with_cross_returns(data, bar_types, bar_type, by_type) for data, bar_type in zip(datasets, bar_types)]
     checkpoints = Path(out) / "checkpoint"
     search = None
     if config.training.search_trials:
@@ -273,8 +283,9 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "search": search,
     }
     fitting = [slice(split.fit.start, split.fit.stop) for split in splits]
+    own = len(spec.columns)  # the ridge benchmark sees each instrument's own features only
     ridge = RidgeForecast(config.training.horizon).fit(
-        np.concatenate([d.features[rows] for d, rows in zip(datasets, fitting)]), None,
+        np.concatenate([d.features[rows, :own] for d, rows in zip(datasets, fitting)]), None,
         np.concatenate([d.target[rows] for d, rows in zip(datasets, fitting)]),
     )
     instruments = [
