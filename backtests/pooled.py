@@ -91,14 +91,18 @@ def run_pooled(settings: BacktestSettings) -> tuple[dict[str, list[Bar]], dict[s
     return bars, runs
 
 
-def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, StrategyRun], settings: BacktestSettings) -> dict:
-    """The report of a pooled backtest (see the module docstring); returns stats.json's content."""
+def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, StrategyRun], settings: BacktestSettings,
+                        training: list[dict] | None = None) -> dict:
+    """The report of a pooled backtest (see the module docstring); returns stats.json's content.
+
+    ``training``: :func:`backtests.report.training_overlap` of each model and instrument that traded
+    (a walk-forward's windows); by default, of ``settings.model_path`` per instrument over its bars."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     closes = {str(BarType.from_str(b).instrument_id): close_series(bars[b]) for b in settings.bar_types}
     stats, curves, per_instrument, fills = {}, {}, {}, {}
     for name, run in runs.items():
-        fills[name] = {key: _instrument_fills(run.fills, key) for key in closes}
+        fills[name] = {key: instrument_fills(run.fills, key) for key in closes}
         curves[name] = account_equity(fills[name], closes, settings.starting_balance)
         aligned = {key: close.reindex(curves[name].index).ffill().bfill() for key, close in closes.items()}
         stats[name] = account_stats(curves[name], fills[name], aligned, settings.starting_balance, run.seconds)
@@ -106,8 +110,9 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
             alone = equity_curve(fills[name][key], close, settings.starting_balance)
             per_instrument.setdefault(key, {})[name] = performance_stats(alone, fills[name][key], close, run.seconds)
     main, *benchmarks = runs
-    training = [training_overlap(settings.model_path, closes[str(BarType.from_str(b).instrument_id)].index, b)
-                for b in settings.bar_types]
+    if training is None:
+        training = [training_overlap(settings.model_path, closes[str(BarType.from_str(b).instrument_id)].index, b)
+                    for b in settings.bar_types]
     first = min(close.index[0] for close in closes.values())
     last = max(close.index[-1] for close in closes.values())
     report = {
@@ -136,5 +141,6 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
     return report
 
 
-def _instrument_fills(report: pd.DataFrame, instrument_id: str) -> pd.DataFrame:
+def instrument_fills(report: pd.DataFrame, instrument_id: str) -> pd.DataFrame:
+    """The fills table (backtests.stats) of one instrument's fills in a report of several."""
     return fills_from_nautilus(report[report["instrument_id"] == instrument_id] if not report.empty else report)

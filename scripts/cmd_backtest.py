@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
         taker_fee=args.taker_fee,
         strategy=strategy,
     )
-    if args.walk_forward:
+    if args.walk_forward and len(bar_types) > 1:
+        from backtests.walk_forward_pooled import run_pooled_walk_forward
+
+        report = run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out)
+    elif args.walk_forward:
         from backtests.walk_forward import run_walk_forward
 
         report = run_walk_forward(settings, args.train_days, args.test_days, args.out)

@@ -60,7 +60,7 @@ def test_the_cross_column_is_the_other_instruments_return_at_the_same_close(cros
 
 
 def test_the_other_instruments_future_moves_nothing_at_or_before_t(cross):
-    catalog, model, bars = cross
+    _, model, bars = cross
     changed = perturbed_future(bars, T)
     before, after = btc_rows(bars), btc_rows(changed)
     assert before.loc[:T].equals(after.loc[:T])
