@@ -7,7 +7,8 @@ An artifact is a directory:
   config, and finite;
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
   and its fingerprint, per instrument (one, or several pooled: models.pooling) its data
-  fingerprint and its fitted scaler and target scales, metrics, the ridge baseline fitted on the same rows (a benchmark for backtests) and the library versions.
+  fingerprint and its fitted scaler and target scales, metrics, the ridge baseline fitted on the
+  same rows (a benchmark for backtests) and the library versions.
   Its schema, checked field by field on every load, is :mod:`models.artifact_schema`.
 
 Paths: ``config.data.catalog`` is stored absolute (a relative one is resolved against the

@@ -45,13 +45,7 @@ from models.heads import (
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
-from models.pooling import (
-    Scaling,
-    check_bar_types,
-    input_width,
-    one_hot,
-    with_cross_returns,
-)
+from models.pooling import Scaling, check_bar_types, input_width, one_hot, with_cross_returns
 from models.splits import Split, min_gap, train_val_split
 from models.volatility import volatility_metrics
 
