@@ -45,6 +45,16 @@ def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
     return output_names(artifact.lstm) if forecaster == "lstm" else ["prediction"]
 
 
+def check_one_instrument_inputs(artifact: Artifact) -> None:
+    """An error unless the artifact forecasts from one instrument's bars alone (no cross-asset features)."""
+    if artifact.config.data.cross_asset:
+        raise ArtifactError(
+            f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
+            "every instrument's bar of a close time before it steps, which this caller does not feed "
+            "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
+        )
+
+
 class OnlinePredictor:
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
@@ -55,12 +65,8 @@ class OnlinePredictor:
     """
 
     def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
-        if artifact.config.data.cross_asset and not cross_asset:
-            raise ArtifactError(
-                f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
-                "every instrument's bar of a close time before it steps, which this caller does not feed "
-                "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
-            )
+        if not cross_asset:
+            check_one_instrument_inputs(artifact)
         scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = StreamingLSTM(artifact.model)

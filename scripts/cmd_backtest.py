@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from backtests.report import stats_table, write_report
     from backtests.runner import BacktestSettings, run_all
     from models.artifact import ArtifactError, load_artifact
+    from models.predictor import check_one_instrument_inputs
 
     artifact = load_artifact(args.model)
+    check_one_instrument_inputs(artifact)  # before any engine starts: LSTMStrategy could not feed them
     bar_types = tuple(args.bar_type or artifact.bar_types)
     for bar_type in bar_types:  # every one traded is one the model was trained on
         if bar_type not in artifact.bar_types:

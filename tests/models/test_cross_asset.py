@@ -12,6 +12,7 @@ from models.features import default_spec
 from models.pooling import CrossReturns, cross_columns, with_cross_returns
 from models.predictor import OnlinePredictor, batch_predict
 from models.train import train_model
+from scripts.cli import main
 from tests.fakes.training import BAR_TYPE, tiny_config
 from tests.models.test_pooling import ETH, TRAIN_END, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
@@ -99,7 +100,7 @@ def test_streaming_equals_batch_with_cross_asset_columns(cross):
         assert np.max(np.abs(online - batch)) / artifact.instrument(b).scales.return_scale <= 1e-5
 
 
-def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross):
+def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross, tmp_path, caplog):
     _, model, bars = cross
     artifact = load_artifact(model)
     assert artifact.lstm.n_features == len(default_spec().columns) + 1 + 2  # own, ETH's return, one-hot
@@ -108,3 +109,6 @@ def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross):
         OnlinePredictor(artifact, BAR_TYPE)
     with pytest.raises(ValueError, match=r"cross-asset features of .* need the bars of \['ETHUSDT"):
         batch_predict(artifact, bars[BAR_TYPE], BAR_TYPE)
+    # and the backtest command says so before any engine starts.
+    assert main(["backtest", "--model", str(model), "--out", str(tmp_path / "report")]) == 2
+    assert "uses cross-asset features" in caplog.text and not (tmp_path / "report").exists()
