@@ -73,7 +73,7 @@ class BuyAndHold(Strategy):
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
-        if self.portfolio.is_flat(self.instrument.id) and not self.cache.orders():
+        if self.portfolio.is_flat(self.instrument.id) and not self.cache.orders(strategy_id=self.id):  # its own, beside others
             quantity, problem = instrument_order_quantity(self.instrument, self.config.notional, bar.close.as_double())
             if problem:
                 raise ValueError(f"buy-and-hold cannot buy: {problem}")

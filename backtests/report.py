@@ -20,10 +20,11 @@ def close_series(bars: list[Bar]) -> pd.Series:
     return pd.Series([b.close.as_double() for b in bars], index=index, name="close")
 
 
-def training_overlap(model_path: Path, traded: pd.DatetimeIndex) -> dict:
-    """The model's training range (its artifact's data fingerprint) beside the bar closes it
-    traded, and whether the two overlap: results on bars a model was trained on are in-sample."""
-    data = load_artifact(model_path).data
+def training_overlap(model_path: Path, traded: pd.DatetimeIndex, bar_type: str | None = None) -> dict:
+    """The model's training range (its artifact's data fingerprint of ``bar_type``'s instrument,
+    None: its only one) beside the bar closes it traded, and whether the two overlap: results on
+    bars a model was trained on are in-sample."""
+    data = load_artifact(model_path).instrument(bar_type).data
     first, last = pd.Timestamp(data["first_bar_close"]), pd.Timestamp(data["last_bar_close"])
     return {
         "model": str(model_path),

@@ -50,13 +50,22 @@ LATENCY_NS = 1_000_000  # 1 ms: orders fill on the bar after the decision
 class BacktestSettings:
     model_path: Path
     catalog: Path
-    bar_type: str
+    bar_type: str = ""  # the one instrument traded; several: bar_types (backtests.pooled), bar_type their first
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
     starting_balance: float = 10_000.0
     maker_fee: float | None = None  # None: the instrument's (the venue's real fees)
     taker_fee: float | None = None
     strategy: dict = field(default_factory=dict)  # LSTMStrategyConfig fields to override
+    bar_types: tuple[str, ...] = ()  # every instrument traded; default (bar_type,)
+
+    def __post_init__(self):
+        if not self.bar_types and not self.bar_type:
+            raise ValueError("a backtest needs a bar_type, or bar_types")
+        object.__setattr__(self, "bar_types", tuple(self.bar_types) or (self.bar_type,))
+        if self.bar_type not in ("", self.bar_types[0]):
+            raise ValueError(f"bar_type {self.bar_type} is not the first of bar_types {list(self.bar_types)}")
+        object.__setattr__(self, "bar_type", self.bar_types[0])
 
 
 @dataclass
@@ -87,13 +96,22 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
 
 def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: list[Bar]) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
+    return run_strategies(name, [strategy], settings, [instrument], bars)
+
+
+def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSettings, instruments: list[Instrument],
+                   bars: list[Bar]) -> StrategyRun:
+    """``strategies`` together in a fresh engine over ``bars``: one venue, one account trading every
+    instrument (which must share their venue, quote currency and kind). Predictions: each
+    strategy's, with a ``bar_type`` column when there are several."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
     engine = BacktestEngine(BacktestEngineConfig(logging=logging))
+    instrument = instruments[0]
     is_spot = instrument.instrument_class.name == "SPOT"
     quote = instrument.quote_currency
-    balances = [Money(settings.starting_balance, quote)] + ([Money(0, instrument.base_currency)] if is_spot else [])
+    balances = [Money(settings.starting_balance, quote)] + ([Money(0, i.base_currency) for i in instruments] if is_spot else [])
     engine.add_venue(
         instrument.id.venue,
         oms_type=OmsType.NETTING,
@@ -104,10 +122,12 @@ def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, inst
         latency_model=LatencyModel(base_latency_nanos=LATENCY_NS),
         bar_execution=True,
     )
-    engine.add_instrument(instrument)
+    for each in instruments:
+        engine.add_instrument(each)
     engine.add_data(bars)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
-    engine.add_strategy(strategy)
+    for strategy in strategies:
+        engine.add_strategy(strategy)
     started = time.perf_counter()
     try:
         engine.run()
@@ -116,7 +136,10 @@ def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, inst
         positions = engine.trader.generate_positions_report()
     finally:
         engine.dispose()
-    predictions = strategy.predictions_frame() if hasattr(strategy, "predictions_frame") else None
+    frames = [(s, s.predictions_frame()) for s in strategies if hasattr(s, "predictions_frame")]
+    if len(frames) > 1:
+        frames = [(s, frame.assign(bar_type=str(s.config.bar_type))) for s, frame in frames]
+    predictions = pd.concat([frame for _, frame in frames]) if frames else None
     return StrategyRun(name, fills, positions, predictions, seconds)
 
 

@@ -139,13 +139,45 @@ def performance_stats(
     """
     if not equity.index.equals(close.index):
         raise ValueError("equity and close must share one bar index")
+    exposed = position_series(fills, close.index) != 0.0
+    return _stats(equity, opening_equity(equity, fills, close), [fills], exposed, run_seconds, periods_per_year)
+
+
+def account_stats(equity: pd.Series, fills: dict[str, pd.DataFrame], closes: dict[str, pd.Series], starting_equity: float,
+                  run_seconds: float) -> dict:
+    """:func:`performance_stats` of one account trading several instruments (keys ``STAT_KEYS``).
+
+    ``equity`` is :func:`account_equity` of the per-instrument ``fills`` and ``closes`` (each close
+    already on equity's index); the equity before any fill is ``starting_equity``; round trips,
+    turnover and fees count every instrument's fills; exposure is the share of bars ending with
+    any position open.
+    """
+    exposed = np.zeros(len(equity), dtype=bool)
+    for key, close in closes.items():
+        exposed |= (position_series(fills[key], close.index) != 0.0).to_numpy()
+    return _stats(equity, starting_equity, list(fills.values()), pd.Series(exposed, index=equity.index), run_seconds, None)
+
+
+def account_equity(fills: dict[str, pd.DataFrame], closes: dict[str, pd.Series], starting_equity: float) -> pd.Series:
+    """One account's equity over several instruments: ``starting_equity`` plus each instrument's
+    cash flows and marked position (:func:`equity_curve` from zero), on the union of their bar
+    closes; an instrument without a bar at a close is marked at its last close before it (at its
+    first, before it has any)."""
+    index = pd.DatetimeIndex(sorted(set().union(*(close.index for close in closes.values()))))
+    total = pd.Series(float(starting_equity), index=index, name="equity")
+    for key, close in closes.items():
+        total += equity_curve(fills[key], close.reindex(index).ffill().bfill(), 0.0)
+    return total
+
+
+def _stats(equity: pd.Series, start: float, fills: list[pd.DataFrame], exposed: pd.Series, run_seconds: float,
+           periods_per_year: int | None) -> dict:
     per_year = periods_per_year or DAYS_PER_YEAR
-    start = opening_equity(equity, fills, close)
     end = float(equity.iloc[-1])
     daily = daily_returns(equity, start)
     max_dd = max_drawdown(pd.concat([pd.Series([start]), equity], ignore_index=True))
     growth = float(CAGR(period=per_year).calculate_from_returns(_by_day(daily))) if len(daily) else math.nan
-    trips = round_trip_pnls(fills)
+    trips = [pnl for each in fills for pnl in round_trip_pnls(each)]
     return {
         "total_return": end / start - 1.0,
         "annual_return": float(daily.mean()) * per_year,
@@ -157,9 +189,9 @@ def performance_stats(
         # Nautilus's WinRate answers 0.0 for no trades; no trades means no win rate.
         "win_rate": float(WinRate().calculate_from_realized_pnls(trips)) if trips else math.nan,
         "trades": len(trips),
-        "turnover": float((fills["quantity"] * fills["price"]).sum()) / start,
-        "fees": float(fills["fee"].sum()),
-        "exposure": float((position_series(fills, close.index) != 0.0).mean()),
+        "turnover": sum(float((each["quantity"] * each["price"]).sum()) for each in fills) / start,
+        "fees": sum(float(each["fee"].sum()) for each in fills),
+        "exposure": float(exposed.mean()),
         "bars": len(equity),
         "run_seconds": run_seconds,
     }

@@ -95,6 +95,8 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats."""
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
+    if len(settings.bar_types) > 1:
+        raise ValueError(f"this walk-forward trades one instrument, not {list(settings.bar_types)}: see backtests.walk_forward_pooled")
     out = Path(out)
     instrument, bars = load_inputs(settings)
     base = load_artifact(settings.model_path).config
@@ -142,7 +144,7 @@ def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, 
     """The base config trained on the window's training range (reused if already trained so)."""
     config = base.override(data={
         "catalog": str(settings.catalog),
-        "bar_type": settings.bar_type,
+        "bar_types": settings.bar_types,
         "start": window.train_start.isoformat(),
         "end": (window.train_end - _NS).isoformat(),
     }).with_absolute_paths()  # as the artifact stores it, so a model already trained compares equal

@@ -6,8 +6,9 @@ An artifact is a directory:
   tampered file cannot run code; its tensors must be exactly those of the manifest's ``lstm``
   config, and finite;
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
-  and its fingerprint, the fitted scaler and target scales, the data fingerprint, metrics, the
-  ridge baseline fitted on the same rows (a benchmark for backtests) and the library versions.
+  and its fingerprint, per instrument (one, or several pooled: models.pooling) its data
+  fingerprint and its fitted scaler and target scales, metrics, the ridge baseline fitted on the
+  same rows (a benchmark for backtests) and the library versions.
   Its schema, checked field by field on every load, is :mod:`models.artifact_schema`.
 
 Paths: ``config.data.catalog`` is stored absolute (a relative one is resolved against the
@@ -38,9 +39,23 @@ from models.features import FeatureSpec
 from models.heads import TargetScales
 from models.jsonio import dumps
 from models.network import LSTMConfig, LSTMForecaster
+from models.pooling import Scaling, one_hot
 
 WEIGHTS = "weights.pt"
 MANIFEST = "artifact.json"
+
+
+@dataclass
+class InstrumentFit:
+    """One instrument of an artifact: what it was trained on, and its own scaling (models.pooling)."""
+
+    data: dict  # data_fingerprint and the rows training used: fit_rows, val_rows, first_row_close
+    scaler: Scaler
+    scales: TargetScales  # the targets' scales on its fitting rows (models.heads)
+
+    @property
+    def bar_type(self) -> str:
+        return self.data["bar_type"]
 
 
 @dataclass
@@ -48,16 +63,45 @@ class Artifact:
     config: TrainConfig
     lstm: LSTMConfig
     feature_spec: FeatureSpec
-    scaler: Scaler
-    scales: TargetScales  # the targets' scales on the fitting rows (models.heads)
-    data: dict
+    instruments: list[InstrumentFit]  # one, or several pooled, in config.data.bar_types order
     metrics: dict
     model: LSTMForecaster
     ridge: dict  # the ridge baseline fitted on the same rows and features: coef, intercept, alpha
 
     @property
+    def bar_types(self) -> list[str]:
+        return [instrument.bar_type for instrument in self.instruments]
+
+    def instrument(self, bar_type: str | None = None) -> InstrumentFit:
+        """The instrument of ``bar_type`` (None: the only one); an error naming the artifact's bar types if not one of them."""
+        if bar_type is None and len(self.instruments) == 1:
+            return self.instruments[0]
+        if str(bar_type) not in self.bar_types:
+            which = "say which bar type" if bar_type is None else f"not {bar_type}"
+            raise ArtifactError(f"the model was trained on {', '.join(self.bar_types)} bars: {which}")
+        return self.instruments[self.bar_types.index(str(bar_type))]
+
+    def scaling(self, bar_type: str | None = None) -> Scaling:
+        """The scaler, target scales and instrument one-hot that the instrument of ``bar_type`` is fed with."""
+        instrument = self.instrument(bar_type)
+        return Scaling(instrument.scaler, instrument.scales, one_hot(self.instruments.index(instrument), len(self.instruments)))
+
+    # The only instrument's, for what handles one instrument (an error for a pooled artifact).
+    @property
     def bar_type(self) -> str:
-        return self.data["bar_type"]
+        return self.instrument().bar_type
+
+    @property
+    def data(self) -> dict:
+        return self.instrument().data
+
+    @property
+    def scaler(self) -> Scaler:
+        return self.instrument().scaler
+
+    @property
+    def scales(self) -> TargetScales:
+        return self.instrument().scales
 
 
 def data_fingerprint(bars: pd.DataFrame, instrument_id: str, bar_type: str) -> dict:
@@ -91,9 +135,9 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
         "lstm": artifact.lstm.to_dict(),
         "feature_spec": artifact.feature_spec.to_dict(),
         "feature_fingerprint": artifact.feature_spec.fingerprint(),
-        "scaler": artifact.scaler.to_dict(),
-        "target_scales": artifact.scales.to_dict(),
-        "data": artifact.data,
+        "instruments": [
+            {"data": i.data, "scaler": i.scaler.to_dict(), "target_scales": i.scales.to_dict()} for i in artifact.instruments
+        ],
         "metrics": artifact.metrics,
         "ridge": artifact.ridge,
         "versions": library_versions(),
@@ -120,16 +164,20 @@ def load_artifact(
     spec = manifest.to_feature_spec()
     if feature_spec is not None and feature_spec.fingerprint() != spec.fingerprint():
         raise ArtifactError(f"{path}: trained on feature spec {spec.to_dict()}, not {feature_spec.to_dict()}")
-    if bar_type is not None and str(bar_type) != manifest.data.bar_type:
-        raise ArtifactError(f"{path}: trained on {manifest.data.bar_type} bars, not {bar_type}")
+    instruments = [
+        InstrumentFit(msgspec.to_builtins(i.data), Scaler.from_dict(msgspec.to_builtins(i.scaler)),
+                      TargetScales.from_dict(msgspec.to_builtins(i.target_scales)))
+        for i in manifest.instruments
+    ]
+    trained = [i.bar_type for i in instruments]
+    if bar_type is not None and str(bar_type) not in trained:
+        raise ArtifactError(f"{path}: trained on {', '.join(trained)} bars, not {bar_type}")
     lstm = manifest.to_lstm_config()
     return Artifact(
         config=manifest.to_train_config(),
         lstm=lstm,
         feature_spec=spec,
-        scaler=manifest.to_scaler(),
-        scales=manifest.to_target_scales(),
-        data=msgspec.to_builtins(manifest.data),
+        instruments=instruments,
         metrics=manifest.metrics,
         model=_load_weights(path / WEIGHTS, lstm, device),
         ridge=msgspec.to_builtins(manifest.ridge),

@@ -4,8 +4,9 @@ Every field is typed and required (msgspec Structs, as Nautilus uses them): a wr
 out of range, a missing or an unknown field is an error. No checked number may be NaN or
 infinite (strict JSON cannot hold them, and the writer never writes them). Then the checks that
 span fields: one scaler mean, scaler std and ridge coefficient per feature column, ``lstm`` the
-network of ``config.model``, the feature spec its fingerprint, the row ranges in order, bar
-types and times parseable.
+network of ``config.model`` with one input per column and, pooled, per instrument (the one-hot of
+models.pooling), the feature spec its fingerprint, ``instruments`` those of ``config.data.bar_types``
+(distinct, one timeframe), each instrument's row ranges in order, bar types and times parseable.
 
 Every error is an :class:`ArtifactError` (a ValueError: the command line exits 2 with one line)
 naming the file and the field as a JSON path, e.g. ``scaler.std[3]`` or ``lstm.hidden_size``.
@@ -28,13 +29,12 @@ from msgspec import Meta
 from nautilus_trader.model.data import BarType
 
 from models.config import TrainConfig
-from models.dataset import Scaler
 from models.features import FEATURES_VERSION, FeatureSpec
-from models.heads import TargetScales
 from models.network import RETURN_TARGETS, LSTMConfig
+from models.pooling import check_bar_types, input_width
 
 # Bump when old artifacts can no longer be read; they are then refused with "retrain it".
-FORMAT_VERSION = 2  # 2: the volatility head and return targets (lstm.return_target, target_scales)
+FORMAT_VERSION = 3  # 2: the volatility head and return targets; 3: instruments (pooled models, models.pooling)
 INFORMATIONAL = ("metrics", "versions")
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -58,10 +58,11 @@ class Section(msgspec.Struct, forbid_unknown_fields=True):
 
 class DataSection(Section):  # config.data: models.config.DataConfig
     catalog: str  # absolute when written by this code (see models.artifact)
-    bar_type: str
+    bar_types: Annotated[list[str], Meta(min_length=1)]  # one, or several pooled
     start: str  # "" or a date/time, UTC
     end: str
     holdout_days: NonNegativeFloat
+    cross_asset: bool
 
 
 class ModelSection(Section):  # config.model: models.network.LSTMConfig without what training sets
@@ -126,7 +127,7 @@ class ScalerSection(Section):  # scaler: models.dataset.Scaler
     std: list[PositiveFloat]
 
 
-class DataFingerprint(Section):  # data: models.artifact.data_fingerprint and the rows training used
+class DataFingerprint(Section):  # instruments[].data: models.artifact.data_fingerprint and the rows training used
     instrument_id: str
     bar_type: str
     bars: PositiveInt
@@ -144,6 +145,12 @@ class TargetScalesSection(Section):  # target_scales: models.heads.TargetScales
     volatility_std: PositiveFloat
 
 
+class InstrumentSection(Section):  # instruments[]: models.artifact.InstrumentFit
+    data: DataFingerprint
+    scaler: ScalerSection
+    target_scales: TargetScalesSection
+
+
 class RidgeSection(Section):  # ridge: models.baselines.RidgeForecast fitted on the same rows
     coef: list[float]
     intercept: float
@@ -156,9 +163,7 @@ class Manifest(Section):
     lstm: LSTMSection
     feature_spec: FeatureSpecSection
     feature_fingerprint: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")]
-    scaler: ScalerSection
-    target_scales: TargetScalesSection
-    data: DataFingerprint
+    instruments: Annotated[list[InstrumentSection], Meta(min_length=1)]  # in config.data.bar_types order
     ridge: RidgeSection
     metrics: dict[str, Any] = {}  # informational
     versions: dict[str, Any] = {}  # informational
@@ -171,12 +176,6 @@ class Manifest(Section):
 
     def to_feature_spec(self) -> FeatureSpec:
         return FeatureSpec.from_dict(msgspec.to_builtins(self.feature_spec))
-
-    def to_scaler(self) -> Scaler:
-        return Scaler.from_dict(msgspec.to_builtins(self.scaler))
-
-    def to_target_scales(self) -> TargetScales:
-        return TargetScales.from_dict(msgspec.to_builtins(self.target_scales))
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -194,9 +193,9 @@ def read_manifest(path: Path) -> Manifest:
     try:
         _reject_non_finite({k: v for k, v in raw.items() if k not in INFORMATIONAL})
         manifest = _convert(raw, Manifest)
+        _check_data(manifest)  # first: the instruments decide how many inputs the network has
         _check_features(manifest)
         _check_network(manifest)
-        _check_data(manifest)
     except ValueError as exc:
         raise ArtifactError(f"{path}: {exc}") from None
     return manifest
@@ -253,11 +252,20 @@ def _check_features(manifest: Manifest) -> None:
     if manifest.config.features:  # {} is the default spec of the day; anything else must be feature_spec
         configured = _feature_spec(_convert(manifest.config.features, FeatureSpecSection, "config.features"), "config.features")
         _built("config.features (vs feature_spec)", lambda: configured.check_same(spec))
-    columns = len(spec.columns)
-    for where, count in [("lstm.n_features", manifest.lstm.n_features), ("scaler.mean", len(manifest.scaler.mean)),
-                         ("scaler.std", len(manifest.scaler.std)), ("ridge.coef", len(manifest.ridge.coef))]:
-        if count != columns:
-            raise ValueError(f"{where}: {count} features, but feature_spec computes {columns} columns")
+    count = len(manifest.instruments)
+    cross = count - 1 if manifest.config.data.cross_asset else 0
+    columns = len(spec.columns) + cross
+    if manifest.lstm.n_features != input_width(columns, count):
+        raise ValueError(f"lstm.n_features: {manifest.lstm.n_features} inputs, but feature_spec computes {len(spec.columns)} columns"
+                         + (f", config.data.cross_asset adds {cross}" if cross else "")
+                         + (f" and {count} instruments add a one-hot of {count}" if count > 1 else ""))
+    lengths = [("ridge.coef", len(manifest.ridge.coef), len(spec.columns))]  # the ridge sees its own features only
+    for number, instrument in enumerate(manifest.instruments):
+        lengths += [(f"instruments[{number}].scaler.{name}", len(getattr(instrument.scaler, name)), columns) for name in ("mean", "std")]
+    for where, length, expected in lengths:
+        if length != expected:
+            raise ValueError(f"{where}: {length} features, but feature_spec computes {len(spec.columns)} columns"
+                             + (f" and config.data.cross_asset adds {cross}" if cross and expected == columns else ""))
 
 
 def _check_network(manifest: Manifest) -> None:
@@ -278,24 +286,28 @@ def _check_network(manifest: Manifest) -> None:
 
 
 def _check_data(manifest: Manifest) -> None:
-    """Bar types and times parse and agree, and the fitting rows precede the validation rows."""
-    data = manifest.data
-    bar_type = _built("data.bar_type", lambda: BarType.from_str(data.bar_type))
-    if str(bar_type.instrument_id) != data.instrument_id:
-        raise ValueError(f"data.instrument_id is {data.instrument_id!r}, but data.bar_type's instrument is {bar_type.instrument_id}")
-    if manifest.config.data.bar_type != data.bar_type:
-        raise ValueError(f"config.data.bar_type is {manifest.config.data.bar_type!r}, but data.bar_type is {data.bar_type!r}")
-    for name in ("first_bar_close", "last_bar_close", "first_row_close"):
-        _time(f"data.{name}", getattr(data, name), aware=True)
+    """Bar types and times parse and agree, and each instrument's fitting rows precede its validation rows."""
+    configured = manifest.config.data.bar_types
+    trained = [instrument.data.bar_type for instrument in manifest.instruments]
+    check_bar_types(configured, "config.data.bar_types")
+    if configured != trained:
+        raise ValueError(f"config.data.bar_types is {configured!r}, but instruments[].data.bar_type are {trained!r}")
     for name in ("start", "end"):
         if getattr(manifest.config.data, name):
             _time(f"config.data.{name}", getattr(manifest.config.data, name), aware=False)
-    (fit_start, fit_stop), (val_start, val_stop) = data.fit_rows, data.val_rows
-    if not fit_start < fit_stop <= val_start < val_stop <= data.bars:
-        raise ValueError(
-            f"data.fit_rows {data.fit_rows} and data.val_rows {data.val_rows} must be non-empty, in that order, "
-            f"within data.bars ({data.bars})"
-        )
+    for number, instrument in enumerate(manifest.instruments):
+        data, where = instrument.data, f"instruments[{number}].data"
+        bar_type = BarType.from_str(data.bar_type)
+        if str(bar_type.instrument_id) != data.instrument_id:
+            raise ValueError(f"{where}.instrument_id is {data.instrument_id!r}, but {where}.bar_type's instrument is {bar_type.instrument_id}")
+        for name in ("first_bar_close", "last_bar_close", "first_row_close"):
+            _time(f"{where}.{name}", getattr(data, name), aware=True)
+        (fit_start, fit_stop), (val_start, val_stop) = data.fit_rows, data.val_rows
+        if not fit_start < fit_stop <= val_start < val_stop <= data.bars:
+            raise ValueError(
+                f"{where}.fit_rows {data.fit_rows} and {where}.val_rows {data.val_rows} must be non-empty, in that order, "
+                f"within {where}.bars ({data.bars})"
+            )
 
 
 def _feature_spec(section: FeatureSpecSection, where: str) -> FeatureSpec:

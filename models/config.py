@@ -21,11 +21,22 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Which bars. ``bar_types``: one bar type, or several of one timeframe pooled into one model
+    (models.pooling). A file may write ``bar_type = "X"`` for ``bar_types = ["X"]``, not both."""
+
     catalog: str = "data/catalog"
-    bar_type: str = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+    bar_types: tuple[str, ...] = ("BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL",)
     start: str = ""
     end: str = ""
     holdout_days: float = 0.0
+    cross_asset: bool = False  # pooled: each row also holds the other instruments' 1-bar returns (models.pooling)
+
+    @property
+    def bar_type(self) -> str:
+        """The one bar type, for what handles one instrument; an error naming the rest for a pooled config."""
+        if len(self.bar_types) != 1:
+            raise ValueError(f"[data] bar_types {list(self.bar_types)}: this takes one instrument, not {len(self.bar_types)}")
+        return self.bar_types[0]
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class TrainConfig:
                 values[name] = dict(section)
                 continue
             section_cls = sections[name].default_factory
+            if name == "data":
+                section = _bar_type_shorthand(section, f"{source} [data]")
             values[name] = _section(section_cls, section, f"{source} [{name}]")
         config = cls(**values)
         config.validate(source)
@@ -84,6 +97,10 @@ class TrainConfig:
     def validate(self, source: str = "config") -> None:
         checks = [  # [model]'s own checks ran when LSTMConfig was made
             (self.data.holdout_days >= 0, "[data] holdout_days must be >= 0"),
+            (len(self.data.bar_types) >= 1, "[data] bar_types must name at least one bar type"),
+            (len(set(self.data.bar_types)) == len(self.data.bar_types), "[data] bar_types must not repeat a bar type"),
+            (all(isinstance(b, str) and b for b in self.data.bar_types), "[data] bar_types must be non-empty strings"),
+            (not self.data.cross_asset or len(self.data.bar_types) > 1, "[data] cross_asset needs several bar_types"),
             (self.training.horizon >= 1, "[training] horizon must be >= 1"),
             (self.training.sequence_length > self.model.burn_in, "[training] sequence_length must exceed [model] burn_in"),
             (self.training.batch_size >= 1 and self.training.max_epochs >= 1, "[training] batch_size and max_epochs must be >= 1"),
@@ -106,7 +123,11 @@ class TrainConfig:
         """A copy with some fields replaced, e.g. ``override(training={"seed": 3})``; None values are ignored."""
         changed = {}
         for name, fields in sections.items():
-            fields = {k: v for k, v in fields.items() if v is not None}
+            fields = {k: v for k, v in fields.items() if v is not None and v != ()}
+            if name == "data":
+                fields = _bar_type_shorthand(fields, "overrides [data]")
+                if "bar_types" in fields:
+                    fields["bar_types"] = tuple(fields["bar_types"])
             if fields:
                 changed[name] = dataclasses.replace(getattr(self, name), **fields)
         config = dataclasses.replace(self, **changed)
@@ -128,6 +149,18 @@ def load_config(path: Path | None = None) -> TrainConfig:
 
 # Fields a section's dataclass has that the file does not set (training fills them in).
 _NOT_IN_FILE = {LSTMConfig: {"n_features", "seed"}}
+
+
+def _bar_type_shorthand(raw: dict, where: str) -> dict:
+    """``bar_type = "X"`` as ``bar_types = ["X"]`` (a one-instrument config reads as before)."""
+    if "bar_type" not in raw:
+        return raw
+    if "bar_types" in raw:
+        raise ValueError(f"{where}: set bar_type (one instrument) or bar_types (a list), not both")
+    bar_type = raw["bar_type"]
+    if not isinstance(bar_type, str):
+        raise ValueError(f"{where}: bar_type must be str, not {bar_type!r} (several instruments: bar_types = [...])")
+    return {**{k: v for k, v in raw.items() if k != "bar_type"}, "bar_types": (bar_type,)}
 
 
 def _section(section_cls, raw: dict, where: str):

@@ -72,6 +72,15 @@ class Scaler:
         return cls(mean=np.asarray(raw["mean"], dtype=np.float64), std=np.asarray(raw["std"], dtype=np.float64))
 
 
+def network_inputs(scaler: Scaler, features: np.ndarray, one_hot: np.ndarray | None = None) -> np.ndarray:
+    """The network's input rows: the scaled features, then a pooled model's instrument one-hot
+    (models.pooling; None or empty for a single instrument), the same on every row."""
+    scaled = scaler.transform(features)
+    if one_hot is None or not len(one_hot):
+        return scaled
+    return np.concatenate([scaled, np.broadcast_to(one_hot, (len(scaled), len(one_hot)))], axis=1)
+
+
 def sequences(
     features: np.ndarray, target: np.ndarray, rows: range, length: int, burn_in: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.dataset import Dataset, Scaler
+from models.dataset import Dataset, Scaler, network_inputs
 from models.features import FeatureSpec
 from models.network import LSTMConfig, LSTMForecaster, predict_series
 from models.volatility import RETURN_FLOOR
@@ -151,10 +151,12 @@ def decode(config: LSTMConfig, scales: TargetScales, raw: np.ndarray, sigma: np.
     return np.concatenate(columns, axis=1)
 
 
-def forecast_rows(model: LSTMForecaster, scaler: Scaler, scales: TargetScales, data: Dataset, stop: int | None = None) -> np.ndarray:
+def forecast_rows(model: LSTMForecaster, scaler: Scaler, scales: TargetScales, data: Dataset, stop: int | None = None,
+                  one_hot: np.ndarray | None = None) -> np.ndarray:
     """Decoded forecasts (rows, len(output_names)) of rows [0, stop), from one stateful pass from
-    row 0: what the strategy says bar by bar from the same first bar."""
+    row 0: what the strategy says bar by bar from the same first bar. ``one_hot``: a pooled
+    model's instrument id feature (models.pooling), appended to every scaled row."""
     stop = len(data) if stop is None else stop
-    raw = predict_series(model, scaler.transform(data.features[:stop]))
+    raw = predict_series(model, network_inputs(scaler, data.features[:stop], one_hot))
     sigma = trailing_sigma(model.config, data)
     return decode(model.config, scales, raw, None if sigma is None else sigma[:stop])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.artifact import Artifact
+from models.artifact import Artifact, ArtifactError
 from models.dataset import build_dataset
 from models.heads import (
     decoded_point_index,
@@ -23,12 +23,19 @@ from models.heads import (
 from models.kernels.features import OnlineFeatures
 from models.kernels.lstm import StreamingLSTM
 from models.kernels.predict import predict_bar
+from models.pooling import with_cross_returns
 
 
-def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
-    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``)."""
+def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None = None,
+                  others: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``) of
+    the instrument of ``bar_type`` (None: the artifact's only one), with its scaling and one-hot.
+    ``others``: the other instruments' bars by bar type, which cross-asset features need."""
     data = build_dataset(bars, artifact.feature_spec, artifact.config.training.horizon)
-    outputs = forecast_rows(artifact.model, artifact.scaler, artifact.scales, data)
+    scaling = artifact.scaling(bar_type)
+    if artifact.config.data.cross_asset:
+        data = with_cross_returns(data, artifact.bar_types, artifact.instrument(bar_type).bar_type, others or {})
+    outputs = forecast_rows(artifact.model, scaling.scaler, scaling.scales, data, one_hot=scaling.one_hot)
     return pd.DataFrame(outputs, index=data.index, columns=output_columns(artifact))
 
 
@@ -38,21 +45,42 @@ def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
     return output_names(artifact.lstm) if forecaster == "lstm" else ["prediction"]
 
 
+def check_one_instrument_inputs(artifact: Artifact) -> None:
+    """An error unless the artifact forecasts from one instrument's bars alone (no cross-asset features)."""
+    if artifact.config.data.cross_asset:
+        raise ArtifactError(
+            f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
+            "every instrument's bar of a close time before it steps, which this caller does not feed "
+            "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
+        )
+
+
 class OnlinePredictor:
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
     ``features`` and ``network`` hold the state (reset, get_state/set_state, state); ``update``
     runs their kernels together in ``predict_bar``. Construction compiles it (or loads it from
-    numba's cache) so the first bar is fast.
+    numba's cache) so the first bar is fast. ``bar_type``: which of the artifact's instruments
+    (None: its only one); its scaler, target scales and one-hot are used.
     """
 
-    def __init__(self, artifact: Artifact):
+    def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
+        if not cross_asset:
+            check_one_instrument_inputs(artifact)
+        scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = StreamingLSTM(artifact.model)
+        # The network's input is [scaled own features, scaled cross-asset columns, one-hot]:
+        # predict_bar writes the own features each bar, set_cross the cross-asset ones, and the
+        # one-hot, constant, is written once at the end.
+        own = len(artifact.feature_spec.columns)
+        self._cross = slice(own, len(scaling.scaler.mean))
+        self._cross_scaler = (scaling.scaler.mean[self._cross], scaling.scaler.std[self._cross])
+        self.network._x[len(scaling.scaler.mean):] = scaling.one_hot
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
-        scaler = np.stack([artifact.scaler.mean, artifact.scaler.std]).astype(np.float64)
-        heads = kernel_heads(artifact.lstm, artifact.scales, artifact.feature_spec, artifact.config.training.horizon)
+        scaler = np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64)
+        heads = kernel_heads(artifact.lstm, scaling.scales, artifact.feature_spec, artifact.config.training.horizon)
         self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
@@ -71,6 +99,11 @@ class OnlinePredictor:
         if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
+
+    def set_cross(self, row: np.ndarray) -> None:
+        """The cross-asset columns of the next bar (``models.pooling.CrossReturns.row``), before its ``update``."""
+        mean, std = self._cross_scaler
+        self.network._x[self._cross] = (row - mean) / std
 
     def get_state(self) -> dict:
         """Everything fed so far (features and the LSTM's h and c), as JSON-able values."""

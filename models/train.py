@@ -1,7 +1,8 @@
 """Fitting the LSTM, top to bottom.
 
 1. Standardize features with statistics of the fitting rows only; scale the target by its
-   fitting-row standard deviation, so the loss is O(1) whatever the asset's volatility.
+   fitting-row standard deviation, so the loss is O(1) whatever the asset's volatility. Several
+   instruments pool into one model, each scaled on its own fitting rows (models.pooling).
 2. Cut the fitting rows into overlapping sequences with a burn-in (see models.dataset).
 3. AdamW over shuffled sequences; after each epoch, predict the whole series in one stateful
    pass (exactly what the strategy does bar by bar) and score the validation rows.
@@ -28,7 +29,7 @@ from nautilus_trader.model.data import BarType
 from tqdm import tqdm
 
 from marketdata.catalog import load_bars
-from models.artifact import Artifact, data_fingerprint, save_artifact
+from models.artifact import Artifact, InstrumentFit, data_fingerprint, save_artifact
 from models.baselines import RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
@@ -44,6 +45,7 @@ from models.heads import (
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
+from models.pooling import Scaling, check_bar_types, input_width, one_hot, with_cross_returns
 from models.splits import Split, min_gap, train_val_split
 from models.volatility import volatility_metrics
 
@@ -54,16 +56,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class FitResult:
     model: LSTMForecaster
-    scaler: Scaler
-    scales: TargetScales
+    scalings: list[Scaling]  # per instrument, in the order of the datasets fitted (models.pooling)
     best_epoch: int
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
-    def forecast(self, data: Dataset, stop: int | None = None) -> dict[str, np.ndarray]:
-        """Decoded forecasts of rows [0, stop) (``models.heads.output_names``), from one stateful
-        pass that starts at row 0: what the strategy would have said bar by bar."""
-        decoded = forecast_rows(self.model, self.scaler, self.scales, data, stop)
+    def forecast(self, data: Dataset, stop: int | None = None, instrument: int = 0) -> dict[str, np.ndarray]:
+        """Decoded forecasts of rows [0, stop) of ``instrument``'s ``data`` (``models.heads.output_names``),
+        from one stateful pass that starts at row 0: what the strategy would have said bar by bar."""
+        scaling = self.scalings[instrument]
+        decoded = forecast_rows(self.model, scaling.scaler, scaling.scales, data, stop, scaling.one_hot)
         return dict(zip(output_names(self.model.config), decoded.T))
 
 
@@ -81,12 +83,14 @@ def lstm_config(config: TrainConfig, n_features: int, seed: int) -> LSTMConfig:
 
 def fit(
     config: TrainConfig,
-    data: Dataset,
-    split: Split,
+    data: Dataset | list[Dataset],
+    split: Split | list[Split],
     seed: int | None = None,
     checkpoint: Path | None = None,
     desc: str = "train",
 ) -> FitResult:
+    """Fit on one instrument's rows, or pool several (lists of datasets and their splits, models.pooling)."""
+    datasets, splits = (data, split) if isinstance(data, list) else ([data], [split])
     seed = config.training.seed if seed is None else seed
     training = config.training
     device = resolve_device(training.device)
@@ -94,16 +98,18 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
 
-    fit_rows = slice(split.fit.start, split.fit.stop)
-    network = lstm_config(config, data.features.shape[1], seed)
-    scaler = Scaler.fit(data.features[fit_rows])
-    sigma = trailing_sigma(network, data)
-    scales = TargetScales.fit(network, data, sigma, fit_rows)
-    features = scaler.transform(data.features).astype(np.float32)
-    target = network_targets(network, data, sigma, scales)
-
-    x, y, mask = sequences(features, target, split.fit, training.sequence_length, config.model.burn_in)
-    x, y, mask = (torch.from_numpy(a).to(device) for a in (x, y, mask))
+    network = lstm_config(config, input_width(datasets[0].features.shape[1], len(datasets)), seed)
+    scalings, inputs, targets, pieces = [], [], [], []
+    for number, (rows, rows_split) in enumerate(zip(datasets, splits)):
+        fit_rows = slice(rows_split.fit.start, rows_split.fit.stop)
+        sigma = trailing_sigma(network, rows)
+        scaling = Scaling(Scaler.fit(rows.features[fit_rows]), TargetScales.fit(network, rows, sigma, fit_rows),
+                          one_hot(number, len(datasets)))
+        scalings.append(scaling)
+        inputs.append(scaling.inputs(rows.features))
+        targets.append(network_targets(network, rows, sigma, scaling.scales))
+        pieces.append(sequences(inputs[-1], targets[-1], rows_split.fit, training.sequence_length, config.model.burn_in))
+    x, y, mask = (torch.from_numpy(np.concatenate(part)).to(device) for part in zip(*pieces))
     model = LSTMForecaster(network).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
 
@@ -111,9 +117,9 @@ def fit(
     # What must match for a checkpoint to be resumed: the config (bar the stopping rule and the
     # device), the seed and the rows. A resumed run then continues exactly where it stopped.
     settings = config.override(training={"max_epochs": 1, "patience": 1, "device": "auto"}).to_dict()
-    run_key = json.dumps(
-        {"config": settings, "seed": seed, "fit": [split.fit.start, split.fit.stop], "rows": len(data)}, sort_keys=True
-    )
+    run_key = json.dumps({
+        "config": settings, "seed": seed, "fit": [[s.fit.start, s.fit.stop] for s in splits], "rows": [len(d) for d in datasets],
+    }, sort_keys=True)
     if checkpoint is not None and checkpoint.is_file():
         saved = _load_checkpoint(checkpoint, device)
         if saved.get("run") != run_key:
@@ -150,7 +156,7 @@ def fit(
             optimizer.step()
             losses.append(loss.item())
 
-        val_loss = validation_loss(model, features, target, split)
+        val_loss = validation_loss(model, inputs, targets, splits)
         improved = val_loss < best_loss
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss})
         if improved:
@@ -165,15 +171,17 @@ def fit(
 
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(model, scaler, scales, best_epoch, history, time.perf_counter() - started)
+    return FitResult(model, scalings, best_epoch, history, time.perf_counter() - started)
 
 
 @torch.no_grad()
-def validation_loss(model: LSTMForecaster, features: np.ndarray, target: np.ndarray, split: Split) -> float:
+def validation_loss(model: LSTMForecaster, inputs: list[np.ndarray], targets: list[np.ndarray], splits: list[Split]) -> float:
+    """The loss over every instrument's validation rows together (each row counts once)."""
     # Predict from the first row so the validation rows see the same context the strategy would.
-    prediction = predict_series(model, features[: split.val.stop])[split.val.start :]
-    rows = target[split.val.start : split.val.stop]
+    predictions = [predict_series(model, x[: s.val.stop])[s.val.start :] for x, s in zip(inputs, splits)]
+    rows = np.concatenate([t[s.val.start : s.val.stop] for t, s in zip(targets, splits)])
     every_row = torch.ones(1, len(rows), dtype=torch.bool)
+    prediction = np.concatenate(predictions)
     return float(model.loss(torch.as_tensor(prediction[None], dtype=torch.float32), torch.as_tensor(rows[None]), every_row))
 
 
@@ -212,40 +220,55 @@ def _history_from(saved: dict) -> list[dict]:
     ]
 
 
-def load_training_bars(config: TrainConfig) -> pd.DataFrame:
+def load_training_bars(config: TrainConfig, bar_type: str | None = None) -> pd.DataFrame:
+    """The bars of ``bar_type`` (None: the config's one bar type) in the config's range, less the holdout."""
+    bar_type = config.data.bar_type if bar_type is None else bar_type
     start = pd.Timestamp(config.data.start, tz="UTC") if config.data.start else None
     end = pd.Timestamp(config.data.end, tz="UTC") if config.data.end else None
-    bars = load_bars(Path(config.data.catalog), config.data.bar_type, start=start, end=end)
+    bars = load_bars(Path(config.data.catalog), bar_type, start=start, end=end)
     if config.data.holdout_days:
         bars = bars.loc[: bars.index[-1] - pd.Timedelta(days=config.data.holdout_days)]
         if bars.empty:
-            raise ValueError(f"holding out {config.data.holdout_days} days leaves no bars to train on")
+            raise ValueError(f"holding out {config.data.holdout_days} days leaves no {bar_type} bars to train on")
     return bars
 
 
 def train_model(config: TrainConfig, out: Path) -> Artifact:
-    """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact."""
+    """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact.
+
+    Several bar types pool their instruments into one model (models.pooling): each instrument's
+    rows are split by time on their own, with the cross-asset columns when [data] cross_asset,
+    and the ridge baseline fits all fitting rows (of their own features) together."""
     config = config.with_absolute_paths()  # as the artifact stores it, and the checkpoints' run key
-    bars = load_training_bars(config)
+    bar_types = config.data.bar_types
+    check_bar_types(bar_types)
     spec = FeatureSpec.from_dict(config.features) if config.features else default_spec()
-    data = build_dataset(bars, spec, config.training.horizon)
     gap = min_gap(config.training.horizon, config.model.burn_in)
-    split = train_val_split(len(data), config.training.val_fraction, gap)
-    log.info(
-        "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
-        len(bars), config.data.bar_type, len(split.fit), len(split.val), gap,
-    )
+    bars, datasets, splits = [], [], []
+    for bar_type in bar_types:
+        bars.append(load_training_bars(config, bar_type))
+        datasets.append(build_dataset(bars[-1], spec, config.training.horizon))
+        splits.append(train_val_split(len(datasets[-1]), config.training.val_fraction, gap))
+        log.info(
+            "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
+            len(bars[-1]), bar_type, len(splits[-1].fit), len(splits[-1].val), gap,
+        )
+    if config.data.cross_asset:
+        by_type = dict(zip(bar_types, bars))
+        datasets = [with_cross_returns(data, bar_types, bar_type, by_type) for data, bar_type in zip(datasets, bar_types)]
     checkpoints = Path(out) / "checkpoint"
     search = None
     if config.training.search_trials:
-        config, result, search = search_hyperparameters(config, data, split, checkpoints)
+        config, result, search = search_hyperparameters(config, datasets, splits, checkpoints)
     else:
-        result = fit(config, data, split, checkpoint=checkpoints / "last.pt")
+        result = fit(config, datasets, splits, checkpoint=checkpoints / "last.pt")
 
-    forecast = result.forecast(data)
-    val = slice(split.val.start, split.val.stop)
+    by_instrument = {}
+    for number, (bar_type, data, split) in enumerate(zip(bar_types, datasets, splits)):
+        forecast = result.forecast(data, instrument=number)
+        by_instrument[bar_type] = validation_metrics(result.model.config, forecast, data, slice(split.val.start, split.val.stop))
     metrics = {
-        "validation": validation_metrics(result.model.config, forecast, data, val),
+        "validation": by_instrument[bar_types[0]] if len(bar_types) == 1 else by_instrument,
         "best_epoch": result.best_epoch + 1,
         "epochs_run": len(result.history),
         "history": result.history,
@@ -253,20 +276,29 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "device": str(next(result.model.parameters()).device),
         "search": search,
     }
-    fit_rows = slice(split.fit.start, split.fit.stop)
-    ridge = RidgeForecast(config.training.horizon).fit(data.features[fit_rows], None, data.target[fit_rows])
-    instrument_id = str(BarType.from_str(config.data.bar_type).instrument_id)
+    fitting = [slice(split.fit.start, split.fit.stop) for split in splits]
+    own = len(spec.columns)  # the ridge benchmark sees each instrument's own features only
+    ridge = RidgeForecast(config.training.horizon).fit(
+        np.concatenate([d.features[rows, :own] for d, rows in zip(datasets, fitting)]), None,
+        np.concatenate([d.target[rows] for d, rows in zip(datasets, fitting)]),
+    )
+    instruments = [
+        InstrumentFit(
+            data=data_fingerprint(rows, str(BarType.from_str(bar_type).instrument_id), bar_type) | {
+                "fit_rows": [split.fit.start, split.fit.stop],
+                "val_rows": [split.val.start, split.val.stop],
+                "first_row_close": data.index[0].isoformat(),
+            },
+            scaler=scaling.scaler,
+            scales=scaling.scales,
+        )
+        for bar_type, rows, data, split, scaling in zip(bar_types, bars, datasets, splits, result.scalings)
+    ]
     artifact = Artifact(
         config=config,
         lstm=result.model.config,
         feature_spec=spec,
-        scaler=result.scaler,
-        scales=result.scales,
-        data=data_fingerprint(bars, instrument_id, config.data.bar_type) | {
-            "fit_rows": [split.fit.start, split.fit.stop],
-            "val_rows": [split.val.start, split.val.stop],
-            "first_row_close": data.index[0].isoformat(),
-        },
+        instruments=instruments,
         metrics=metrics,
         model=result.model.cpu(),
         ridge={"coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_)},
@@ -297,7 +329,7 @@ SEARCH_SPACE = {
 }
 
 
-def search_hyperparameters(config: TrainConfig, data: Dataset, split: Split, checkpoints: Path):
+def search_hyperparameters(config: TrainConfig, data: list[Dataset], split: list[Split], checkpoints: Path):
     """Random search over ``SEARCH_SPACE``, judged on the validation rows only.
 
     The test folds of `evaluate` never take part: the winner's config goes into the artifact,

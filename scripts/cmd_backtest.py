@@ -35,7 +35,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", type=Path, required=True, help="model artifact directory (from `nautilus-lstm train`)")
     parser.add_argument("--catalog", type=Path, help="catalog directory (default: the one the model was trained on)")
-    parser.add_argument("--bar-type", help="bars to trade on (default: the artifact's bar type)")
+    parser.add_argument(
+        "--bar-type", action="append",
+        help="bars to trade on (default: the artifact's bar types); repeat it to trade several instruments together "
+        "in one engine and one account (backtests.pooled)",
+    )
     parser.add_argument(
         "--start", help="first bar close, ISO date/time UTC (default: the first bar after the model's training data)"
     )
@@ -73,10 +77,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from backtests.report import stats_table, write_report
     from backtests.runner import BacktestSettings, run_all
-    from models.artifact import load_artifact
+    from models.artifact import ArtifactError, load_artifact
+    from models.predictor import check_one_instrument_inputs
 
-    artifact = load_artifact(args.model, bar_type=args.bar_type)
-    trained_until = pd.Timestamp(artifact.data["last_bar_close"])
+    artifact = load_artifact(args.model)
+    check_one_instrument_inputs(artifact)  # before any engine starts: LSTMStrategy could not feed them
+    bar_types = tuple(args.bar_type or artifact.bar_types)
+    for bar_type in bar_types:  # every one traded is one the model was trained on
+        if bar_type not in artifact.bar_types:
+            raise ArtifactError(f"{args.model}: trained on {', '.join(artifact.bar_types)} bars, not {bar_type}")
+    # The last training bar of any instrument traded: after it, no traded bar was seen in training.
+    trained_until = max(pd.Timestamp(artifact.instrument(b).data["last_bar_close"]) for b in bar_types)
     # By default trade only bars the model has never seen: those after its training data.
     start = _time(args.start) if args.start else None if args.walk_forward else trained_until + pd.Timedelta(1, unit="ns")
     given = {"order_notional": args.notional, "entry_threshold": args.entry_threshold, "target_volatility": args.target_volatility,
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BacktestSettings(
         model_path=args.model,
         catalog=args.catalog or Path(artifact.config.data.catalog),
-        bar_type=args.bar_type or artifact.bar_type,
+        bar_types=bar_types,
         start=start,
         end=_time(args.end),
         starting_balance=args.balance,
@@ -93,10 +104,19 @@ def run(args: argparse.Namespace) -> int:
         taker_fee=args.taker_fee,
         strategy=strategy,
     )
-    if args.walk_forward:
+    if args.walk_forward and len(bar_types) > 1:
+        from backtests.walk_forward_pooled import run_pooled_walk_forward
+
+        report = run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out)
+    elif args.walk_forward:
         from backtests.walk_forward import run_walk_forward
 
         report = run_walk_forward(settings, args.train_days, args.test_days, args.out)
+    elif len(bar_types) > 1:
+        from backtests.pooled import run_pooled, write_pooled_report
+
+        bars, runs = run_pooled(settings)
+        report = write_pooled_report(args.out, bars, runs, settings)
     else:
         bars, runs = run_all(settings)
         report = write_report(args.out, bars, runs, settings)

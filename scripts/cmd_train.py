@@ -20,12 +20,20 @@ def register(subparsers) -> None:
             "library versions. Re-running with the same --out resumes from the last epoch's checkpoint. "
             f"Without --config the shipped default is used ({DEFAULT_CONFIG.name}); flags override it."
         ),
-        epilog="example: nautilus-lstm train --bar-type BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL --out artifacts/btc-1m",
+        epilog=(
+            "example: nautilus-lstm train --bar-type BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL --out artifacts/btc-1m\n"
+            "         nautilus-lstm train --bar-type BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL "
+            "--bar-type ETHUSDT.BINANCE-1-HOUR-LAST-EXTERNAL --out artifacts/btc-eth-1h"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="a TOML training config (default: the shipped one)")
     parser.add_argument("--catalog", help="catalog directory (config [data] catalog)")
-    parser.add_argument("--bar-type", help="e.g. BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL (config [data] bar_type)")
+    parser.add_argument(
+        "--bar-type", action="append",
+        help="e.g. BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL; repeat it to pool several instruments of one timeframe "
+        "into one model (config [data] bar_type / bar_types)",
+    )
     parser.add_argument("--start", help="first bar close to use, ISO date/time UTC (config [data] start)")
     parser.add_argument("--end", help="last bar close to use, ISO date/time UTC (config [data] end)")
     parser.add_argument(
@@ -46,7 +54,7 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
     return load_config(args.config).override(
-        data={"catalog": args.catalog, "bar_type": args.bar_type, "start": args.start, "end": args.end,
+        data={"catalog": args.catalog, "bar_types": tuple(args.bar_type or ()), "start": args.start, "end": args.end,
               "holdout_days": args.holdout_days},
         training={"max_epochs": args.max_epochs, "seed": args.seed, "device": args.device,
                   "search_trials": args.search_trials},
@@ -57,10 +65,16 @@ def run(args: argparse.Namespace) -> int:
     from models.train import train_model  # torch loads only for the subcommands that need it
 
     artifact = train_model(config_from_args(args), args.out)
-    validation = artifact.metrics["validation"]
+    pooled = len(artifact.instruments) > 1
+    for bar_type in artifact.bar_types:
+        validation = artifact.metrics["validation"][bar_type] if pooled else artifact.metrics["validation"]
+        print(f"{bar_type} validation ({artifact.metrics['best_epoch']} epochs kept): {json.dumps(_summary(validation))}")
+    print(f"artifact written to {args.out}")
+    return 0
+
+
+def _summary(validation: dict) -> dict:
     summary = {key: validation[key] for key in ("rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic") if key in validation}
     if "volatility" in validation:
         summary["volatility"] = {key: validation["volatility"][key] for key in ("qlike", "rmse_log", "mz_r2")}
-    print(f"artifact written to {args.out}")
-    print(f"validation ({artifact.metrics['best_epoch']} epochs kept): {json.dumps(summary)}")
-    return 0
+    return summary

@@ -86,7 +86,7 @@ class LSTMStrategy(Strategy):
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self._model_digest = artifact_digest(Path(config.model_path))
-        self.predictor = OnlinePredictor(artifact) if config.forecaster == "lstm" else OnlineRidge(artifact)
+        self.predictor = OnlinePredictor(artifact, str(config.bar_type)) if config.forecaster == "lstm" else OnlineRidge(artifact)
         if self.predictor.point_index is None:
             raise ValueError(f"{config.model_path} forecasts volatility only (return_target none): it cannot decide trades")
         outputs = output_columns(artifact, config.forecaster)

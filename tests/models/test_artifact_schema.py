@@ -17,17 +17,17 @@ from models.config import TrainConfig
 from models.features import default_spec
 from models.train import train_model
 from scripts.cli import main
-from tests.fakes.training import tiny_config
+from tests.fakes.training import BAR_TYPE, tiny_config
 
 MISSING = object()  # the mutation that deletes a field
 
 # The mutations that give a value the field allows by design: the artifact must still load.
 # Every other mutation must be refused, except anywhere inside the INFORMATIONAL fields.
 ALLOWED = {
-    "scaler.mean[]": {"zero", "negative"},  # a feature's mean may be any finite number
+    "instruments[].scaler.mean[]": {"zero", "negative"},  # a feature's mean may be any finite number
     "ridge.coef[]": {"zero", "negative"},  # so may the ridge's weights
     "ridge.intercept": {"zero", "negative"},
-    "target_scales.volatility_mean": {"zero", "negative"},  # a log volatility: any finite number
+    "instruments[].target_scales.volatility_mean": {"zero", "negative"},  # a log volatility: any finite number
     "config.training.weight_decay": {"zero"},  # no weight decay
     **{name: {"missing"} for name in INFORMATIONAL},
 }
@@ -128,20 +128,25 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["lstm"].update(hidden_size="abc"), "lstm.hidden_size: expected `int`, got `str`"),
-    (lambda m: m["target_scales"].update(return_scale="NaN"), "target_scales.return_scale: expected `float`, got `str`"),
-    (lambda m: m["target_scales"].update(volatility_std=0), "target_scales.volatility_std: expected `float` > 0.0, got 0"),
+    (lambda m: m["instruments"][0]["target_scales"].update(return_scale="NaN"),
+     "instruments[0].target_scales.return_scale: expected `float`, got `str`"),
+    (lambda m: m["instruments"][0]["target_scales"].update(volatility_std=0),
+     "instruments[0].target_scales.volatility_std: expected `float` > 0.0, got 0"),
     (lambda m: m["lstm"].update(return_target="price") or m["config"]["model"].update(return_target="price"),
      "config.model.return_target: invalid enum value 'price'"),
-    (lambda m: m["scaler"]["std"].__setitem__(3, -1.0), "scaler.std[3]: expected `float` > 0.0"),
-    (lambda m: m["scaler"]["mean"].__setitem__(3, math.inf), "scaler.mean[3]: inf is not a finite number"),
+    (lambda m: m["instruments"][0]["scaler"]["std"].__setitem__(3, -1.0), "instruments[0].scaler.std[3]: expected `float` > 0.0"),
+    (lambda m: m["instruments"][0]["scaler"]["mean"].__setitem__(3, math.inf), "instruments[0].scaler.mean[3]: inf is not a finite number"),
     (lambda m: m.pop("ridge"), "ridge: missing"),
     (lambda m: m["lstm"].update(hidden_size=32), "lstm.hidden_size is 32, but config.model.hidden_size is 16"),
     (lambda m: m["lstm"].update(typo=1), "lstm.typo: not a field of an artifact"),
-    (lambda m: m["data"].update(last_bar_close="yesterday"), "data.last_bar_close: 'yesterday' is not an ISO date/time"),
-    (lambda m: m["data"].update(instrument_id="ETHUSDT.BINANCE"), "data.instrument_id is 'ETHUSDT.BINANCE', but"),
+    (lambda m: m["instruments"][0]["data"].update(last_bar_close="yesterday"),
+     "instruments[0].data.last_bar_close: 'yesterday' is not an ISO date/time"),
+    (lambda m: m["instruments"][0]["data"].update(instrument_id="ETHUSDT.BINANCE"), "instruments[0].data.instrument_id is 'ETHUSDT.BINANCE', but"),
+    (lambda m: m["instruments"].append(m["instruments"][0]) or m["config"]["data"]["bar_types"].append(m["config"]["data"]["bar_types"][0]),
+     f"config.data.bar_types: {[BAR_TYPE, BAR_TYPE]} name an instrument twice"),
     (lambda m: m["lstm"].update(quantiles=[0.1, 0.9]) or m["config"]["model"].update(quantiles=[0.1, 0.9]),
      "lstm: quantiles must include 0.5"),
-    (lambda m: m.update(format_version=1), "format_version is 1, this code reads version 2; retrain it"),
+    (lambda m: m.update(format_version=2), "format_version is 2, this code reads version 3; retrain it"),
 ])
 def test_the_reported_cases_say_what_and_where(artifact, tmp_path, change, message):
     copy = tmp_path / "copy"
@@ -234,3 +239,6 @@ def test_the_schema_mirrors_the_config_classes_field_for_field():
     assert names(schema.FeatureSpecSection) == set(FeatureSpec().to_dict())
     assert names(schema.ScalerSection) == set(Scaler.from_dict({"mean": [0.0], "std": [1.0]}).to_dict())
     assert names(schema.TargetScalesSection) == names(TargetScales)
+    from models.artifact import InstrumentFit
+    assert names(schema.InstrumentSection) == {"data", "scaler", "target_scales"}
+    assert names(InstrumentFit) == {"data", "scaler", "scales"}

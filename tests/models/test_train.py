@@ -80,9 +80,9 @@ def test_scaler_and_target_scale_see_training_rows_only(catalog, bars):
     changed.loc[changed.index > after, "volume"] *= 3
     base = fit(config, data, split)
     other = fit(config, build_dataset(changed, default_spec(), config.training.horizon), split)
-    np.testing.assert_array_equal(base.scaler.mean, other.scaler.mean)
-    np.testing.assert_array_equal(base.scaler.std, other.scaler.std)
-    assert base.scales == other.scales
+    np.testing.assert_array_equal(base.scalings[0].scaler.mean, other.scalings[0].scaler.mean)
+    np.testing.assert_array_equal(base.scalings[0].scaler.std, other.scalings[0].scaler.std)
+    assert base.scalings[0].scales == other.scalings[0].scales
 
 
 def test_predictions_at_t_ignore_every_later_bar(artifact, bars):
@@ -165,11 +165,12 @@ def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_art
 
 def test_artifact_contents(artifact):
     manifest = json.loads((artifact / "artifact.json").read_text())
-    assert manifest["format_version"] == 2
-    assert manifest["data"]["bar_type"] == BAR_TYPE and manifest["data"]["instrument_id"] == "BTCUSDT.BINANCE"
-    assert manifest["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(manifest["data"]["sha256"]) == 64
-    assert manifest["config"]["training"]["horizon"] == 5
-    assert len(manifest["scaler"]["mean"]) == len(default_spec().columns)
+    assert manifest["format_version"] == 3
+    [instrument] = manifest["instruments"]
+    assert instrument["data"]["bar_type"] == BAR_TYPE and instrument["data"]["instrument_id"] == "BTCUSDT.BINANCE"
+    assert instrument["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(instrument["data"]["sha256"]) == 64
+    assert manifest["config"]["training"]["horizon"] == 5 and manifest["config"]["data"]["bar_types"] == [BAR_TYPE]
+    assert len(instrument["scaler"]["mean"]) == len(default_spec().columns) == manifest["lstm"]["n_features"]
     assert {"torch", "nautilus_trader", "numpy"} <= set(manifest["versions"])
     assert set(manifest["metrics"]["validation"]) >= {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy"}
     assert not (artifact / "checkpoint").exists()  # a finished run leaves no checkpoint behind

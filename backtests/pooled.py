@@ -1,0 +1,146 @@
+"""Backtests of several instruments traded together: one engine, one venue, one account.
+
+A pooled artifact (models.pooling) drives every instrument it was trained on, and so may a
+one-instrument artifact's own. Each strategy runs as one instance per instrument, all in one
+``BacktestEngine`` sharing one account (``backtests.runner.run_strategies``):
+
+- ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
+  artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols;
+- ``ridge``: the same with the artifact's ridge baseline;
+- ``ema_cross`` and ``buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
+  together in one engine and account too, so every row of the report is one account's.
+
+Report: stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
+equity ``account_equity``), and ``instruments`` holds each instrument's own figures per strategy,
+as if its fills alone had traded from the whole starting balance. fills.csv, positions.csv and
+predictions.parquet hold every instrument's rows (an ``instrument_id`` / ``bar_type`` column);
+one trades-<symbol>.png per instrument.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import pandas as pd
+from nautilus_trader.config import ImportableStrategyConfig
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.trading.config import StrategyFactory
+from nautilus_trader.trading.strategy import Strategy
+
+from backtests.benchmarks import benchmark_strategies
+from backtests.plots import plot_equity, plot_trades
+from backtests.report import close_series, training_overlap
+from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies
+from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
+from models.jsonio import write_json
+from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config
+
+
+def symbol_tag(bar_type: str) -> str:
+    """A strategy's order id tag for an instrument: its symbol, letters and digits only (BTCUSDT)."""
+    return re.sub(r"[^A-Za-z0-9]", "", str(BarType.from_str(bar_type).instrument_id.symbol))
+
+
+def one_instrument(settings: BacktestSettings, bar_type: str) -> BacktestSettings:
+    return replace(settings, bar_type=bar_type, bar_types=())
+
+
+def load_all_inputs(settings: BacktestSettings) -> tuple[list[Instrument], dict[str, list[Bar]]]:
+    """Each instrument (fees as settings say) and its bars; an error unless they can share one account."""
+    instruments, bars = [], {}
+    for bar_type in settings.bar_types:
+        instrument, bars[bar_type] = load_inputs(one_instrument(settings, bar_type))
+        instruments.append(instrument)
+    kinds = {(str(i.id.venue), str(i.quote_currency), i.instrument_class.name) for i in instruments}
+    if len(kinds) > 1:
+        raise ValueError(f"{list(settings.bar_types)} cannot share one account: venues, quote currencies or kinds differ {sorted(kinds)}")
+    return instruments, bars
+
+
+def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument], bars: dict[str, list[Bar]]) -> dict[str, list[Strategy]]:
+    """Per strategy name, one instance per instrument with distinct strategy ids."""
+    sizing = parse_strategy_config(lstm_settings(one_instrument(settings, settings.bar_types[0]))).sizing
+    notional = min(sizing.order_notional, sizing.max_notional)
+    strategies: dict[str, list[Strategy]] = {}
+    for instrument, bar_type in zip(instruments, settings.bar_types):
+        tag = symbol_tag(bar_type)
+        for forecaster in ("lstm", "ridge"):
+            config = lstm_settings(one_instrument(settings, bar_type), forecaster)
+            config["order_id_tag"] = tag if forecaster == "lstm" else f"{forecaster.upper()}{tag}"
+            strategies.setdefault(forecaster, []).append(StrategyFactory.create(
+                ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=config)))
+        first_close = bars[bar_type][0].close.as_double()
+        for name, benchmark in benchmark_strategies(instrument, BarType.from_str(bar_type), notional, first_close).items():
+            # The benchmarks' ids, unique per instrument in the one engine.
+            strategies.setdefault(name, []).append(type(benchmark)(msgspec.structs.replace(benchmark.config, order_id_tag=tag)))
+    return strategies
+
+
+def run_pooled(settings: BacktestSettings) -> tuple[dict[str, list[Bar]], dict[str, StrategyRun]]:
+    """Every strategy over every instrument's bars, each strategy's instances in one engine and account."""
+    instruments, bars = load_all_inputs(settings)
+    merged = sorted((bar for each in bars.values() for bar in each), key=lambda bar: bar.ts_event)
+    runs = {
+        name: run_strategies(name, group, settings, instruments, merged)
+        for name, group in pooled_strategies(settings, instruments, bars).items()
+    }
+    return bars, runs
+
+
+def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, StrategyRun], settings: BacktestSettings,
+                        training: list[dict] | None = None) -> dict:
+    """The report of a pooled backtest (see the module docstring); returns stats.json's content.
+
+    ``training``: :func:`backtests.report.training_overlap` of each model and instrument that traded
+    (a walk-forward's windows); by default, of ``settings.model_path`` per instrument over its bars."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    closes = {str(BarType.from_str(b).instrument_id): close_series(bars[b]) for b in settings.bar_types}
+    stats, curves, per_instrument, fills = {}, {}, {}, {}
+    for name, run in runs.items():
+        fills[name] = {key: instrument_fills(run.fills, key) for key in closes}
+        curves[name] = account_equity(fills[name], closes, settings.starting_balance)
+        aligned = {key: close.reindex(curves[name].index).ffill().bfill() for key, close in closes.items()}
+        stats[name] = account_stats(curves[name], fills[name], aligned, settings.starting_balance, run.seconds)
+        for key, close in closes.items():
+            alone = equity_curve(fills[name][key], close, settings.starting_balance)
+            per_instrument.setdefault(key, {})[name] = performance_stats(alone, fills[name][key], close, run.seconds)
+    main, *benchmarks = runs
+    if training is None:
+        training = [training_overlap(settings.model_path, closes[str(BarType.from_str(b).instrument_id)].index, b)
+                    for b in settings.bar_types]
+    first = min(close.index[0] for close in closes.values())
+    last = max(close.index[-1] for close in closes.values())
+    report = {
+        **stats[main],
+        "benchmarks": {name: stats[name] for name in benchmarks},
+        "instruments": per_instrument,
+        "in_sample": any(model["in_sample"] for model in training),
+        "training": training,
+        "settings": {
+            "model": str(settings.model_path),
+            "bar_types": list(settings.bar_types),
+            "first_bar_close": first.isoformat(),
+            "last_bar_close": last.isoformat(),
+            "starting_balance": settings.starting_balance,
+            "strategy": settings.strategy,
+        },
+    }
+    write_json(out / "stats.json", report)
+    runs[main].fills.to_csv(out / "fills.csv")
+    runs[main].positions.to_csv(out / "positions.csv")
+    if runs[main].predictions is not None:
+        runs[main].predictions.to_parquet(out / "predictions.parquet")
+    plot_equity(curves, out / "equity.png", title=f"One account: {main} and benchmarks, {', '.join(closes)}")
+    for key, close in closes.items():
+        plot_trades(close, fills[main][key], out / f"trades-{key.split('.')[0]}.png", title=f"{key}: {main} fills")
+    return report
+
+
+def instrument_fills(report: pd.DataFrame, instrument_id: str) -> pd.DataFrame:
+    """The fills table (backtests.stats) of one instrument's fills in a report of several."""
+    return fills_from_nautilus(report[report["instrument_id"] == instrument_id] if not report.empty else report)

@@ -1,0 +1,72 @@
+"""One backtest trading two instruments from one pooled artifact: one engine, one account."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.pooled import run_pooled, symbol_tag, write_pooled_report
+from backtests.runner import BacktestSettings
+from backtests.stats import STAT_KEYS
+from marketdata.catalog import load_bars
+from models.artifact import load_artifact
+from models.predictor import batch_predict
+from scripts.cli import main
+from tests.fakes.training import BAR_TYPE
+from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
+
+START = pd.Timestamp("2025-05-21 12:00", tz="UTC")
+END = pd.Timestamp("2025-05-22 12:00", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def report(pooled, tmp_path_factory):  # noqa: F811
+    catalog, model, _ = pooled
+    settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=(BAR_TYPE, ETH), start=START, end=END,
+                                strategy={"entry_threshold": 1e-5})
+    bars, runs = run_pooled(settings)
+    out = tmp_path_factory.mktemp("pooled-report")
+    return settings, bars, runs, write_pooled_report(out, bars, runs, settings), out
+
+
+def test_both_instruments_trade_in_one_account(report):
+    _, _, runs, stats, out = report
+    fills = runs["lstm"].fills
+    assert set(fills["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}  # one engine's report holds both
+    assert set(fills["strategy_id"]) == {f"LSTMStrategy-{symbol_tag(BAR_TYPE)}", f"LSTMStrategy-{symbol_tag(ETH)}"}
+    assert set(STAT_KEYS) <= set(stats) and set(stats["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}
+    assert set(stats["instruments"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}
+    # The account's fees and trades are its instruments' together.
+    per = stats["instruments"]
+    assert stats["fees"] == pytest.approx(sum(per[k]["lstm"]["fees"] for k in per)) and stats["fees"] > 0
+    assert stats["trades"] == sum(per[k]["lstm"]["trades"] for k in per)
+    # Buy-and-hold bought both: the account's end equity is the two positions marked at their last closes.
+    hold = runs["buy_and_hold"].fills
+    assert set(hold["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}
+    saved = json.loads((out / "stats.json").read_text())
+    assert saved["settings"]["bar_types"] == [BAR_TYPE, ETH] and not saved["in_sample"]
+    assert (out / "trades-BTCUSDT.png").is_file() and (out / "trades-ETHUSDT.png").is_file()
+
+
+def test_each_instruments_strategy_forecasts_with_its_own_scaling(report, pooled):  # noqa: F811
+    runs = report[2]
+    catalog, model, _ = pooled
+    artifact = load_artifact(model)
+    predictions = runs["lstm"].predictions
+    for bar_type in (BAR_TYPE, ETH):
+        mine = predictions[predictions["bar_type"] == bar_type]
+        assert len(mine) > 1000
+        offline = batch_predict(artifact, load_bars(catalog, bar_type, end=END), bar_type)
+        gap = np.max(np.abs(mine["prediction"].to_numpy() - offline.loc[mine.index, "prediction"].to_numpy()))
+        assert gap / artifact.instrument(bar_type).scales.return_scale <= 1e-5
+
+
+def test_the_backtest_command_trades_every_instrument_of_a_pooled_model(pooled, tmp_path, capsys):  # noqa: F811
+    catalog, model, _ = pooled
+    out = tmp_path / "report"
+    args = ["backtest", "--model", str(model), "--catalog", str(catalog), "--start", "2025-05-22", "--end", "2025-05-22 06:00",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "stats.json").read_text())["settings"]["bar_types"] == [BAR_TYPE, ETH]
+    assert main([*args[:-2], "--bar-type", "SOLUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "--out", str(tmp_path / "no")]) == 2

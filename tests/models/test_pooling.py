@@ -1,0 +1,140 @@
+"""Pooled multi-asset training: per-instrument scaling, the instrument one-hot, one artifact
+driving several instruments, streaming equal to batch per instrument."""
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from marketdata.catalog import load_bars
+from marketdata.history import import_klines
+from models.artifact import MANIFEST, ArtifactError, load_artifact
+from models.config import TrainConfig
+from models.dataset import Scaler, build_dataset
+from models.predictor import OnlinePredictor, batch_predict
+from models.splits import min_gap, train_val_split
+from models.train import train_model
+from scripts.cli import main
+from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE
+from tests.fakes.training import BAR_TYPE, tiny_config
+
+ETH = "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+ETH_DAYS = 3
+TRAIN_END = "2025-05-21 11:00"  # the pooled backtest trades the day after it, out of sample
+
+
+@pytest.fixture(scope="module")
+def pooled(tmp_path_factory, shared_data):
+    """A catalog of the 7-day BTC fixture and the first days of ETH's 1m file (both spot), and a
+    tiny model pooled over the two."""
+    root = tmp_path_factory.mktemp("pooled")
+    eth = root / "eth.csv.gz"
+    with gzip.open(shared_data / ETH_1M, "rt") as src, gzip.open(eth, "wt") as dst:
+        for number, line in enumerate(src):
+            if number > ETH_DAYS * 1440:
+                break
+            dst.write(line)
+    catalog = root / "catalog"
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    import_klines(eth, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    # A return head alone: one epoch of it gives forecasts of both signs, which the pooled backtest needs to trade.
+    config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": [BAR_TYPE, ETH], "end": TRAIN_END}, model={"volatility_head": False})
+    train_model(config, root / "model")
+    return catalog, root / "model", config
+
+
+def test_the_bar_type_shorthand_and_its_errors(catalog):
+    one = tiny_config(catalog)
+    assert one.data.bar_types == (BAR_TYPE,) and one.data.bar_type == BAR_TYPE
+    assert TrainConfig.from_dict(one.to_dict()).data.bar_types == (BAR_TYPE,)  # the artifact's form reads back
+    raw = one.to_dict()
+    raw["data"]["bar_type"] = BAR_TYPE
+    with pytest.raises(ValueError, match=r"\[data\]: set bar_type \(one instrument\) or bar_types \(a list\), not both"):
+        TrainConfig.from_dict(raw)
+    raw["data"].pop("bar_types")
+    raw["data"]["bar_type"] = [BAR_TYPE, ETH]
+    with pytest.raises(ValueError, match="bar_type must be str.*bar_types = "):
+        TrainConfig.from_dict(raw)
+    with pytest.raises(ValueError, match="must not repeat"):
+        one.override(data={"bar_types": [BAR_TYPE, BAR_TYPE]})
+    with pytest.raises(ValueError, match=r"this takes one instrument, not 2"):
+        _ = one.override(data={"bar_types": [BAR_TYPE, ETH]}).data.bar_type
+
+
+def test_a_pooled_artifact_holds_each_instruments_own_scaling(pooled):
+    catalog, model, config = pooled
+    artifact = load_artifact(model)
+    assert artifact.bar_types == [BAR_TYPE, ETH]
+    columns = len(artifact.feature_spec.columns)
+    assert artifact.lstm.n_features == columns + 2  # the features and a one-hot of two instruments
+    gap = min_gap(config.training.horizon, config.model.burn_in)
+    for number, bar_type in enumerate([BAR_TYPE, ETH]):
+        trained = load_bars(catalog, bar_type, end=pd.Timestamp(TRAIN_END, tz="UTC"))
+        data = build_dataset(trained, artifact.feature_spec, config.training.horizon)
+        split = train_val_split(len(data), config.training.val_fraction, gap)
+        instrument = artifact.instrument(bar_type)
+        assert instrument.data["fit_rows"] == [split.fit.start, split.fit.stop]
+        assert instrument.data["bars"] == len(trained)
+        own = Scaler.fit(data.features[split.fit.start : split.fit.stop])  # its own fitting rows only
+        np.testing.assert_allclose(instrument.scaler.mean, own.mean)
+        np.testing.assert_allclose(instrument.scaler.std, own.std)
+        assert artifact.scaling(bar_type).one_hot.tolist() == [1.0 * (k == number) for k in range(2)]
+    btc, eth = artifact.instruments
+    assert abs(np.log(btc.scales.return_scale / eth.scales.return_scale)) > 0.05  # two markets, two scales
+    assert set(artifact.metrics["validation"]) == {BAR_TYPE, ETH}
+    with pytest.raises(ArtifactError, match="trained on .*-1-MINUTE-LAST-EXTERNAL, ETHUSDT.*bars: say which bar type"):
+        _ = artifact.scaler
+    load_artifact(model, bar_type=ETH)
+    with pytest.raises(ArtifactError, match="not SOLUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"):
+        load_artifact(model, bar_type="SOLUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL")
+
+
+def test_streaming_equals_batch_per_instrument(pooled):
+    catalog, model, _ = pooled
+    artifact = load_artifact(model)
+    outputs = {}
+    for bar_type in (BAR_TYPE, ETH):
+        bars = load_bars(catalog, bar_type).iloc[:1500]
+        batch = batch_predict(artifact, bars, bar_type)
+        predictor = OnlinePredictor(artifact, bar_type)
+        streamed = [predictor.update(ts.value, *row) for ts, row in zip(bars.index, bars[["high", "low", "close", "volume"]].to_numpy())]
+        streamed = np.array([row for row in streamed if row is not None])
+        assert streamed.shape == batch.shape
+        scale = artifact.instrument(bar_type).scales.return_scale
+        assert np.max(np.abs(streamed[:, 0] - batch.iloc[:, 0].to_numpy())) / scale <= NETWORK_UNITS_TOLERANCE
+        outputs[bar_type] = batch
+    # The same bars fed as the other instrument give other forecasts: the scaling and one-hot count.
+    bars = load_bars(catalog, ETH).iloc[:1500]
+    assert np.max(np.abs(batch_predict(artifact, bars, BAR_TYPE).iloc[:, 0] - outputs[ETH].iloc[:, 0])) > 1e-6
+
+
+def test_train_takes_repeated_bar_types_and_the_schema_checks_the_instruments(pooled, tmp_path):
+    catalog, model, _ = pooled
+    out = tmp_path / "cli"
+    code = main(["train", "--catalog", str(catalog), "--bar-type", BAR_TYPE, "--bar-type", ETH, "--max-epochs", "1",
+                 "--config", str(_tiny_toml(tmp_path, catalog)), "--out", str(out)])
+    assert code == 0 and load_artifact(out).bar_types == [BAR_TYPE, ETH]
+
+    manifest = json.loads((model / MANIFEST).read_text())
+    manifest["instruments"].reverse()  # the scalings no longer in config.data.bar_types order
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"config.data.bar_types is \[.*\], but instruments\[\].data.bar_type are"):
+        load_artifact(out)
+    manifest["instruments"].reverse()
+    manifest["lstm"]["n_features"] -= 2
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="lstm.n_features: .* and 2 instruments add a one-hot of 2"):
+        load_artifact(out)
+
+
+def _tiny_toml(tmp_path, catalog):
+    raw = tiny_config(catalog).to_dict()
+    lines = []
+    for section, values in raw.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in values.items()]
+    path = tmp_path / "tiny.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
