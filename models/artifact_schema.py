@@ -31,10 +31,12 @@ from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FEATURES_VERSION, FeatureSpec
 from models.heads import TargetScales
-from models.network import RETURN_TARGETS, LSTMConfig
+from models.network import ARCHITECTURES, RETURN_TARGETS, LSTMConfig
 
 # Bump when old artifacts can no longer be read; they are then refused with "retrain it".
-FORMAT_VERSION = 2  # 2: the volatility head and return targets (lstm.return_target, target_scales)
+# 2: the volatility head and return targets (lstm.return_target, target_scales); 3: the hybrids
+# (lstm.architecture, attention_window, conv_kernel, conv_channels).
+FORMAT_VERSION = 3
 INFORMATIONAL = ("metrics", "versions")
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -72,6 +74,10 @@ class ModelSection(Section):  # config.model: models.network.LSTMConfig without 
     burn_in: NonNegativeInt
     return_target: Literal[RETURN_TARGETS]
     volatility_head: bool
+    architecture: Literal[ARCHITECTURES]
+    attention_window: PositiveInt
+    conv_kernel: PositiveInt
+    conv_channels: PositiveInt
 
 
 class TrainingSection(Section):  # config.training: models.config.TrainingConfig

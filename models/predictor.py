@@ -21,8 +21,8 @@ from models.heads import (
     output_names,
 )
 from models.kernels.features import OnlineFeatures
-from models.kernels.lstm import StreamingLSTM
-from models.kernels.predict import predict_bar
+from models.kernels.hybrids import streaming_network
+from models.kernels.predict import PREDICT_BAR
 
 
 def batch_predict(artifact: Artifact, bars: pd.DataFrame) -> pd.DataFrame:
@@ -41,14 +41,16 @@ def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
 class OnlinePredictor:
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
-    ``features`` and ``network`` hold the state (reset, get_state/set_state, state); ``update``
-    runs their kernels together in ``predict_bar``. Construction compiles it (or loads it from
-    numba's cache) so the first bar is fast.
+    ``features`` and ``network`` (the artifact's architecture's streaming network) hold the
+    state (reset, get_state/set_state, state); ``update`` runs their kernels together in the
+    architecture's ``predict_bar``. Construction compiles it (or loads it from numba's cache) so
+    the first bar is fast.
     """
 
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)
-        self.network = StreamingLSTM(artifact.model)
+        self.network = streaming_network(artifact.model)
+        self._predict_bar = PREDICT_BAR[artifact.lstm.architecture]
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
         scaler = np.stack([artifact.scaler.mean, artifact.scaler.std]).astype(np.float64)
@@ -56,7 +58,7 @@ class OnlinePredictor:
         self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
-        predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+        self._predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
 
     @property
     def warmup_bars(self) -> int:
@@ -68,19 +70,19 @@ class OnlinePredictor:
 
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
         """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up)."""
-        if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
+        if self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
 
     def get_state(self) -> dict:
-        """Everything fed so far (features and the LSTM's h and c), as JSON-able values."""
-        h, c = self.network.state
-        return {"features": self.features.get_state(), "h": h.tolist(), "c": c.tolist()}
+        """Everything fed so far (features; the network's h, c and a hybrid's past), as JSON-able values."""
+        network = {name: value.tolist() for name, value in zip(self.network.state_names, self.network.state)}
+        return {"features": self.features.get_state(), **network}
 
     def set_state(self, state: dict) -> None:
         """Continue from ``get_state()`` of a predictor of the same artifact."""
         self.features.set_state(state["features"])
-        self.network.state = (np.asarray(state["h"]), np.asarray(state["c"]))
+        self.network.state = tuple(np.asarray(state[name]) for name in self.network.state_names)
 
 
 class OnlineRidge:

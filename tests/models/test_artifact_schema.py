@@ -141,7 +141,7 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
     (lambda m: m["data"].update(instrument_id="ETHUSDT.BINANCE"), "data.instrument_id is 'ETHUSDT.BINANCE', but"),
     (lambda m: m["lstm"].update(quantiles=[0.1, 0.9]) or m["config"]["model"].update(quantiles=[0.1, 0.9]),
      "lstm: quantiles must include 0.5"),
-    (lambda m: m.update(format_version=1), "format_version is 1, this code reads version 2; retrain it"),
+    (lambda m: m.update(format_version=1), "format_version is 1, this code reads version 3; retrain it"),
 ])
 def test_the_reported_cases_say_what_and_where(artifact, tmp_path, change, message):
     copy = tmp_path / "copy"
