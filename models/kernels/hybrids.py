@@ -30,10 +30,12 @@ def attention_score(attention, h, z):
     width = attention.size // (h.size + 2)
     u = z[:width]
     _affine(attention[: h.size * width], h, attention[h.size * width : (h.size + 1) * width], u)
+    for j in range(width):  # a loop of its own vectorizes; tanh32 inside the sum would not
+        u[j] = tanh32(u[j])
     v = attention[(h.size + 1) * width :]
     score = np.float32(0.0)
     for j in range(width):
-        score += v[j] * tanh32(u[j])
+        score += v[j] * u[j]
     return score
 
 

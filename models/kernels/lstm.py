@@ -55,9 +55,9 @@ def _affine(wt, x, b, out):
     for j in range(n):
         out[j] = b[j]
     for i in range(x.size):
-        xi, column = x[i], wt[i * n : (i + 1) * n]
+        xi, column = x[i], i * n  # indexing wt directly: a slice per column costs ~8 ns, felt when n is small
         for j in range(n):
-            out[j] += column[j] * xi
+            out[j] += wt[column + j] * xi
 
 
 @njit(cache=True, error_model="numpy")
