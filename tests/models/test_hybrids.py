@@ -12,8 +12,9 @@ import torch
 
 from marketdata.catalog import load_bars
 from models import network
-from models.artifact import load_artifact
+from models.artifact import load_artifact, save_artifact
 from models.config import TrainConfig
+from models.evaluate import evaluate
 from models.kernels.hybrids import StreamingALSTM, StreamingCNNLSTM, streaming_network
 from models.network import LSTMConfig, LSTMForecaster, predict_series
 from models.predictor import OnlinePredictor, batch_predict
@@ -195,3 +196,10 @@ def test_trained_hybrid_never_sees_the_future(hybrid_artifact, bars):
     known = base.index <= t
     pd.testing.assert_frame_equal(base[known], other[known])
     assert not np.allclose(base[~known].to_numpy(), other[~known].to_numpy())
+
+
+def test_a_trained_hybrid_evaluates(hybrid_artifact, tmp_path):
+    # evaluate retrains the artifact's config (its architecture) fold by fold: nothing special.
+    save_artifact(tmp_path / "model", hybrid_artifact)
+    report = evaluate(tmp_path / "model", seeds=1)
+    assert np.isfinite(report["models"]["lstm"]["ic"]["mean"]) and np.isfinite(report["models"]["lstm"]["rmse"]["mean"])
