@@ -30,11 +30,14 @@ from nautilus_trader.model.data import BarType
 
 from models.config import TrainConfig
 from models.features import FEATURES_VERSION, FeatureSpec
-from models.network import RETURN_TARGETS, LSTMConfig
+from models.heads import TargetScales
+from models.network import ARCHITECTURES, RETURN_TARGETS, LSTMConfig
 from models.pooling import check_bar_types, input_width
 
 # Bump when old artifacts can no longer be read; they are then refused with "retrain it".
-FORMAT_VERSION = 3  # 2: the volatility head and return targets; 3: instruments (pooled models, models.pooling)
+# 2: the volatility head and return targets; 3: instruments (pooled models, models.pooling);
+# 4: the hybrids (lstm.architecture, attention_window, conv_kernel, conv_channels).
+FORMAT_VERSION = 4
 INFORMATIONAL = ("metrics", "versions")
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -73,6 +76,10 @@ class ModelSection(Section):  # config.model: models.network.LSTMConfig without 
     burn_in: NonNegativeInt
     return_target: Literal[RETURN_TARGETS]
     volatility_head: bool
+    architecture: Literal[ARCHITECTURES]
+    attention_window: PositiveInt
+    conv_kernel: PositiveInt
+    conv_channels: PositiveInt
 
 
 class TrainingSection(Section):  # config.training: models.config.TrainingConfig

@@ -1,8 +1,19 @@
 """The LSTM forecaster: its config, the network, its loss.
 
+Three architectures (``architecture``), all causal and stateful, so each streams bar by bar:
+
+- ``lstm``: stacked LSTM layers, the head reading the top layer's output;
+- ``alstm``: as qlib's ALSTM, temporal attention over the top layer's last ``attention_window``
+  outputs h_(t-k+1..t) (fewer at a series' start): scores from a small net (Linear, Tanh,
+  Linear to one number), softmax over the window, the weighted sum as a context vector; the head
+  reads [h_t, context];
+- ``cnn_lstm``: a causal 1-D convolution (``conv_kernel`` bars, ``conv_channels`` channels,
+  ReLU) over the feature rows, zero rows before the series' start, feeding the LSTM.
+
 The model is stateful. A batch prediction runs ``forward`` over a whole contiguous feature
 sequence from zero state and reads the head at every step; the strategy instead steps
-``models.kernels.lstm.StreamingLSTM`` bar by bar from zero state, carrying (h, c): the same
+``models.kernels.lstm.StreamingLSTM`` (or a hybrid's ``models.kernels.hybrids`` twin) bar by bar
+from zero state, carrying (h, c) and what the hybrid needs of the past: the same
 recurrence compiled, which agrees to float32 rounding (tests/models/test_network.py checks thousands of
 steps). Recomputing a 64-bar window per bar costs ~230 µs in eager torch; one streaming step ~3 µs
 (scripts/bench_step.py).
@@ -27,6 +38,7 @@ include 0.5.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 RETURN_TARGETS = ("log_return", "vol_normalized", "direction", "none")
+ARCHITECTURES = ("lstm", "alstm", "cnn_lstm")
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,10 @@ class LSTMConfig:
     burn_in: int = 64  # leading steps of each training sequence left out of the loss
     return_target: str = "log_return"  # log_return, vol_normalized, direction or none (models.heads)
     volatility_head: bool = True  # also forecast the log realized volatility over the horizon
+    architecture: str = "lstm"  # lstm, alstm (attention over recent outputs) or cnn_lstm (convolution front end)
+    attention_window: int = 16  # alstm: the top layer's last outputs attended over, the current one included
+    conv_kernel: int = 3  # cnn_lstm: the bars each convolution reads, the current one included
+    conv_channels: int = 32  # cnn_lstm: the convolution's outputs, the LSTM's inputs
     seed: int = 0  # weight initialisation
 
     def __post_init__(self) -> None:
@@ -71,6 +88,10 @@ class LSTMConfig:
             (not q or self.return_target in ("log_return", "vol_normalized"),
              f"quantiles need a return_target of log_return or vol_normalized, not {self.return_target!r}"),
             (self.return_target != "none" or self.volatility_head, "nothing to forecast: return_target none and no volatility_head"),
+            (self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}"),
+            (self.attention_window >= 1, f"attention_window must be >= 1, not {self.attention_window}"),
+            (self.conv_kernel >= 1, f"conv_kernel must be >= 1, not {self.conv_kernel}"),
+            (self.conv_channels >= 1, f"conv_channels must be >= 1, not {self.conv_channels}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -117,27 +138,60 @@ class LSTMForecaster(nn.Module):
             raise ValueError("the network needs n_features (set from the features at training)")
         self.config = config
         # The same seed gives the same weights; fork_rng leaves the caller's global RNG alone.
+        hid = config.hidden_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
+            if config.architecture == "cnn_lstm":
+                self.conv = nn.Conv1d(config.n_features, config.conv_channels, config.conv_kernel)
             self.lstm = nn.LSTM(
-                config.n_features,
-                config.hidden_size,
+                config.conv_channels if config.architecture == "cnn_lstm" else config.n_features,
+                hid,
                 config.num_layers,
                 batch_first=True,
                 # nn.LSTM only drops out between layers, and warns if asked to with one layer.
                 dropout=config.dropout if config.num_layers > 1 else 0.0,
             )
-            self.head = nn.Linear(config.hidden_size, config.n_outputs)
+            if config.architecture == "alstm":  # qlib's att_net: the scores' dropout is its too
+                width = max(hid // 2, 1)
+                self.attention = nn.Sequential(
+                    nn.Linear(hid, width), nn.Dropout(config.dropout), nn.Tanh(), nn.Linear(width, 1, bias=False)
+                )
+            self.head = nn.Linear(2 * hid if config.architecture == "alstm" else hid, config.n_outputs)
 
     def forward(
-        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x (B, T, n_features) -> a prediction at every step (B, T, n_outputs), and (h, c).
+        self, x: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x (B, T, n_features) -> a prediction at every step (B, T, n_outputs), and the state after.
 
-        ``state`` is nn.LSTM's (h, c), each (num_layers, B, hidden_size); None is zero state.
+        ``state``: nn.LSTM's (h, c), each (num_layers, B, hidden_size), and for a hybrid a third
+        tensor, what it needs of the past: alstm the top layer's last attention_window - 1 outputs
+        (B, up to k - 1, hidden_size), cnn_lstm the last conv_kernel - 1 input rows (B, k - 1,
+        n_features). None is the start of a series: zero (h, c), no outputs, zero rows.
         """
-        out, state = self.lstm(x, state)
-        return self.outputs(self.head(out)), state
+        architecture = self.config.architecture
+        recurrent = None if state is None else state[:2]
+        if architecture == "cnn_lstm":
+            before = x.new_zeros(x.shape[0], self.config.conv_kernel - 1, x.shape[2]) if state is None else state[2]
+            rows = torch.cat([before, x], dim=1)
+            past = rows[:, rows.shape[1] - before.shape[1] :]
+            x = F.relu(self.conv(rows.transpose(1, 2))).transpose(1, 2)
+        out, (h, c) = self.lstm(x, recurrent)
+        if architecture == "alstm":
+            out, past = self._attend(out, None if state is None else state[2])
+        prediction = self.outputs(self.head(out))
+        return prediction, (h, c) if architecture == "lstm" else (h, c, past)
+
+    def _attend(self, out: torch.Tensor, before: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """[h_t, attention context over h_(t-k+1..t)] at every step, and the last k - 1 outputs."""
+        k = self.config.attention_window
+        seen = torch.cat([out[:, :0] if before is None else before, out], dim=1)  # (B, n + T, H), n <= k - 1
+        # The first windows reach back before the series' start: empty slots, weighted zero.
+        empty = k - 1 - (seen.shape[1] - out.shape[1])
+        scores = F.pad(self.attention(seen).squeeze(-1), (empty, 0), value=-math.inf)  # (B, k - 1 + T)
+        weights = torch.softmax(scores.unfold(1, k, 1), dim=-1)  # (B, T, k)
+        windows = F.pad(seen, (0, 0, empty, 0)).unfold(1, k, 1)  # (B, T, H, k)
+        context = torch.einsum("btk,bthk->bth", weights, windows)
+        return torch.cat([out, context], dim=-1), seen[:, max(seen.shape[1] - (k - 1), 0) :]
 
     def outputs(self, raw: torch.Tensor) -> torch.Tensor:
         """The head's raw numbers with the quantiles made non-crossing (the other outputs as they are)."""

@@ -21,8 +21,8 @@ from models.heads import (
     output_names,
 )
 from models.kernels.features import OnlineFeatures
-from models.kernels.lstm import StreamingLSTM
-from models.kernels.predict import predict_bar
+from models.kernels.hybrids import streaming_network
+from models.kernels.predict import PREDICT_BAR
 from models.pooling import with_cross_returns
 
 
@@ -58,10 +58,11 @@ def check_one_instrument_inputs(artifact: Artifact) -> None:
 class OnlinePredictor:
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
-    ``features`` and ``network`` hold the state (reset, get_state/set_state, state); ``update``
-    runs their kernels together in ``predict_bar``. Construction compiles it (or loads it from
-    numba's cache) so the first bar is fast. ``bar_type``: which of the artifact's instruments
-    (None: its only one); its scaler, target scales and one-hot are used.
+    ``features`` and ``network`` (the artifact's architecture's streaming network) hold the
+    state (reset, get_state/set_state, state); ``update`` runs their kernels together in the
+    architecture's ``predict_bar``. Construction compiles it (or loads it from numba's cache) so
+    the first bar is fast. ``bar_type``: which of the artifact's instruments (None: its only
+    one); its scaler, target scales and one-hot are used.
     """
 
     def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
@@ -69,14 +70,16 @@ class OnlinePredictor:
             check_one_instrument_inputs(artifact)
         scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
-        self.network = StreamingLSTM(artifact.model)
+        self.network = streaming_network(artifact.model)
+        self._predict_bar = PREDICT_BAR[artifact.lstm.architecture]
         # The network's input is [scaled own features, scaled cross-asset columns, one-hot]:
         # predict_bar writes the own features each bar, set_cross the cross-asset ones, and the
-        # one-hot, constant, is written once at the end.
+        # one-hot, constant, is written once at the end (and again after a reset).
         own = len(artifact.feature_spec.columns)
         self._cross = slice(own, len(scaling.scaler.mean))
         self._cross_scaler = (scaling.scaler.mean[self._cross], scaling.scaler.std[self._cross])
-        self.network._x[len(scaling.scaler.mean):] = scaling.one_hot
+        self._one_hot = (slice(len(scaling.scaler.mean), None), scaling.one_hot)
+        self._write_one_hot()
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
         scaler = np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64)
@@ -84,7 +87,7 @@ class OnlinePredictor:
         self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
-        predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+        self._predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
 
     @property
     def warmup_bars(self) -> int:
@@ -93,10 +96,15 @@ class OnlinePredictor:
     def reset(self) -> None:
         self.features.reset()
         self.network.reset()
+        self._write_one_hot()  # a cnn_lstm's reset zeroes its input rows
+
+    def _write_one_hot(self) -> None:
+        at, one_hot = self._one_hot
+        self.network._x[at] = one_hot
 
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
         """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up)."""
-        if predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
+        if self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
             return self._out.copy()
         return None
 
@@ -106,14 +114,14 @@ class OnlinePredictor:
         self.network._x[self._cross] = (row - mean) / std
 
     def get_state(self) -> dict:
-        """Everything fed so far (features and the LSTM's h and c), as JSON-able values."""
-        h, c = self.network.state
-        return {"features": self.features.get_state(), "h": h.tolist(), "c": c.tolist()}
+        """Everything fed so far (features; the network's h, c and a hybrid's past), as JSON-able values."""
+        network = {name: value.tolist() for name, value in zip(self.network.state_names, self.network.state)}
+        return {"features": self.features.get_state(), **network}
 
     def set_state(self, state: dict) -> None:
         """Continue from ``get_state()`` of a predictor of the same artifact."""
         self.features.set_state(state["features"])
-        self.network.state = (np.asarray(state["h"]), np.asarray(state["c"]))
+        self.network.state = tuple(np.asarray(state[name]) for name in self.network.state_names)
 
 
 class OnlineRidge:

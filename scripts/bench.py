@@ -13,12 +13,17 @@ compare like with like on a noisy machine:
   median of the per-run ratios (the LSTM's time includes its start: loading the model and the
   warm-up);
 - batch_windows_per_s: offline predictions per second (one stateful pass over the series);
-- train_seconds: training the shipped default config on the file.
+- train_seconds: training the shipped default config on the file;
+- hybrids: the same per-bar latency for each hybrid architecture (models.network), trained from
+  the default config with that architecture for at most ``--hybrid-epochs`` epochs (default 2:
+  the latency depends on the network's shape, not its training; the JSON says how many ran), one
+  backtest each (``--runs`` does not apply), with its bars/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -35,7 +40,7 @@ from marketdata.history import import_klines
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from models.config import load_config
 from models.dataset import build_dataset
-from models.network import predict_series
+from models.network import ARCHITECTURES, predict_series
 from models.train import train_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
@@ -64,6 +69,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
     parser.add_argument("--work", type=Path, help="folder for the catalog and model (default: a temp folder)")
     parser.add_argument("--runs", type=int, default=3, help="backtests of each strategy; medians are reported (default: 3)")
+    parser.add_argument("--hybrid-epochs", type=int, default=2, help="training epochs at most for each hybrid (default: 2)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-"))
     catalog, model = work / "catalog", work / "model"
@@ -95,6 +101,23 @@ def main() -> None:
     predict_series(artifact.model, scaled)
     batch_seconds = time.perf_counter() - started
 
+    hybrids = {}
+    for architecture in ARCHITECTURES[1:]:
+        hybrid_model = work / architecture
+        started = time.perf_counter()
+        hybrid = train_model(config.override(model={"architecture": architecture}, training={"max_epochs": args.hybrid_epochs}),
+                             hybrid_model)
+        hybrid_train_seconds = time.perf_counter() - started
+        hybrid_settings = dataclasses.replace(settings, model_path=hybrid_model)
+        hybrid_strategy = lstm_strategy(hybrid_settings)
+        seconds = run_strategy(architecture, hybrid_strategy, hybrid_settings, instrument, bars).seconds
+        hybrid_us = np.array(hybrid_strategy.latencies_ns) / 1_000
+        hybrids[architecture] = {
+            "per_bar_latency_us": {"median": float(np.median(hybrid_us)), "p99": float(np.percentile(hybrid_us, 99))},
+            "backtest_bars_per_s": len(bars) / seconds,
+            "epochs_trained": hybrid.metrics["epochs_run"], "train_seconds": hybrid_train_seconds,
+        }
+
     ratios = [noop / lstm for lstm, noop in zip(lstm_seconds, noop_seconds)]
     print(json.dumps({
         "bars": len(bars),
@@ -107,6 +130,7 @@ def main() -> None:
         "batch_windows_per_s": len(scaled) / batch_seconds,
         "train_seconds": train_seconds,
         "torch_threads": {"inference": strategy.config.inference_threads, "training": train_threads},
+        "hybrids": hybrids,
     }, indent=2))
 
 

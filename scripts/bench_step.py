@@ -1,13 +1,16 @@
 """Per-bar latency of the online prediction path (the numba kernels), as JSON.
 
     .venv/bin/python scripts/bench_step.py --model /tmp/p-model [--data KLINE_FILE] [--bars N]
+    .venv/bin/python scripts/bench_step.py --architecture alstm --max-epochs 1 [--bars N]
 
 Without ``--model`` it trains the shipped default config on the data file first (a minute or
-two). Real bars from the file (default: the 3-month BTC/USDT 1m file), one thread, each call timed
+two), with ``--architecture`` (lstm, alstm or cnn_lstm) and ``--max-epochs`` if given: the
+latency depends on the network's shape, not on how long it trained. Real bars from the file (default: the 3-month BTC/USDT 1m file), one thread, each call timed
 on its own (median and p99 in µs, warm-up bars left out):
 
 - ``features``: OnlineFeatures.update;
-- ``lstm_step``: StreamingLSTM.step on the scaled feature rows;
+- ``network_step``: the architecture's streaming network's step (StreamingLSTM or a hybrid) on
+  the scaled feature rows;
 - ``predictor_update``: OnlinePredictor.update, what the strategy calls on every bar.
 
 Also: parity (online features against ``compute_features``, online predictions against
@@ -41,7 +44,8 @@ from models.artifact import load_artifact
 from models.config import load_config
 from models.features import compute_features
 from models.kernels.features import OnlineFeatures
-from models.kernels.lstm import StreamingLSTM
+from models.kernels.hybrids import streaming_network
+from models.network import ARCHITECTURES
 from models.predictor import OnlinePredictor, batch_predict
 from models.train import train_model
 
@@ -102,10 +106,12 @@ def compile_times(model: Path) -> dict:
             "import_models_predictor_s": round(cached["import_s"], 3)}
 
 
-def train_default(data: Path, work: Path) -> Path:
+def train_default(data: Path, work: Path, architecture: str | None, max_epochs: int | None) -> Path:
     catalog, model = work / "catalog", work / "model"
     import_klines(data, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
-    train_model(load_config().override(data={"catalog": str(catalog), "bar_type": BAR_TYPE}), model)
+    config = load_config().override(data={"catalog": str(catalog), "bar_type": BAR_TYPE}, model={"architecture": architecture},
+                                    training={"max_epochs": max_epochs})
+    train_model(config, model)
     return model
 
 
@@ -114,10 +120,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a trained artifact (default: train the default config on --data)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file")
     parser.add_argument("--bars", type=int, default=None, help="the first N bars of the file (default: all)")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, help="without --model: train this architecture (default: the config's)")
+    parser.add_argument("--max-epochs", type=int, help="without --model: train this many epochs at most (default: the config's)")
     parser.add_argument("--torch-steps", type=int, default=5_000, help="timed calls of eager torch, for context")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model_path = args.model or train_default(args.data, Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-step-")))
+    if args.model and (args.architecture or args.max_epochs):
+        parser.error("--architecture and --max-epochs choose what to train: not with --model")
+    work = Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-step-"))
+    model_path = args.model or train_default(args.data, work, args.architecture, args.max_epochs)
     artifact = load_artifact(model_path)
     bars = to_bars_frame(read_klines(args.data), parse_timeframe("1m"))
     if args.bars:
@@ -128,7 +139,7 @@ def main() -> None:
     latency = {}
     latency["features"], rows = measure(OnlineFeatures(spec).update, inputs, warmup)
     scaled = [(((row - artifact.scaler.mean) / artifact.scaler.std).astype(np.float32),) for row in rows[warmup:]]
-    latency["lstm_step"], _ = measure(StreamingLSTM(artifact.model).step, scaled, 0)
+    latency["network_step"], _ = measure(streaming_network(artifact.model).step, scaled, 0)
     latency["predictor_update"], outputs = measure(OnlinePredictor(artifact).update, inputs, warmup)
 
     offline = compute_features(bars, spec).to_numpy()[warmup:]
@@ -154,8 +165,9 @@ def main() -> None:
 
     cfg = artifact.lstm
     print(json.dumps({
-        "model": {"path": str(model_path), "n_features": cfg.n_features, "hidden_size": cfg.hidden_size,
-                  "num_layers": cfg.num_layers, "n_outputs": cfg.n_outputs},
+        "model": {"path": str(model_path), "architecture": cfg.architecture, "n_features": cfg.n_features, "hidden_size": cfg.hidden_size,
+                  "num_layers": cfg.num_layers, "n_outputs": cfg.n_outputs,
+                  "epochs_trained": artifact.metrics.get("epochs_run")},
         "bars": len(inputs), "timed_bars": len(inputs) - warmup,
         "latency": latency,
         "parity": parity,

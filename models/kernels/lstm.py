@@ -2,7 +2,8 @@
 
 :class:`StreamingLSTM` packs a trained ``models.network.LSTMForecaster``'s weights into one
 float32 vector and steps it with :func:`lstm_step`, one numba-compiled call per bar carrying
-(h, c). It computes ``LSTMForecaster.forward``'s recurrence, to float32 rounding.
+(h, c). It computes ``LSTMForecaster.forward``'s recurrence, to float32 rounding. Its parts,
+``lstm_layers`` and ``head_outputs``, also step the hybrids (models.kernels.hybrids).
 """
 
 from __future__ import annotations
@@ -54,20 +55,18 @@ def _affine(wt, x, b, out):
     for j in range(n):
         out[j] = b[j]
     for i in range(x.size):
-        xi, column = x[i], wt[i * n : (i + 1) * n]
+        xi, column = x[i], i * n  # indexing wt directly: a slice per column costs ~8 ns, felt when n is small
         for j in range(n):
-            out[j] += column[j] * xi
+            out[j] += wt[column + j] * xi
 
 
 @njit(cache=True, error_model="numpy")
-def lstm_step(params, xh, c, z, y, n_quantiles):
-    """One step of every layer and the head, in place.
+def lstm_layers(params, xh, c, z):
+    """One step of every LSTM layer, in place; returns where the LSTM's part of ``params`` ends.
 
     ``params``: per layer W (4H x (inputs + H), stored transposed) and b (4H), the gates ordered
-    i, f, o, g and the sigmoid gates' rows halved; then the head's W (n_outputs x H, transposed)
-    and b. ``xh``: [x, h_0, h_1, ...], so layer l reads [h_(l-1), h_l] as one slice; ``c``
-    (layers, H); ``z`` (4H) scratch; ``y`` (n_outputs) gets the outputs, whose first
-    ``n_quantiles`` are a quantile head's (LSTMForecaster.outputs).
+    i, f, o, g and the sigmoid gates' rows halved. ``xh``: [x, h_0, h_1, ...], so layer l reads
+    [h_(l-1), h_l] as one slice; ``c`` (layers, H); ``z`` (4H) scratch.
     """
     layers, hid = c.shape
     n_in = xh.size - layers * hid
@@ -85,12 +84,27 @@ def lstm_step(params, xh, c, z, y, n_quantiles):
             i, f, o = _HALF + _HALF * z[j], _HALF + _HALF * z[hid + j], _HALF + _HALF * z[2 * hid + j]
             cl[j] = f * cl[j] + i * z[3 * hid + j]
             h[j] = o * tanh32(cl[j])
+    return at
+
+
+@njit(cache=True, error_model="numpy")
+def head_outputs(params, inputs, y, n_quantiles):
+    """The head: ``y`` = W @ inputs + b (``params``: W transposed, then b), the first
+    ``n_quantiles`` outputs made a quantile head's (LSTMForecaster.outputs)."""
     n_out = y.size
-    _affine(params[at : at + n_out * hid], xh[xh.size - hid :], params[at + n_out * hid :], y)
+    _affine(params[: n_out * inputs.size], inputs, params[n_out * inputs.size :], y)
     # Quantile head: the lowest quantile, then softplus gaps summed up.
     for j in range(1, n_quantiles):
         v = float(y[j])
         y[j] = y[j - 1] + (max(v, 0.0) + math.log1p(math.exp(-abs(v))))
+
+
+@njit(cache=True, error_model="numpy")
+def lstm_step(params, xh, c, z, y, n_quantiles):
+    """One step of every layer and the head, in place: ``lstm_layers``' arrays, then the head's
+    W (n_outputs x H, transposed) and b at the end of ``params``, ``y`` (n_outputs) its outputs."""
+    at = lstm_layers(params, xh, c, z)
+    head_outputs(params[at:], xh[xh.size - c.shape[1] :], y, n_quantiles)
 
 
 class StreamingLSTM:
@@ -102,18 +116,24 @@ class StreamingLSTM:
     per layer; every NumPy call costs about a microsecond of dispatch); earlier, with 16 features,
     torch ops on preallocated tensors took 19, torch.lstm_cell 27, a one-step nn.LSTM call 114.
     What bounds it now is reading the 216 KB of weights from L2 each step, not the arithmetic.
-    Float32 matches the torch model to ~1e-7. OnlinePredictor runs ``lstm_step`` on these same
-    arrays from its own kernel.
+    Float32 matches the torch model to ~1e-7. OnlinePredictor runs ``kernel`` on these same
+    arrays (``_kernel_arrays``) from its own kernel.
+
+    The hybrids (models.kernels.hybrids) extend it: their kernel takes lstm_step's arrays and
+    then their own (``_hybrid_arrays``), and their state adds what they carry of the past.
     """
+
+    kernel = staticmethod(lstm_step)
+    state_names = ("h", "c")  # the names of ``state``'s arrays (OnlinePredictor.get_state's keys)
 
     def __init__(self, model: LSTMForecaster):
         cfg = model.config
-        n_in, hid, layers = cfg.n_features, cfg.hidden_size, cfg.num_layers
+        n_in, hid, layers = model.lstm.input_size, cfg.hidden_size, cfg.num_layers
         self.config = cfg
         # One buffer [x, h_0, h_1, ...]: layer l reads its input and its own previous h as the
         # contiguous slice [h_(l-1), h_l], so the step never concatenates or copies vectors.
         self._xh = np.zeros(n_in + layers * hid, np.float32)
-        self._x = self._xh[:n_in]
+        self._x = self._xh[:n_in]  # where a bar's features go (a hybrid may put them elsewhere)
         self._h = self._xh[n_in:].reshape(layers, hid)
         self._c = np.zeros((layers, hid), np.float32)
         self._z = np.zeros(4 * hid, np.float32)
@@ -130,15 +150,21 @@ class StreamingLSTM:
                 b = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
                 parts += [(w[order] * scale).T, b[order] * scale[:, 0]]
             parts += [model.head.weight.T, model.head.bias]
-        self._params = np.concatenate([_to_numpy(p).ravel() for p in parts])
+        self._params = packed(parts)
         self._y = np.zeros(cfg.n_outputs, np.float32)
         self._y_out = self._y.view()
         self._y_out.flags.writeable = False
         n_quantiles = len(cfg.quantiles) if cfg.return_target != "none" else 0
-        # What lstm_step takes (OnlinePredictor calls it from its kernel).
-        self._kernel_arrays = (self._params, self._xh, self._c, self._z, self._y, n_quantiles)
+        with torch.no_grad():
+            hybrid = self._hybrid_arrays(model)
+        # What the kernel takes (OnlinePredictor calls it from its kernel).
+        self._kernel_arrays = (self._params, self._xh, self._c, self._z, self._y, n_quantiles, *hybrid)
         # Compile now (or load numba's cache) on throwaway state, not on the first bar.
-        lstm_step(self._params, self._xh.copy(), self._c.copy(), self._z, self._y.copy(), n_quantiles)
+        self.kernel(*(a.copy() if isinstance(a, np.ndarray) else a for a in self._kernel_arrays))
+
+    def _hybrid_arrays(self, model: LSTMForecaster) -> tuple[np.ndarray, ...]:
+        """A hybrid's weights and state, the kernel's arguments after lstm_step's."""
+        return ()
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Feed one bar's features (n_features,); return its prediction (n_outputs,).
@@ -148,7 +174,7 @@ class StreamingLSTM:
         if x.shape != self._x.shape:
             raise ValueError(f"expected features of shape {self._x.shape}, got {x.shape}")
         self._x[:] = x
-        lstm_step(*self._kernel_arrays)
+        self.kernel(*self._kernel_arrays)
         return self._y_out
 
     def reset(self) -> None:
@@ -157,17 +183,32 @@ class StreamingLSTM:
         self._c[:] = 0.0
 
     @property
-    def state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of (h, c), each (num_layers, hidden_size): forward's state for one sequence."""
-        return self._h.copy(), self._c.copy()
+    def state(self) -> tuple[np.ndarray, ...]:
+        """Copies of (h, c), each (num_layers, hidden_size), and a hybrid's past: forward's state
+        for one sequence (``state_names``)."""
+        return self._h.copy(), self._c.copy(), *self._past()
 
     @state.setter
-    def state(self, value: tuple[np.ndarray, np.ndarray]) -> None:
-        h, c = (np.asarray(v, np.float32) for v in value)
+    def state(self, value: tuple[np.ndarray, ...]) -> None:
+        if len(value) != len(self.state_names):
+            raise ValueError(f"expected the state {self.state_names}, got {len(value)} arrays")
+        h, c, *past = (np.asarray(v, np.float32) for v in value)
         if h.shape != self._h.shape or c.shape != self._c.shape:
             raise ValueError(f"expected h and c of shape {self._h.shape}, got {h.shape} and {c.shape}")
+        self._set_past(*past)  # checks its own shapes before anything changes
         self._h[:] = h
         self._c[:] = c
+
+    def _past(self) -> tuple[np.ndarray, ...]:
+        return ()
+
+    def _set_past(self) -> None:
+        pass
+
+
+def packed(parts: list[torch.Tensor]) -> np.ndarray:
+    """Tensors flattened row-major into one float32 vector, in order: what the kernels read."""
+    return np.concatenate([_to_numpy(p).ravel() for p in parts])
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

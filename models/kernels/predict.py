@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit
 
 from models.kernels.features import update_features
+from models.kernels.hybrids import alstm_step, cnn_lstm_step
 from models.kernels.lstm import lstm_step
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -44,18 +45,51 @@ def decode_bar(y, row, heads, out) -> None:
 
 
 @njit(cache=True, error_model="numpy")
-def predict_bar(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
-                 params, xh, c, z, y, n_quantiles, heads, out) -> bool:
-    """OnlinePredictor.update as one compiled call: features, scaling, LSTM step, decoding.
-
-    The features' arrays (models.features), then ``scaler`` (2, n_features: mean, std), the
-    StreamingLSTM's arrays (models.kernels.lstm), ``heads`` (see decode_bar) and ``out`` (the
-    decoded outputs, float64). False during the features' warm-up, when nothing else runs.
-    """
+def scaled_features(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler, x) -> bool:
+    """The bar's features (models.features' arrays) scaled into the network's input ``x``; False
+    during the features' warm-up. ``scaler`` (2, n_features): mean, std."""
     if not update_features(index, coefficients, state, row, close_time_ns, high, low, close, volume):
         return False
     for i in range(row.size):  # Scaler.transform in float64, then float32 as the batch path feeds torch
-        xh[i] = (row[i] - scaler[0, i]) / scaler[1, i]
+        x[i] = (row[i] - scaler[0, i]) / scaler[1, i]
+    return True
+
+
+# OnlinePredictor.update as one compiled call per architecture: features, scaling, network step,
+# decoding. Each takes the bar, the features' arrays, ``scaler``, the streaming network's arrays
+# (models.kernels.lstm, models.kernels.hybrids), ``heads`` (see decode_bar) and ``out`` (the
+# decoded outputs, float64); False during the features' warm-up, when nothing else runs.
+
+
+@njit(cache=True, error_model="numpy")
+def predict_bar(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
+                params, xh, c, z, y, n_quantiles, heads, out) -> bool:
+    if not scaled_features(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler, xh):
+        return False
     lstm_step(params, xh, c, z, y, n_quantiles)
     decode_bar(y, row, heads, out)
     return True
+
+
+@njit(cache=True, error_model="numpy")
+def predict_bar_alstm(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
+                      params, xh, c, z, y, n_quantiles, attention, outputs, scores, ring, reads, heads, out) -> bool:
+    if not scaled_features(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler, xh):
+        return False
+    alstm_step(params, xh, c, z, y, n_quantiles, attention, outputs, scores, ring, reads)
+    decode_bar(y, row, heads, out)
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def predict_bar_cnn_lstm(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
+                         params, xh, c, z, y, n_quantiles, conv, rows, heads, out) -> bool:
+    if not scaled_features(close_time_ns, high, low, close, volume, index, coefficients, state, row, scaler,
+                           rows[rows.shape[0] - 1]):
+        return False
+    cnn_lstm_step(params, xh, c, z, y, n_quantiles, conv, rows)
+    decode_bar(y, row, heads, out)
+    return True
+
+
+PREDICT_BAR = {"lstm": predict_bar, "alstm": predict_bar_alstm, "cnn_lstm": predict_bar_cnn_lstm}

@@ -146,7 +146,7 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
      f"config.data.bar_types: {[BAR_TYPE, BAR_TYPE]} name an instrument twice"),
     (lambda m: m["lstm"].update(quantiles=[0.1, 0.9]) or m["config"]["model"].update(quantiles=[0.1, 0.9]),
      "lstm: quantiles must include 0.5"),
-    (lambda m: m.update(format_version=2), "format_version is 2, this code reads version 3; retrain it"),
+    (lambda m: m.update(format_version=3), "format_version is 3, this code reads version 4; retrain it"),
 ])
 def test_the_reported_cases_say_what_and_where(artifact, tmp_path, change, message):
     copy = tmp_path / "copy"

@@ -165,7 +165,7 @@ def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_art
 
 def test_artifact_contents(artifact):
     manifest = json.loads((artifact / "artifact.json").read_text())
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 4
     [instrument] = manifest["instruments"]
     assert instrument["data"]["bar_type"] == BAR_TYPE and instrument["data"]["instrument_id"] == "BTCUSDT.BINANCE"
     assert instrument["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(instrument["data"]["sha256"]) == 64
