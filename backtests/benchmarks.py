@@ -113,7 +113,7 @@ class VolTargetBuyAndHold(Strategy):
         self._annualizer = annualizer(interval_ns, artifact.config.training.horizon)
         self._start_ns = self.clock.timestamp_ns()
         self._last_ts = 0
-        warmup = config.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
+        warmup = config.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm)
         self.catch_up = CatchUp(self, config.bar_type, config.request_timeout_s, self._history_answered)
         self.subscribe_bars(config.bar_type)
         self.catch_up.request(self._start_ns - (warmup + 1) * interval_ns, "warm-up")

@@ -151,12 +151,21 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
 
 def _network_run(config: TrainConfig, data: Dataset, splits: list[Split], seed: int) -> dict[str, np.ndarray]:
     """One seed: the network trained once per fold, each fold's test rows forecast by that fold's fit
-    (NaN elsewhere); by output column name."""
+    (NaN elsewhere); by output column name.
+
+    Each fold after the first continues from the previous fold's network (same seed), whose
+    training rows all precede this fold's test rows, and trains on with this fold's own scaling
+    and early stopping: the work of the shared past is done once, not once per fold.
+    """
     outputs: dict[str, np.ndarray] = {}
+    previous = None
     for split in splits:
-        result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}")
+        result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}", warm_start=previous)
+        previous = result.model
         test = slice(split.test.start, split.test.stop)
-        for column, values in result.forecast(data, split.test.stop).items():
+        # From a zero state a strategy's warm-up before the test block, as the strategy would trade it.
+        start = max(0, split.test.start - config.model.state_warmup)
+        for column, values in result.forecast(data, split.test.stop, start=start).items():
             outputs.setdefault(column, np.full(len(data), np.nan))[test] = values[test]
     return outputs
 

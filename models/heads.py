@@ -152,11 +152,12 @@ def decode(config: LSTMConfig, scales: TargetScales, raw: np.ndarray, sigma: np.
 
 
 def forecast_rows(model: LSTMForecaster, scaler: Scaler, scales: TargetScales, data: Dataset, stop: int | None = None,
-                  one_hot: np.ndarray | None = None) -> np.ndarray:
+                  one_hot: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Decoded forecasts (rows, len(output_names)) of rows [0, stop), from one stateful pass from
-    row 0: what the strategy says bar by bar from the same first bar. ``one_hot``: a pooled
-    model's instrument id feature (models.pooling), appended to every scaled row."""
+    row ``start`` (NaN before it): what the strategy says bar by bar from the same first bar.
+    ``one_hot``: a pooled model's instrument id feature (models.pooling), appended to every scaled row."""
     stop = len(data) if stop is None else stop
-    raw = predict_series(model, network_inputs(scaler, data.features[:stop], one_hot))
+    raw = np.full((stop, model.config.n_outputs), np.nan)
+    raw[start:] = predict_series(model, network_inputs(scaler, data.features[start:stop], one_hot))
     sigma = trailing_sigma(model.config, data)
     return decode(model.config, scales, raw, None if sigma is None else sigma[:stop])

@@ -98,6 +98,12 @@ class LSTMConfig:
                 raise ValueError(message)
 
     @property
+    def state_warmup(self) -> int:
+        """Steps of context from a zero state after which a prediction no longer depends on where
+        the state started: 4 burn-ins (training scores no step inside the first one)."""
+        return 4 * self.burn_in
+
+    @property
     def n_return_outputs(self) -> int:
         """The return head's outputs: one per quantile, one number, or none."""
         return 0 if self.return_target == "none" else len(self.quantiles) or 1

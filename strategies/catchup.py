@@ -50,10 +50,10 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
 
-def default_warmup_bars(predictor, burn_in: int) -> int:
-    """History to warm a model on before its first traded bar: the features' warm-up plus 4 × the
-    LSTM's burn-in, so that the network's state has forgotten its zero start."""
-    return predictor.warmup_bars + 4 * burn_in
+def default_warmup_bars(predictor, network) -> int:
+    """History to warm a model on before its first traded bar: the features' warm-up plus the
+    network's ``state_warmup`` (models.network.LSTMConfig), so that its state has forgotten its zero start."""
+    return predictor.warmup_bars + network.state_warmup
 
 
 # What the strategy is handed when a request is answered or given up on: why it was made, the

@@ -97,7 +97,7 @@ class LSTMStrategy(Strategy):
         self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, artifact.config.training.horizon)
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
-        self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm.burn_in)
+        self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm)
         self.log.info(f"model {config.model_path} ({config.forecaster}), threshold {self.rule.threshold:.6f}, "
                       f"short {'on' if self.rule.allow_short else 'off'}, warm-up {self._warmup} bars")
 

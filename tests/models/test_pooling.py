@@ -138,3 +138,21 @@ def _tiny_toml(tmp_path, catalog):
     path = tmp_path / "tiny.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.mark.parametrize("architecture", ["alstm", "cnn_lstm"])
+def test_a_pooled_hybrid_streams_like_batch_per_instrument_and_after_a_reset(pooled, tmp_path, architecture):
+    """The one-hot sits in the network's input: a cnn_lstm's input rows are state, which a reset zeroes."""
+    catalog, _, config = pooled
+    train_model(config.override(model={"architecture": architecture}), tmp_path / "model")
+    artifact = load_artifact(tmp_path / "model")
+    for bar_type in (BAR_TYPE, ETH):
+        bars = load_bars(catalog, bar_type).iloc[:1200]
+        batch = batch_predict(artifact, bars, bar_type).iloc[:, 0].to_numpy()
+        predictor = OnlinePredictor(artifact, bar_type)
+        inputs = list(zip(bars.index.as_unit("ns").asi8.tolist(), *(bars[c].tolist() for c in ("high", "low", "close", "volume"))))
+        for _ in range(2):  # as new, then after a reset
+            predictor.reset()
+            streamed = np.array([row[0] for row in (predictor.update(*bar) for bar in inputs) if row is not None])
+            scale = artifact.instrument(bar_type).scales.return_scale
+            assert np.max(np.abs(streamed - batch)) / scale <= NETWORK_UNITS_TOLERANCE

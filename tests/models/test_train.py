@@ -237,3 +237,15 @@ def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
     for row in rows[1000:]:
         expected = straight.update(row.Index.value, row.high, row.low, row.close, row.volume).copy()
         np.testing.assert_array_equal(resumed.update(row.Index.value, row.high, row.low, row.close, row.volume), expected)
+
+
+def test_a_warm_start_continues_from_the_given_network(catalog, bars):
+    """evaluate's later folds continue from the fold before: fit must start from those weights."""
+    config = tiny_config(catalog, max_epochs=1, learning_rate=1e-12)
+    data = build_dataset(bars, default_spec(), config.training.horizon)
+    split = split_for(config, data)
+    earlier = fit(config, data, split, seed=1).model
+    fresh, continued = fit(config, data, split), fit(config, data, split, warm_start=earlier)
+    for name, weights in continued.model.state_dict().items():
+        torch.testing.assert_close(weights, earlier.state_dict()[name], rtol=0, atol=1e-6)
+        assert not torch.allclose(weights, fresh.model.state_dict()[name], atol=1e-3), name
