@@ -30,7 +30,6 @@ from nautilus_trader.model.data import BarType
 
 from models.config import TrainConfig
 from models.features import FEATURES_VERSION, FeatureSpec
-from models.heads import TargetScales
 from models.network import ARCHITECTURES, RETURN_TARGETS, LSTMConfig
 from models.pooling import check_bar_types, input_width
 
