@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import OrderSide, PriceType
 from nautilus_trader.model.events import OrderFilled
 
 from strategies.decision import SizingConfig, instrument_order_quantity
@@ -87,15 +87,33 @@ class AccountView:
         cash, units = self._parts
         return cash + units * close
 
+    def _last_price(self, base) -> float:
+        """The last price of the venue's ``base``/our quote instrument (NaN if none is known)."""
+        quote, venue = self._instrument.quote_currency, self._instrument.id.venue
+        for other in self._cache.instruments(venue=venue):
+            if other.base_currency == base and other.quote_currency == quote:
+                price = self._cache.price(other.id, PriceType.LAST)
+                return price.as_double() if price is not None else math.nan
+        return math.nan
+
     def _read_parts(self) -> tuple[float, float]:
         instrument = self._instrument
         account = self._portfolio.account(instrument.id.venue)
         if account is None:
             return math.nan, 0.0
         if account.is_cash_account:
-            quote_total = account.balance_total(instrument.quote_currency)
-            base_total = account.balance_total(instrument.base_currency)
-            return (quote_total.as_double() if quote_total else 0.0), (base_total.as_double() if base_total else 0.0)
+            # A pooled backtest's strategies share one cash account: the other instruments' holdings
+            # are part of its equity too, marked at their last price (the bar close, in backtests).
+            cash, units = 0.0, 0.0
+            for currency, total in account.balances_total().items():
+                amount = total.as_double()
+                if currency == instrument.quote_currency:
+                    cash += amount
+                elif currency == instrument.base_currency:
+                    units += amount
+                elif amount:
+                    cash += amount * self._last_price(currency)
+            return cash, units
         balance = account.balance_total(instrument.get_settlement_currency())
         cash, units = (balance.as_double() if balance else 0.0), 0.0
         for position in self._cache.positions_open(instrument_id=instrument.id):

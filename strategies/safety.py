@@ -147,7 +147,10 @@ class SafetyRails:
         return self.halted
 
     def drawdown_breached(self, equity: float) -> str | None:
-        """Why to flatten and halt for good (equity just fell ``max_drawdown`` below its peak), or None."""
+        """Why to flatten and halt for good (equity just fell ``max_drawdown`` below its peak), or None.
+        An unknown (NaN) equity is no evidence of a drawdown."""
+        if not math.isfinite(equity):
+            return None
         self._peak_equity = max(self._peak_equity, equity)
         limit = self.limits.max_drawdown
         if self.drawdown_halted or limit is None or not self._peak_equity > 0 or equity >= self._peak_equity * (1 - limit):

@@ -1,10 +1,12 @@
 """The strategy's view of its account alone: position counting orders in flight, equity, free base."""
 
+import math
 from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
 from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.objects import Currency
 
 from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
 from strategies.account import EQUITY_REFRESH_BARS, AccountView
@@ -24,6 +26,9 @@ class Account:
 
     def balance_total(self, currency):
         return money(self.totals[currency.code]) if currency.code in self.totals else None
+
+    def balances_total(self):
+        return {Currency.from_str(code): money(amount) for code, amount in self.totals.items()}
 
     def balance_free(self, currency):
         return money(self.free[currency.code]) if currency.code in self.free else None
@@ -94,3 +99,20 @@ def test_a_new_position_is_sized_by_the_config_at_the_volatility_forecast_rounde
     assert view.opening_quantity(by_equity, 100_000.0, 0.25) == (pytest.approx(0.04), None)  # 2,000 × 0.5 / 0.25 of quote
     assert view.opening_quantity(by_equity, 100_000.0, 0.3)[0] == pytest.approx(0.03333)  # 3,333.33 of quote, stepped down
     assert view.opening_quantity(by_equity, 100_000.0, None) == (0.0, "no notional to trade")
+
+
+def test_a_shared_cash_account_counts_the_other_instruments_holdings_at_their_last_price():
+    """A pooled backtest's strategies share one account: ETH bought by the other strategy is equity too."""
+    eth = instrument_from_market(BUILTIN_MARKETS[("ETH/USDT", "spot")], "spot")
+
+    class Pooled(Venue):
+        def instruments(self, venue):
+            return [SPOT, eth]
+
+        def price(self, instrument_id, price_type):
+            return money(2_500.0) if instrument_id == eth.id else None
+
+    venue = Pooled(Account(True, {"USDT": 4_000.0, "BTC": 0.05, "ETH": 0.4}))
+    assert AccountView(venue, venue, SPOT).equity(100_000.0) == 4_000.0 + 5_000.0 + 1_000.0
+    unpriced = Pooled(Account(True, {"USDT": 4_000.0, "XRP": 10.0}))
+    assert math.isnan(AccountView(unpriced, unpriced, SPOT).equity(100_000.0))

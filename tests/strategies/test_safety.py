@@ -1,5 +1,7 @@
 """The live node's safety rails: which orders they block, cut or let through, and when they halt."""
 
+import math
+
 import pytest
 
 from strategies.safety import ProposedOrder, SafetyLimits, SafetyRails
@@ -95,6 +97,9 @@ def test_drawdown_kill_switch_fires_once_below_the_peak_and_stays():
     assert rails.drawdown_breached(1_079.0) == "equity 1079.00 is 10.08% below its peak"
     assert rails.drawdown_halted and rails.drawdown_breached(500.0) is None  # halted for good: reported once
     assert SafetyRails(SafetyLimits(max_drawdown=None)).drawdown_breached(1.0) is None
+    unknown = SafetyRails(SafetyLimits(max_drawdown=0.1))
+    assert [unknown.drawdown_breached(e) for e in (1_000.0, math.nan, 950.0)] == [None, None, None]  # NaN: no evidence
+    assert not unknown.drawdown_halted
 
 
 @pytest.mark.parametrize("bad, message", [
