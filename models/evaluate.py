@@ -6,6 +6,11 @@ the same test rows. Two targets are scored: the h-bar log return (``models``) an
 ``volatility.models``, the h-bar log realized volatility (:func:`models.volatility.log_realized_vol`),
 the network's only when it has a volatility head. Metrics are pooled over the test folds per
 seed, then reported as mean ± std over seeds, with per-fold figures beside them.
+
+A pooled artifact (several instruments) is evaluated the same way (models.evaluation_data): one
+network per seed and fold fitted on every instrument's fold, each baseline on each instrument's
+own past, and the metrics over all instruments' test rows together, each instrument's beside
+them under ``instruments``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +30,8 @@ from matplotlib.ticker import MaxNLocator
 from models.artifact import load_artifact
 from models.baselines import BASELINES, lagged_log_returns
 from models.config import TrainConfig
-from models.dataset import Dataset, build_dataset
+from models.dataset import Dataset
+from models.evaluation_data import EvaluationData
 from models.jsonio import write_json
 from models.metrics import (
     aggregate_over_seeds,
@@ -33,8 +40,8 @@ from models.metrics import (
     forecast_metrics,
     scored_points,
 )
-from models.splits import Split, min_gap, walk_forward
-from models.train import fit, load_training_bars
+from models.splits import Split
+from models.train import fit
 from models.volatility import (
     RETURN_FLOOR,
     VOLATILITY_BASELINES,
@@ -61,30 +68,26 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     artifact = load_artifact(artifact_path)
     config = artifact.config.override(data={"start": start, "end": end})
     horizon = config.training.horizon
-    bars = load_training_bars(config)
-    data = build_dataset(bars, artifact.feature_spec, horizon)
-    gap = min_gap(horizon, config.model.burn_in)
-    splits = walk_forward(
-        len(data), config.evaluation.folds, config.evaluation.first_test_fraction, config.training.val_fraction, gap
-    )
-    fold_rows = [np.arange(s.test.start, s.test.stop) for s in splits]
-    test_rows = np.concatenate(fold_rows)
+    evaluation = EvaluationData.load(config, artifact.feature_spec)
+    bar_types, bars, datasets, splits = evaluation.bar_types, evaluation.bars, evaluation.datasets, evaluation.splits
+    test_rows, target, vol_target = evaluation.test_rows, evaluation.series("target"), evaluation.series("volatility")
     seed_list = list(range(config.training.seed, config.training.seed + seeds))
     quantiles = list(config.model.quantiles)
     seconds: dict[str, float] = {}
 
     # Forecasts per model: one array per seed for the network, one for a (deterministic) baseline.
     clock = time.perf_counter()
-    network = [_network_run(config, data, splits, seed) for seed in seed_list]
+    network = [_network_run(config, datasets, splits, seed) for seed in seed_list]
     seconds["lstm"] = time.perf_counter() - clock
     bands = [np.column_stack([run[f"q{q:g}"] for q in quantiles]) for run in network] if quantiles else []
     returns: dict[str, list[np.ndarray]] = {}
     point = "prediction" if not quantiles else "q0.5"  # the regression output, or the quantile outputs' median
     if all(point in run for run in network):  # else a volatility-only network: no return forecast to score
         returns["lstm"] = [run[point] for run in network]
-    returns |= {name: [forecast] for name, forecast in _return_baselines(data, splits, horizon, seconds).items()}
-    vol_target = data.volatility
-    volatility = {name: [forecast] for name, forecast in _volatility_baselines(data, splits, horizon, seconds).items()}
+    # Baselines see each instrument's own features and past only (no cross-asset columns), as train's ridge.
+    own = [replace(data, features=data.features[:, : len(artifact.feature_spec.columns)]) for data in datasets]
+    returns |= {name: [forecast] for name, forecast in _per_instrument(_return_baselines, own, splits, horizon, seconds).items()}
+    volatility = {name: [forecast] for name, forecast in _per_instrument(_volatility_baselines, own, splits, horizon, seconds).items()}
     if all("volatility" in run for run in network):
         volatility["lstm"] = [np.log(run["volatility"]) for run in network]
     log.info("evaluate seconds: %s", {name: round(value, 1) for name, value in seconds.items()})
@@ -92,7 +95,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     def score_returns(name: str, forecast: np.ndarray, rows: np.ndarray, seed_index: int) -> dict:
         with_bands = name == "lstm" and bool(quantiles)
         return forecast_metrics(
-            data.target[rows], forecast[rows], quantile_preds=bands[seed_index][rows] if with_bands else None,
+            target[rows], forecast[rows], quantile_preds=bands[seed_index][rows] if with_bands else None,
             quantiles=quantiles if with_bands else None, horizon=horizon,
         )
 
@@ -105,30 +108,31 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
             )
         return metrics
 
-    return_scores = {name: _scores(name, forecasts, score_returns, seeds, test_rows, fold_rows) for name, forecasts in returns.items()}
-    volatility_scores = {
-        name: _scores(name, forecasts, score_volatility, seeds, test_rows, fold_rows) for name, forecasts in volatility.items()
-    }
+    def score(rows: np.ndarray, folds: list[np.ndarray]) -> tuple[dict, dict]:
+        """Every model's scores on ``rows`` and per fold: returns, then volatility."""
+        return ({name: _scores(name, forecasts, score_returns, seeds, rows, folds) for name, forecasts in returns.items()},
+                {name: _scores(name, forecasts, score_volatility, seeds, rows, folds) for name, forecasts in volatility.items()})
+
+    def entries(return_scores: dict, volatility_scores: dict) -> tuple[dict, dict]:
+        return ({name: _entry(scores, _reported) for name, scores in return_scores.items()},
+                {name: _entry(scores, _volatility_reported) for name, scores in volatility_scores.items()})
+
+    return_scores, volatility_scores = score(test_rows, evaluation.fold_rows)
+    models, volatility_models = entries(return_scores, volatility_scores)
+    instruments = [fit.data | {"evaluated_bars": len(own)} for fit, own in zip(artifact.instruments, bars)]
     report = {
         "horizon": horizon,
         "seeds": seed_list,
-        "data": artifact.data | {"evaluated_bars": len(bars), "start": config.data.start, "end": config.data.end},
-        "folds": [
-            {"fold": s.fold, "fit": [s.fit.start, s.fit.stop], "val": [s.val.start, s.val.stop],
-             "test": [s.test.start, s.test.stop], "test_first_close": data.index[s.test.start].isoformat(),
-             "test_last_close": data.index[s.test.stop - 1].isoformat()}
-            for s in splits
-        ],
-        "models": {name: _entry(scores, _reported) for name, scores in return_scores.items()},
-        "volatility": {
-            "horizon": horizon,
-            "target": VOLATILITY_TARGET,
-            "models": {name: _entry(scores, _volatility_reported) for name, scores in volatility_scores.items()},
-        },
+        "data": (instruments[0] if len(bar_types) == 1 else {"instruments": dict(zip(bar_types, instruments)),
+                                                             "evaluated_bars": sum(map(len, bars))})
+                | {"start": config.data.start, "end": config.data.end},
+        "folds": evaluation.folds_report(),
+        "models": models,
+        "volatility": {"horizon": horizon, "target": VOLATILITY_TARGET, "models": volatility_models},
         "lstm_vs_best_baseline": {
             **({"returns": _against_best(
                 returns, return_scores, [name for name in returns if name not in ("lstm", "zero")], "rmse",
-                lambda a, b: _squared_error_dm_pvalue(data.target[test_rows], a[test_rows], b[test_rows], horizon),
+                lambda a, b: _squared_error_dm_pvalue(target[test_rows], a[test_rows], b[test_rows], horizon),
             )} if "lstm" in returns else {}),
             **({"volatility": _against_best(
                 volatility, volatility_scores, VOLATILITY_RIVALS, "qlike",
@@ -137,42 +141,58 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         },
         "seconds": seconds,
     }
+    if len(bar_types) > 1:  # each instrument's own figures beside the pooled ones
+        report["instruments"] = {}
+        for bar_type, folds in zip(bar_types, evaluation.own_rows):
+            models, volatility_models = entries(*score(np.concatenate(folds), folds))
+            report["instruments"][bar_type] = {"models": models, "volatility": {"models": volatility_models}}
     report["verdict"] = verdict(report)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", report)
         predictions = {name: forecasts[0] for name, forecasts in returns.items()}
-        plot_predicted_vs_realized(predictions, data.target, test_rows, out / "predicted_vs_realized.png")
+        plot_predicted_vs_realized(predictions, target, test_rows, out / "predicted_vs_realized.png")
         plot_cumulative_ic({name: scores["per_seed_folds"] for name, scores in return_scores.items()},
                            out / "cumulative_ic.png")
     return report
 
 
-def _network_run(config: TrainConfig, data: Dataset, splits: list[Split], seed: int) -> dict[str, np.ndarray]:
-    """One seed: the network trained once per fold, each fold's test rows forecast by that fold's fit
-    (NaN elsewhere); by output column name.
+def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list[Split]], seed: int) -> dict[str, np.ndarray]:
+    """One seed: the network trained once per fold on every instrument's fold (pooled), each
+    instrument's test rows forecast by that fold's fit (NaN elsewhere); by output column name,
+    the instruments' rows end to end.
 
     Each fold after the first continues from the previous fold's network (same seed), whose
     training rows all precede this fold's test rows, and trains on with this fold's own scaling
     and early stopping: the work of the shared past is done once, not once per fold.
     """
-    outputs: dict[str, np.ndarray] = {}
+    outputs: list[dict[str, np.ndarray]] = [{} for _ in datasets]
     previous = None
-    for split in splits:
-        result = fit(config, data, split, seed=seed, desc=f"seed {seed} fold {split.fold + 1}/{len(splits)}", warm_start=previous)
+    for fold_splits in zip(*splits):
+        fold = fold_splits[0].fold
+        result = fit(config, datasets, list(fold_splits), seed=seed, desc=f"seed {seed} fold {fold + 1}/{len(splits[0])}",
+                     warm_start=previous)
         previous = result.model
-        test = slice(split.test.start, split.test.stop)
-        # From a zero state a strategy's warm-up before the test block, as the strategy would trade it.
-        start = max(0, split.test.start - config.model.state_warmup)
-        for column, values in result.forecast(data, split.test.stop, start=start).items():
-            outputs.setdefault(column, np.full(len(data), np.nan))[test] = values[test]
-    return outputs
+        for number, (data, split) in enumerate(zip(datasets, fold_splits)):
+            test = slice(split.test.start, split.test.stop)
+            # From a zero state a strategy's warm-up before the test block, as the strategy would trade it.
+            start = max(0, split.test.start - config.model.state_warmup)
+            for column, values in result.forecast(data, split.test.stop, instrument=number, start=start).items():
+                outputs[number].setdefault(column, np.full(len(data), np.nan))[test] = values[test]
+    return {column: np.concatenate([own[column] for own in outputs]) for column in outputs[0]}
+
+
+def _per_instrument(baselines: Callable, datasets: list[Dataset], splits: list[list[Split]], horizon: int,
+                    seconds: dict) -> dict[str, np.ndarray]:
+    """Baselines fitted on each instrument's own past, fold by fold; their forecasts end to end."""
+    runs = [baselines(data, instrument_splits, horizon, seconds) for data, instrument_splits in zip(datasets, splits)]
+    return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
 
 
 def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
     """Every return baseline fitted once per fold on everything the network saw there (fitting and
-    early stopping), forecasting the fold's test rows; each one's seconds into ``seconds``."""
+    early stopping), forecasting the fold's test rows; each one's seconds added to ``seconds``."""
     past_returns = lagged_log_returns(data.close, max(BASELINES[name](horizon).n_lags for name in BASELINES))
     forecasts = {}
     for name, make in BASELINES.items():
@@ -186,7 +206,7 @@ def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds:
             predict_path = {"times": data.index[test]} if model.reads_path else {}
             forecast[test] = model.predict(data.features[test], past_returns[test], **predict_path)
         forecasts[name] = forecast
-        seconds[name] = time.perf_counter() - clock
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - clock
     return forecasts
 
 
@@ -203,7 +223,7 @@ def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seco
             model = make(horizon).fit(bar_returns[past], data.volatility[past])
             forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
         forecasts[name] = forecast
-        seconds[f"volatility_{name}"] = time.perf_counter() - clock
+        seconds[f"volatility_{name}"] = seconds.get(f"volatility_{name}", 0.0) + time.perf_counter() - clock
     return forecasts
 
 

@@ -246,6 +246,18 @@ def load_training_bars(config: TrainConfig, bar_type: str | None = None) -> pd.D
     return bars
 
 
+def load_datasets(config: TrainConfig, spec: FeatureSpec) -> tuple[list[pd.DataFrame], list[Dataset]]:
+    """Each of the config's instruments' training bars and dataset, in ``[data] bar_types`` order,
+    with the cross-asset columns when [data] cross_asset."""
+    bar_types = config.data.bar_types
+    bars = [load_training_bars(config, bar_type) for bar_type in bar_types]
+    datasets = [build_dataset(rows, spec, config.training.horizon) for rows in bars]
+    if config.data.cross_asset:
+        by_type = dict(zip(bar_types, bars))
+        datasets = [with_cross_returns(data, bar_types, bar_type, by_type) for data, bar_type in zip(datasets, bar_types)]
+    return bars, datasets
+
+
 def train_model(config: TrainConfig, out: Path) -> Artifact:
     """The `train` job: bars → dataset → fit on the past, early-stop on the recent → artifact.
 
@@ -257,18 +269,13 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     check_bar_types(bar_types)
     spec = FeatureSpec.from_dict(config.features) if config.features else default_spec()
     gap = min_gap(config.training.horizon, config.model.burn_in)
-    bars, datasets, splits = [], [], []
-    for bar_type in bar_types:
-        bars.append(load_training_bars(config, bar_type))
-        datasets.append(build_dataset(bars[-1], spec, config.training.horizon))
-        splits.append(train_val_split(len(datasets[-1]), config.training.val_fraction, gap))
+    bars, datasets = load_datasets(config, spec)
+    splits = [train_val_split(len(data), config.training.val_fraction, gap) for data in datasets]
+    for bar_type, rows, split in zip(bar_types, bars, splits):
         log.info(
             "%d bars of %s: fitting on %d, validating on the last %d after a %d-bar gap",
-            len(bars[-1]), bar_type, len(splits[-1].fit), len(splits[-1].val), gap,
+            len(rows), bar_type, len(split.fit), len(split.val), gap,
         )
-    if config.data.cross_asset:
-        by_type = dict(zip(bar_types, bars))
-        datasets = [with_cross_returns(data, bar_types, bar_type, by_type) for data, bar_type in zip(datasets, bar_types)]
     checkpoints = Path(out) / "checkpoint"
     search = None
     if config.training.search_trials:

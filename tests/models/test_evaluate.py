@@ -1,6 +1,7 @@
 """`evaluate`: the LSTM and every baseline on the same folds, with the documented schema."""
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from models.evaluate import evaluate, summary_table, verdict
 from models.train import train_model
 from scripts.cli import main
 from tests.conftest import FIXTURE_7D
-from tests.fakes.training import tiny_config
+from tests.fakes.training import BAR_TYPE, tiny_config
+from tests.models.test_pooling import ETH, TRAIN_END, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
 REPORTED = {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy", "majority_rate", "ic", "rank_ic", "dm_pvalue_vs_zero"}
 VOLATILITY_REPORTED = {"qlike", "rmse_log", "mz_r2", "dm_pvalue_vs_ewma", "dm_pvalue_vs_har"}
@@ -118,6 +120,48 @@ def test_a_volatility_only_model_is_scored_on_volatility_alone(tmp_path, catalog
     assert "lstm" not in report["models"] and "lstm" in report["volatility"]["models"]
     assert report["verdict"].startswith("Returns: this model has no return head.")
 
+
+
+@pytest.fixture(scope="module")
+def pooled_report(pooled, tmp_path_factory):  # noqa: F811  (the imported fixture)
+    """A tiny BTC+ETH model with both heads, evaluated on 2 folds with 1 seed."""
+    catalog, _, _ = pooled
+    root = tmp_path_factory.mktemp("pooled-evaluate")
+    config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": [BAR_TYPE, ETH], "end": TRAIN_END})
+    train_model(config, root / "model")
+    return evaluate(root / "model", seeds=1, out=root / "report"), root / "report"
+
+
+def test_a_pooled_model_is_evaluated_with_every_key(pooled_report):
+    report, out = pooled_report
+    assert json.loads((out / "metrics.json").read_text())["verdict"] == report["verdict"]
+    assert set(report["models"]) == {"lstm", "zero", "drift", "momentum", "ridge", "ar", "lightgbm", "prophet"}
+    assert set(report["volatility"]["models"]) == {"constant", "ewma", "har", "garch", "lstm"}
+    assert set(report["lstm_vs_best_baseline"]) == {"returns", "volatility"}
+    assert report["verdict"].startswith("Returns: the LSTM") and "Volatility: the network" in report["verdict"]
+    assert set(report["instruments"]) == {BAR_TYPE, ETH}
+    for scope in [report, *report["instruments"].values()]:
+        for models, keys in ((scope["models"], REPORTED), (scope["volatility"]["models"], VOLATILITY_REPORTED)):
+            for name, entry in models.items():
+                assert keys <= set(entry) and len(entry["folds"]) == 2, name
+                assert entry["mae" if keys is REPORTED else "qlike"]["mean"] is not None, name
+    assert len(report["folds"]) == 2 and set(report["folds"][0]["instruments"]) == {BAR_TYPE, ETH}
+    assert set(report["data"]["instruments"]) == {BAR_TYPE, ETH}
+    assert (out / "predicted_vs_realized.png").stat().st_size > 10_000
+
+
+def test_pooled_metrics_cover_every_instruments_test_rows(pooled_report):
+    report, _ = pooled_report
+    own = report["instruments"].values()
+    for name in ("lstm", "zero", "ridge", "prophet"):
+        pooled_entry = report["models"][name]
+        assert pooled_entry["n"]["mean"] == sum(entry["models"][name]["n"]["mean"] for entry in own) > 0
+        # Squared errors add up: the pooled MSE is the row-weighted mean of the instruments'.
+        squared = sum(entry["models"][name]["rmse"]["mean"] ** 2 * entry["models"][name]["n"]["mean"] for entry in own)
+        assert pooled_entry["rmse"]["mean"] ** 2 * pooled_entry["n"]["mean"] == pytest.approx(squared, rel=1e-9)
+    for fold in report["folds"]:  # the instruments' folds line up in time over their common span
+        first = [datetime.fromisoformat(entry["test_first_close"]) for entry in fold["instruments"].values()]
+        assert abs(first[0] - first[1]) <= timedelta(minutes=30), first
 
 
 def stat(mean: float) -> dict:
