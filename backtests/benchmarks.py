@@ -106,7 +106,7 @@ class VolTargetBuyAndHold(Strategy):
             raise ValueError("the volatility-targeted buy-and-hold needs sizing.target_volatility")
         self.instrument = self.cache.instrument(config.instrument_id)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
-        self.predictor = OnlinePredictor(artifact)
+        self.predictor = OnlinePredictor(artifact, str(config.bar_type))  # a pooled model: this instrument's scaling
         if self.predictor.volatility_index is None:
             raise ValueError(f"{config.model_path} forecasts no volatility: no volatility-targeted buy-and-hold")
         interval_ns = config.bar_type.spec.timedelta.value

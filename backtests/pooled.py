@@ -7,7 +7,8 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
 - ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
   artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols;
 - ``ridge``: the same with the artifact's ridge baseline;
-- ``ema_cross`` and ``buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
+- ``ema_cross``, ``buy_and_hold`` and, for a model with a volatility head,
+  ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
   together in one engine and account too, so every row of the report is one account's.
 
 Report: stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
@@ -31,12 +32,14 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
-from backtests.benchmarks import benchmark_strategies
+from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
 from backtests.plots import plot_equity, plot_trades
 from backtests.report import close_series, training_overlap
-from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies
+from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies, vol_target_config
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
+from models.artifact import load_artifact
 from models.jsonio import write_json
+from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config
 
 
@@ -65,6 +68,7 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
     """Per strategy name, one instance per instrument with distinct strategy ids."""
     sizing = parse_strategy_config(lstm_settings(one_instrument(settings, settings.bar_types[0]))).sizing
     notional = min(sizing.order_notional, sizing.max_notional)
+    volatility = "volatility" in output_columns(load_artifact(settings.model_path))
     strategies: dict[str, list[Strategy]] = {}
     for instrument, bar_type in zip(instruments, settings.bar_types):
         tag = symbol_tag(bar_type)
@@ -74,7 +78,11 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
             strategies.setdefault(forecaster, []).append(StrategyFactory.create(
                 ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=config)))
         first_close = bars[bar_type][0].close.as_double()
-        for name, benchmark in benchmark_strategies(instrument, BarType.from_str(bar_type), notional, first_close).items():
+        benchmarks = benchmark_strategies(instrument, BarType.from_str(bar_type), notional, first_close)
+        if volatility:
+            lstm_config = parse_strategy_config(lstm_settings(one_instrument(settings, bar_type)))
+            benchmarks["vol_target_buy_and_hold"] = VolTargetBuyAndHold(vol_target_config(lstm_config, notional))
+        for name, benchmark in benchmarks.items():
             # The benchmarks' ids, unique per instrument in the one engine.
             strategies.setdefault(name, []).append(type(benchmark)(msgspec.structs.replace(benchmark.config, order_id_tag=tag)))
     return strategies

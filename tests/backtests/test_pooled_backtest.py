@@ -12,6 +12,7 @@ from backtests.stats import STAT_KEYS
 from marketdata.catalog import load_bars
 from models.artifact import load_artifact
 from models.predictor import batch_predict
+from models.train import train_model
 from scripts.cli import main
 from tests.fakes.training import BAR_TYPE
 from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
@@ -70,3 +71,14 @@ def test_the_backtest_command_trades_every_instrument_of_a_pooled_model(pooled, 
     assert main(args) == 0
     assert json.loads((out / "stats.json").read_text())["settings"]["bar_types"] == [BAR_TYPE, ETH]
     assert main([*args[:-2], "--bar-type", "SOLUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "--out", str(tmp_path / "no")]) == 2
+
+
+def test_a_volatility_model_adds_the_vol_targeted_benchmark_per_instrument(pooled, tmp_path):  # noqa: F811
+    catalog, _, config = pooled
+    train_model(config.override(model={"volatility_head": True}), tmp_path / "model")
+    settings = BacktestSettings(model_path=tmp_path / "model", catalog=catalog, bar_types=(BAR_TYPE, ETH), start=START, end=END,
+                                strategy={"target_volatility": 0.5})
+    _, runs = run_pooled(settings)
+    fills = runs["vol_target_buy_and_hold"].fills
+    assert set(fills["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}  # each instrument's own, one account
+    assert runs["lstm"].predictions["volatility"].gt(0).all()
