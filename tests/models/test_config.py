@@ -3,6 +3,7 @@
 import pytest
 
 from models.config import DEFAULT_CONFIG, TrainConfig, load_config
+from tests.conftest import PROJECT_ROOT
 
 
 def test_shipped_default_matches_the_dataclass_defaults():
@@ -36,3 +37,9 @@ def test_overrides_ignore_none_and_validate():
     assert config.training.seed == 7 and config.training.max_epochs == TrainConfig().training.max_epochs and config.data.start == "2025-06-01"
     with pytest.raises(ValueError, match="max_epochs must be >= 1"):
         load_config().override(training={"max_epochs": 0})
+
+
+def test_the_readmes_pooled_hourly_config_loads():
+    config = load_config(PROJECT_ROOT / "models" / "btc_eth_1h.toml")
+    assert config.data.bar_types == ("BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL", "ETHUSDT.BINANCE-1-HOUR-LAST-EXTERNAL")
+    assert config.training.horizon == 24 and config.model.volatility_head
