@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from marketdata.history import import_klines
@@ -78,3 +79,26 @@ def second_bars_model(tmp_path_factory, real_bars) -> Path:
 
     return train_tiny_model(tmp_path_factory.mktemp("second-bars-model"), restamp(real_bars.iloc[TRAIN_ROWS], 1_700_000_000_000),
                             BAR_TYPE, "1s", "spot")
+
+
+def changed_after(bars, t, seed: int = 0):
+    """``bars`` with every bar closing after ``t`` changed: prices scaled by 0.8-1.2 per bar (high
+    and low kept the bar's extremes), volumes by 0.1-10."""
+    rng = np.random.default_rng(seed)
+    changed = bars.copy()
+    later = changed.index > t
+    prices = ["open", "high", "low", "close"]
+    changed.loc[later, prices] *= rng.uniform(0.8, 1.2, size=(later.sum(), 1))
+    changed.loc[later, "high"] = changed.loc[later, prices].max(axis=1)
+    changed.loc[later, "low"] = changed.loc[later, prices].min(axis=1)
+    changed.loc[later, "volume"] *= rng.uniform(0.1, 10, size=later.sum())
+    return changed
+
+
+def assert_no_look_ahead(predict, bars, t) -> None:
+    """``predict(bars)`` (a frame indexed by close time) gives the same rows at or before ``t``
+    when every later bar changes, and other rows after it."""
+    base, other = predict(bars), predict(changed_after(bars, t))
+    known = base.index <= t
+    pd.testing.assert_frame_equal(base[known], other[known])
+    assert not np.allclose(base[~known].to_numpy(), other[~known].to_numpy())
