@@ -34,11 +34,10 @@ from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
 from backtests.plots import plot_equity, plot_trades
-from backtests.report import close_series, training_overlap
+from backtests.report import close_series, training_overlap, write_run_files
 from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies, vol_target_config
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
 from models.artifact import load_artifact
-from models.jsonio import write_json
 from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config
 
@@ -138,11 +137,7 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
             "strategy": settings.strategy,
         },
     }
-    write_json(out / "stats.json", report)
-    runs[main].fills.to_csv(out / "fills.csv")
-    runs[main].positions.to_csv(out / "positions.csv")
-    if runs[main].predictions is not None:
-        runs[main].predictions.to_parquet(out / "predictions.parquet")
+    write_run_files(out, report, runs[main])
     plot_equity(curves, out / "equity.png", title=f"One account: {main} and benchmarks, {', '.join(closes)}")
     for key, close in closes.items():
         plot_trades(close, fills[main][key], out / f"trades-{key.split('.')[0]}.png", title=f"{key}: {main} fills")

@@ -66,14 +66,19 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
             "strategy": settings.strategy,
         },
     }
-    write_json(out / "stats.json", report)
-    runs[main].fills.to_csv(out / "fills.csv")
-    runs[main].positions.to_csv(out / "positions.csv")
-    if runs[main].predictions is not None:
-        runs[main].predictions.to_parquet(out / "predictions.parquet")
+    write_run_files(out, report, runs[main])
     plot_equity(curves, out / "equity.png", title=f"Equity: {main} and benchmarks, {settings.bar_type}")
     plot_trades(close, fills[main], out / "trades.png", title=f"{settings.bar_type}: {main} fills")
     return report
+
+
+def write_run_files(out: Path, report: dict, run: StrategyRun) -> None:
+    """stats.json, and the main strategy's fills.csv, positions.csv and predictions.parquet."""
+    write_json(out / "stats.json", report)
+    run.fills.to_csv(out / "fills.csv")
+    run.positions.to_csv(out / "positions.csv")
+    if run.predictions is not None:
+        run.predictions.to_parquet(out / "predictions.parquet")
 
 
 def stats_table(report: dict) -> str:
