@@ -7,11 +7,10 @@ import math
 import numpy as np
 from numba import njit
 
+from models.heads import SQRT_2_OVER_PI
 from models.kernels.features import update_features
 from models.kernels.hybrids import alstm_step, cnn_lstm_step
 from models.kernels.lstm import lstm_step
-
-SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 @njit(cache=True, error_model="numpy")
