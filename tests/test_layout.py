@@ -7,8 +7,8 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
-# Bottom to top: history, forecasting, trading, backtesting, running nodes, the command line.
-ROOMS = ["marketdata", "models", "strategies", "backtests", "nodes", "scripts"]
+# Bottom to top: history, forecasting, trading, backtesting, sweeps, reports, running nodes, the command line.
+ROOMS = ["marketdata", "models", "strategies", "backtests", "sweeps", "reporting", "nodes", "scripts"]
 MAX_LINES = 400
 STRATEGY_MAX_LINES = 350
 LONGER_MODULES: dict[str, str] = {}  # path -> why it may be longer than MAX_LINES (none today)
