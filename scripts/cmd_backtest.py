@@ -24,7 +24,9 @@ def register(subparsers) -> None:
             "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
             "decision rule fed by the artifact's ridge baseline, and, with a model that forecasts volatility, a "
             "volatility-targeted buy-and-hold (what sizing alone is worth). Orders fill on the bar after the decision. "
-            "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png. "
+            "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png, and ends "
+            "with a verdict: each strategy's round trips, the return net of fees against each benchmark, the forecasts "
+            "scored on the traded bars against the random walk and EWMA, and where the report is. "
             "With --walk-forward, retrain on a trailing window before each test window and stitch the windows."
         ),
         epilog=(
@@ -77,6 +79,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from backtests.report import stats_table, write_report
     from backtests.runner import BacktestSettings, run_all
+    from backtests.verdict import verdict
     from models.artifact import ArtifactError, load_artifact
     from models.predictor import check_one_instrument_inputs
 
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if report["in_sample"]:
         log.warning("these results are IN-SAMPLE: the bars traded overlap the model's training data (stats.json: in_sample, "
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
-    print(f"report written to {args.out}")
+    print("\n".join(verdict(args.out)))
     return 0
 
 
