@@ -88,7 +88,7 @@ def verdict(report_dir: Path, horizon: int | None = None) -> list[str]:
     settings = stats["settings"]
     seen = ("IN-SAMPLE: the model was trained on these bars" if stats["in_sample"] else "bars the model never saw")
     lines = [
-        f"Backtest {_day(settings['first_bar_close'])} → {_day(settings['last_bar_close'])} ({seen}); round trips: "
+        f"Backtest {_day(settings['first_bar_close'])} → {_day(settings['last_bar_close'])} ({seen}); completed round trips: "
         + ", ".join(f"{name} {row['trades']}" for name, row in rows.items()) + ".",
         _earnings(stats, settings["starting_balance"]),
     ]

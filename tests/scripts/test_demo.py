@@ -80,5 +80,5 @@ def test_the_demo_runs_offline_and_its_strategy_trades_the_unseen_months(tmp_pat
     assert {"buy_and_hold", "vol_target_buy_and_hold", "ridge"} <= set(stats["benchmarks"])
     verdict = out[out.index("Backtest "):].splitlines()
     assert 3 <= len(verdict) <= 5
-    assert f"round trips: lstm {stats['trades']}," in verdict[0] and "bars the model never saw" in verdict[0]
+    assert f"completed round trips: lstm {stats['trades']}," in verdict[0] and "bars the model never saw" in verdict[0]
     assert verdict[-1].startswith("Report: ")
