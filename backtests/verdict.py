@@ -97,7 +97,8 @@ def verdict(report_dir: Path, horizon: int | None = None) -> list[str]:
         horizon = horizon or load_artifact(Path(settings["model"])).config.training.horizon
         lines += _forecast_lines(forecast_check(pd.read_parquet(predictions), horizon))
     html = report_dir / "report.html"
-    lines.append(f"Report: {html if html.is_file() else str(report_dir) + '/'} (stats.json, fills, forecasts, plots).")
+    lines.append(f"Report: {html} (stats.json, fills, forecasts and plots beside it)." if html.is_file()
+                 else f"Report: {report_dir}/ (stats.json, fills, forecasts, plots).")
     return lines
 
 
