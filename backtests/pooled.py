@@ -11,7 +11,8 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
   ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
   together in one engine and account too, so every row of the report is one account's.
 
-Report: stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
+Report: equity.parquet (backtests.report) holds the account's equity and returns per strategy and
+each instrument's close; stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
 equity ``account_equity``), and ``instruments`` holds each instrument's own figures per strategy,
 as if its fills alone had traded from the whole starting balance. fills.csv, positions.csv and
 predictions.parquet hold every instrument's rows (an ``instrument_id`` / ``bar_type`` column);
@@ -34,8 +35,16 @@ from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
 from backtests.plots import plot_equity, plot_trades
-from backtests.report import close_series, training_overlap, write_run_files
-from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies, vol_target_config
+from backtests.report import close_series, training_overlap, write_equity, write_run_files
+from backtests.runner import (
+    BacktestSettings,
+    StrategyRun,
+    decision_settings,
+    load_inputs,
+    lstm_settings,
+    run_strategies,
+    vol_target_config,
+)
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
 from models.artifact import load_artifact
 from models.predictor import output_columns
@@ -135,9 +144,11 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
             "last_bar_close": last.isoformat(),
             "starting_balance": settings.starting_balance,
             "strategy": settings.strategy,
+            **decision_settings(settings),
         },
     }
     write_run_files(out, report, runs[main])
+    write_equity(out, curves, {name: settings.starting_balance for name in runs}, closes)
     plot_equity(curves, out / "equity.png", title=f"One account: {main} and benchmarks, {', '.join(closes)}")
     for key, close in closes.items():
         plot_trades(close, fills[main][key], out / f"trades-{key.split('.')[0]}.png", title=f"{key}: {main} fills")

@@ -32,6 +32,7 @@ from models.baselines import BASELINES, lagged_log_returns
 from models.config import TrainConfig
 from models.dataset import Dataset
 from models.evaluation_data import EvaluationData
+from models.evaluation_forecasts import write_forecasts
 from models.jsonio import write_json
 from models.metrics import (
     aggregate_over_seeds,
@@ -151,6 +152,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", report)
+        write_forecasts(out, evaluation, returns, volatility)
         predictions = {name: forecasts[0] for name, forecasts in returns.items()}
         plot_predicted_vs_realized(predictions, target, test_rows, out / "predicted_vs_realized.png")
         plot_cumulative_ic({name: scores["per_seed_folds"] for name, scores in return_scores.items()},

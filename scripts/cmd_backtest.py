@@ -24,7 +24,9 @@ def register(subparsers) -> None:
             "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
             "decision rule fed by the artifact's ridge baseline, and, with a model that forecasts volatility, a "
             "volatility-targeted buy-and-hold (what sizing alone is worth). Orders fill on the bar after the decision. "
-            "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png. "
+            "Writes stats.json, equity.parquet (each strategy's equity and returns per bar), fills.csv, positions.csv, "
+            "predictions.parquet, report.html (every chart, self-contained; `nautilus-lstm report` rewrites it), "
+            "equity.png and trades.png. "
             "With --walk-forward, retrain on a trailing window before each test window and stitch the windows."
         ),
         epilog=(
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from backtests.runner import BacktestSettings, run_all
     from models.artifact import ArtifactError, load_artifact
     from models.predictor import check_one_instrument_inputs
+    from reporting.html import write_report_html
 
     artifact = load_artifact(args.model)
     check_one_instrument_inputs(artifact)  # before any engine starts: LSTMStrategy could not feed them
@@ -121,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         bars, runs = run_all(settings)
         report = write_report(args.out, bars, runs, settings)
     print(stats_table(report))
+    write_report_html(args.out)
     if report["in_sample"]:
         log.warning("these results are IN-SAMPLE: the bars traded overlap the model's training data (stats.json: in_sample, "
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
