@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from nautilus_trader.analysis.tearsheet import create_equity_curve, create_monthly_returns_heatmap
@@ -211,9 +210,11 @@ def _read_equity(folder: Path) -> pd.DataFrame:
 
 
 def _read_fills(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame(columns=["ts_event", "order_side", "last_px", "instrument_id"])
-    fills = pd.read_csv(path)
+    """fills.csv (Nautilus's fills report); a run without fills writes it without columns."""
+    fills = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if fills.empty:
+        return pd.DataFrame({"ts_event": pd.Series(dtype="datetime64[ns, UTC]"), "order_side": pd.Series(dtype=object),
+                             "last_px": pd.Series(dtype=float), "instrument_id": pd.Series(dtype=object)})
     fills["ts_event"] = pd.to_datetime(fills["ts_event"], utc=True)
-    fills["last_px"] = fills["last_px"].astype(float) if len(fills) else np.array([], dtype=float)
+    fills["last_px"] = fills["last_px"].astype(float)
     return fills

@@ -110,7 +110,7 @@ def render(title: str, summary: list[str], sections: list[Section]) -> str:
             else:
                 body.append(part)
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body.append(paragraph(f"Written {made} by `nautilus-lstm report` from the files in this folder."))
+    body.append(paragraph(f"Written {made} from the files in this folder; `nautilus-lstm report DIR` writes it again."))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"

@@ -34,7 +34,7 @@ def sweep_page(folder: Path) -> tuple[str, list[str], list[Section]]:
     if verdict:
         text = verdict if isinstance(verdict, str) else " ".join(map(str, verdict)) if isinstance(verdict, list) else json.dumps(verdict)
         summary.append(f"<p><b>Verdict.</b> {html.escape(text)}</p>")
-    sections = [Section("Leaderboard", f"The {LEADERBOARD_ROWS} complete trials with the best {objective}, best first.",
+    sections = [Section("Leaderboard", f"The complete trials (at most {LEADERBOARD_ROWS}) with the best {objective}, best first.",
                         [_leaderboard(trials), _history(trials, objective)])]
     if sweep.get("best"):
         sections.insert(0, Section("Best trial", "", [table({"best": flat(sweep["best"])})]))
