@@ -148,6 +148,16 @@ def test_a_pooled_model_is_evaluated_with_every_key(pooled_report):
     assert len(report["folds"]) == 2 and set(report["folds"][0]["instruments"]) == {BAR_TYPE, ETH}
     assert set(report["data"]["instruments"]) == {BAR_TYPE, ETH}
     assert (out / "predicted_vs_realized.png").stat().st_size > 10_000
+    # forecasts.parquet holds both instruments' test rows; the report draws each one's forecasts.
+    import pandas as pd
+
+    from reporting.html import write_report_html
+
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    scored = forecasts[forecasts["realized_return"].notna()].groupby("bar_type").size().to_dict()
+    assert scored == {b: report["instruments"][b]["models"]["zero"]["n"]["mean"] for b in (BAR_TYPE, ETH)}
+    page = write_report_html(out).read_text()
+    assert all(f"Return forecasts, {b}" in page and f"Volatility forecasts, {b}" in page for b in (BAR_TYPE, ETH))
 
 
 def test_pooled_metrics_cover_every_instruments_test_rows(pooled_report):
