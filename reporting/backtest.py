@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-from nautilus_trader.analysis.tearsheet import create_equity_curve, create_monthly_returns_heatmap
+from nautilus_trader.analysis.tearsheet import (
+    create_equity_curve,
+    create_monthly_returns_heatmap,
+)
 
 from backtests.report import EQUITY_FILE
 from backtests.stats import STAT_KEYS, drawdown

@@ -14,7 +14,13 @@ import plotly.graph_objects as go
 
 from models.evaluate import REPORTED, VOLATILITY_REPORTED
 from models.evaluation_forecasts import FORECASTS_FILE
-from reporting.forecasts import forecast_scatter, ic_window, rolling_ic, threshold_histogram, volatility_lines
+from reporting.forecasts import (
+    forecast_scatter,
+    ic_window,
+    rolling_ic,
+    threshold_histogram,
+    volatility_lines,
+)
 from reporting.page import Section, figure, paragraph, table
 
 # Drawn beside the network in the forecast charts; the rest are in the tables.
