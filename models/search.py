@@ -11,6 +11,7 @@ import optuna
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
+from marketdata.progress import progress
 from models.config import TrainConfig
 from models.dataset import Dataset
 from models.splits import Split
@@ -69,7 +70,13 @@ def search_hyperparameters(config: TrainConfig, data: list[Dataset], split: list
             best.update(val_loss=val_loss, config=candidate, result=result)  # keep only the leader's network
         return val_loss
 
-    study.optimize(objective, n_trials=trials)
+    with progress(total=trials, desc="search", unit="trial") as bar:
+        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            pruned = sum(each.state == TrialState.PRUNED for each in study.trials)
+            bar.set_postfix(pruned=pruned, best_val_loss=round(best["val_loss"], 5) if best else None)
+            bar.update(1)
+
+        study.optimize(objective, n_trials=trials, callbacks=[advance])
     if not best:
         raise ValueError(f"all {trials} search trials were pruned; nothing to keep")
     return best["config"], best["result"], _search_record(study, config.training.seed, pruner)

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 from nautilus_trader.model.data import BarType
-from tqdm import tqdm
 
 from marketdata.catalog import load_bars
+from marketdata.progress import progress
 from models.artifact import Artifact, InstrumentFit, data_fingerprint, save_artifact
 from models.baselines import RidgeForecast
 from models.config import TrainConfig
@@ -159,7 +159,7 @@ def fit(
         order = torch.randperm(len(x), generator=generator).to(device)
         losses = []
         batches = range(0, len(order), training.batch_size)
-        for start in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{training.max_epochs}", leave=False, disable=None):
+        for start in progress(batches, desc=f"{desc} epoch {epoch + 1}/{training.max_epochs}", unit="batch", leave=False):
             batch = order[start : start + training.batch_size]
             prediction, _ = model(x[batch])
             loss = model.loss(prediction, y[batch], mask[batch])
