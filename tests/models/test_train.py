@@ -230,7 +230,7 @@ def test_hyperparameter_search_keeps_the_best_trial(catalog, tmp_path):
     assert saved["metrics"]["search"]["best"]["number"] == best["number"]
 
 
-def test_search_records_pruned_trials_and_never_keeps_one(catalog, bars, tmp_path):
+def test_search_records_pruned_trials_never_keeps_one_and_resumes(catalog, bars, tmp_path):
     import optuna
 
     from models.search import search_hyperparameters
@@ -248,6 +248,11 @@ def test_search_records_pruned_trials_and_never_keeps_one(catalog, bars, tmp_pat
     assert search["best"]["number"] == 0  # the pruned trial is never the winner, whatever its loss
     assert [h["val_loss"] for h in result.history] == search["results"][0]["val_losses"]
     assert chosen.training.learning_rate == search["best"]["params"]["training.learning_rate"]
+    # Re-run into the same checkpoints (a killed search, started again): the same trials, resumed
+    # from their checkpoints, the pruned one pruned again at the same epoch.
+    _, again, resumed = search_hyperparameters(config, [data], [split_for(config, data)], tmp_path, PruneOddTrials())
+    assert resumed["results"] == search["results"]
+    assert again.history == result.history
 
 
 def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
