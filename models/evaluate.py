@@ -191,8 +191,7 @@ def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list
 
 def _per_instrument(baselines: Callable, datasets: list[Dataset], splits: list[list[Split]], horizon: int,
                     seconds: dict, fits) -> dict[str, np.ndarray]:
-    """Baselines fitted on each instrument's own past, fold by fold (``fits``, a progress bar, advanced by each);
-    their forecasts end to end."""
+    """Baselines fitted on each instrument's own past, fold by fold (each fit advancing ``fits``); their forecasts end to end."""
     runs = [baselines(data, instrument_splits, horizon, seconds, fits) for data, instrument_splits in zip(datasets, splits)]
     return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
 
@@ -212,7 +211,6 @@ def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds:
             model.fit(data.features[past], past_returns[past], data.target[past], **fit_path)
             predict_path = {"times": data.index[test]} if model.reads_path else {}
             forecast[test] = model.predict(data.features[test], past_returns[test], **predict_path)
-            fits.set_postfix(model=name)
             fits.update(1)
         forecasts[name] = forecast
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - clock
@@ -231,7 +229,6 @@ def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seco
             past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
             model = make(horizon).fit(bar_returns[past], data.volatility[past])
             forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
-            fits.set_postfix(model=f"volatility {name}")
             fits.update(1)
         forecasts[name] = forecast
         seconds[f"volatility_{name}"] = seconds.get(f"volatility_{name}", 0.0) + time.perf_counter() - clock
