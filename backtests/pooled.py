@@ -6,7 +6,7 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
 
 - ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
   artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols;
-- ``ridge``: the same with the artifact's ridge baseline;
+- ``ridge`` and ``lightgbm``: the same with the artifact's ridge or LightGBM baseline;
 - ``ema_cross``, ``buy_and_hold`` and, for a model with a volatility head,
   ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
   together in one engine and account too, so every row of the report is one account's.
@@ -48,7 +48,7 @@ from backtests.runner import (
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
 from models.artifact import load_artifact
 from models.predictor import output_columns
-from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config
+from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, parse_strategy_config
 
 
 def symbol_tag(bar_type: str) -> str:
@@ -80,7 +80,7 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
     strategies: dict[str, list[Strategy]] = {}
     for instrument, bar_type in zip(instruments, settings.bar_types):
         tag = symbol_tag(bar_type)
-        for forecaster in ("lstm", "ridge"):
+        for forecaster in FORECASTERS:
             config = lstm_settings(one_instrument(settings, bar_type), forecaster)
             config["order_id_tag"] = tag if forecaster == "lstm" else f"{forecaster.upper()}{tag}"
             strategies.setdefault(forecaster, []).append(StrategyFactory.create(

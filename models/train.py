@@ -29,7 +29,7 @@ from nautilus_trader.model.data import BarType
 from marketdata.catalog import load_bars
 from marketdata.progress import progress
 from models.artifact import Artifact, InstrumentFit, data_fingerprint, save_artifact
-from models.baselines import RidgeForecast
+from models.baselines import LightGBMForecast, RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
 from models.features import FeatureSpec, default_spec
@@ -44,7 +44,7 @@ from models.heads import (
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
-from models.pooling import Scaling, check_bar_types, input_width, one_hot, with_cross_returns
+from models.pooling import Scaling, benchmark_rows, check_bar_types, input_width, one_hot, with_cross_returns
 from models.splits import Split, min_gap, train_val_split
 from models.volatility import volatility_metrics
 
@@ -270,7 +270,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
 
     Several bar types pool their instruments into one model (models.pooling): each instrument's
     rows are split by time on their own, with the cross-asset columns when [data] cross_asset,
-    and the ridge baseline fits all fitting rows (of their own features) together."""
+    and the ridge and LightGBM benchmarks fit all fitting rows (of their own features) together."""
     config = config.with_absolute_paths()  # as the artifact stores it, and the checkpoints' run key
     bar_types = config.data.bar_types
     check_bar_types(bar_types)
@@ -306,12 +306,9 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "device": str(next(result.model.parameters()).device),
         "search": search,
     }
-    fitting = [slice(split.fit.start, split.fit.stop) for split in splits]
-    own = len(spec.columns)  # the ridge benchmark sees each instrument's own features only
-    ridge = RidgeForecast(config.training.horizon).fit(
-        np.concatenate([d.features[rows, :own] for d, rows in zip(datasets, fitting)]), None,
-        np.concatenate([d.target[rows] for d, rows in zip(datasets, fitting)]),
-    )
+    x, y = benchmark_rows(datasets, [slice(split.fit.start, split.fit.stop) for split in splits], len(spec.columns))
+    ridge = RidgeForecast(config.training.horizon).fit(x, None, y)
+    boosted = LightGBMForecast(config.training.horizon, seed=config.training.seed).fit(x, None, y)
     instruments = [
         InstrumentFit(
             data=data_fingerprint(rows, str(BarType.from_str(bar_type).instrument_id), bar_type) | {
@@ -332,6 +329,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         metrics=metrics,
         model=result.model.cpu(),
         ridge={"coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_)},
+        lightgbm=boosted.booster_,
     )
     save_artifact(Path(out), artifact)
     return artifact

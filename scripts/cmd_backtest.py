@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "backtest",
-        help="backtest a model artifact with Nautilus, beside buy-and-hold, EMA-cross and ridge benchmarks",
+        help="backtest a model artifact with Nautilus, beside buy-and-hold, EMA-cross, ridge and LightGBM benchmarks",
         description=(
             "Run LSTMStrategy on the catalog's bars with Nautilus's BacktestEngine and the venue's fees, then run "
             "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
-            "decision rule fed by the artifact's ridge baseline, and, with a model that forecasts volatility, a "
+            "decision rule and sizing fed by the artifact's ridge and LightGBM baselines (fitted on the same rows and "
+            "features), and, with a model that forecasts volatility, a "
             "volatility-targeted buy-and-hold (what sizing alone is worth). Orders fill on the bar after the decision. "
             "Writes stats.json, equity.parquet (each strategy's equity and returns per bar), fills.csv, positions.csv, "
             "predictions.parquet, report.html (every chart, self-contained; `nautilus-lstm report` rewrites it), "

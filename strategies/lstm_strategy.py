@@ -27,7 +27,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from marketdata.timeframes import bar_close_ns
 from models.artifact import artifact_digest, load_artifact
-from models.predictor import OnlinePredictor, OnlineRidge, output_columns
+from models.predictor import OnlineForecaster, online_forecaster, output_columns
 from strategies.account import AccountView
 from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
@@ -47,7 +47,7 @@ class LSTMStrategy(Strategy):
 
     def __init__(self, config: LSTMStrategyConfig) -> None:
         super().__init__(config)
-        self.predictor: OnlinePredictor | OnlineRidge | None = None
+        self.predictor: OnlineForecaster | None = None
         self.rule: DecisionRule | None = None
         self.log_book: DecisionLog | None = None
         self.risk: VolatilityRisk | None = None  # sizing and gate by the volatility forecast
@@ -86,7 +86,7 @@ class LSTMStrategy(Strategy):
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self._model_digest = artifact_digest(Path(config.model_path))
-        self.predictor = OnlinePredictor(artifact, str(config.bar_type)) if config.forecaster == "lstm" else OnlineRidge(artifact)
+        self.predictor = online_forecaster(artifact, config.forecaster, str(config.bar_type))
         if self.predictor.point_index is None:
             raise ValueError(f"{config.model_path} forecasts volatility only (return_target none): it cannot decide trades")
         outputs = output_columns(artifact, config.forecaster)

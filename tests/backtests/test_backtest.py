@@ -138,7 +138,7 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     settings = settings_for(setup)
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
-    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
+    assert set(report["benchmarks"]) == {"ridge", "lightgbm", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
     text = (tmp_path / "stats.json").read_text()
     assert "NaN" not in text  # strict JSON: undefined figures are null
     stats = json.loads(text)
@@ -343,10 +343,10 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     assert len(bench) < len(bars) / 20
     report = json.loads((tmp_path / "stats.json").read_text())["benchmarks"]
     assert set(report["vol_target_buy_and_hold"]) == set(STAT_KEYS) and report["vol_target_buy_and_hold"]["exposure"] > 0.99
-    # The ridge benchmark forecasts no volatility: it runs at the base size, ungated.
-    ridge = runs["ridge"]
-    assert not ridge.predictions["reason"].str.contains("volatility gate").any()
-    assert parse_strategy_config(lstm_settings(settings, "ridge")).sizing.target_volatility is None
+    # The ridge and LightGBM benchmarks forecast no volatility: they run at the base size, ungated.
+    for name in ("ridge", "lightgbm"):
+        assert not runs[name].predictions["reason"].str.contains("volatility gate").any()
+        assert parse_strategy_config(lstm_settings(settings, name)).sizing.target_volatility is None
 
 
 def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path):

@@ -27,7 +27,7 @@ BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 INTERVAL = pd.Timedelta(minutes=1)
 TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 3
 REPORT_FILES = ["stats.json", "equity.parquet", "fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png", "windows.json"]
-BENCHMARKS = ["ridge", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"]  # the model has the volatility head (the default)
+BENCHMARKS = ["ridge", "lightgbm", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"]  # the model has the volatility head (the default)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Training, artifacts and predictions: determinism, resume, no leakage, train/serve parity."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -9,10 +10,11 @@ import torch
 
 from marketdata.catalog import load_bars
 from models.artifact import ArtifactError, load_artifact, save_artifact
+from models.baselines import RidgeForecast
 from models.dataset import build_dataset, sequences
 from models.features import default_spec
 from models.kernels.predict import predict_bar
-from models.predictor import OnlinePredictor, OnlineRidge, batch_predict
+from models.predictor import OnlineLightGBM, OnlinePredictor, OnlineRidge, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import fit, train_model
 from tests.conftest import (
@@ -110,14 +112,45 @@ def test_streaming_predictions_equal_batch_on_real_bars(artifact, bars):
     assert network_units_gap(streamed, batch, model) <= NETWORK_UNITS_TOLERANCE
 
 
-def test_online_ridge_equals_the_offline_ridge_to_float64_rounding(artifact, bars):
-    """The ridge benchmark is float64 on both paths: they agree to rounding, relative to the forecasts' size."""
+@pytest.mark.parametrize("forecaster, online", [("ridge", OnlineRidge), ("lightgbm", OnlineLightGBM)])
+def test_online_benchmarks_equal_their_offline_forecasts_to_float64_rounding(artifact, bars, forecaster, online):
+    """The benchmarks are float64 on both paths (LightGBM: Booster.predict offline, its C fast
+    single-row path online): they agree to rounding, relative to the forecasts' size."""
+    model = load_artifact(artifact)
+    offline = batch_predict(model, bars, forecaster=forecaster)
+    rows = stream_bars(online(model), bars)
+    warmup = model.feature_spec.warmup_bars
+    assert all(row is None for row in rows[:warmup]) and all(row is not None for row in rows[warmup:])
+    assert len(rows) - warmup == len(offline)
+    assert np.unique(offline["prediction"]).size > 100  # a forecast that moves, not a constant
+    gap = np.max(np.abs(np.concatenate(rows[warmup:]) - offline["prediction"].to_numpy()))
+    assert gap <= 1e-12 * np.max(np.abs(offline["prediction"]))
+
+
+def test_the_ridge_forecasts_are_ridge_forecast_predict(artifact, bars):
     model = load_artifact(artifact)
     data = build_dataset(bars, model.feature_spec, model.config.training.horizon)
-    offline = data.features @ np.asarray(model.ridge["coef"]) + model.ridge["intercept"]  # RidgeForecast.predict
-    online = [row for row in stream_bars(OnlineRidge(model), bars) if row is not None]
-    assert len(online) == len(offline)
-    assert np.max(np.abs(np.concatenate(online) - offline)) <= 1e-12 * np.max(np.abs(offline))
+    ridge = RidgeForecast(model.config.training.horizon, alpha=model.ridge["alpha"])
+    ridge.coef_, ridge.intercept_ = np.asarray(model.ridge["coef"]), model.ridge["intercept"]
+    np.testing.assert_array_equal(batch_predict(model, bars, forecaster="ridge")["prediction"], ridge.predict(data.features, None))
+
+
+@pytest.mark.parametrize("forecaster", ["ridge", "lightgbm"])
+def test_benchmark_forecasts_at_t_ignore_every_later_bar(artifact, bars, forecaster):
+    model = load_artifact(artifact)
+    assert_no_look_ahead(lambda frame: batch_predict(model, frame, forecaster=forecaster), bars, bars.index[6000])
+
+
+def test_online_lightgbm_reset_and_restored_state_continue_exactly(artifact, bars):
+    model = load_artifact(artifact)
+    straight = OnlineLightGBM(model)
+    expected = stream_bars(straight, bars)
+    straight.reset()
+    np.testing.assert_array_equal(np.array(stream_bars(straight, bars)[-3000:]), np.array(expected[-3000:]))
+    first, second = OnlineLightGBM(model), OnlineLightGBM(model)
+    stream_bars(first, bars.iloc[:6000])
+    second.set_state(json.loads(json.dumps(first.get_state())))
+    np.testing.assert_array_equal(np.array(stream_bars(second, bars.iloc[6000:])), np.array(expected[6000:]))
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +193,7 @@ def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_art
 
 def test_artifact_contents(artifact):
     manifest = json.loads((artifact / "artifact.json").read_text())
-    assert manifest["format_version"] == 4
+    assert manifest["format_version"] == 5
     [instrument] = manifest["instruments"]
     assert instrument["data"]["bar_type"] == BAR_TYPE and instrument["data"]["instrument_id"] == "BTCUSDT.BINANCE"
     assert instrument["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(instrument["data"]["sha256"]) == 64
@@ -169,6 +202,10 @@ def test_artifact_contents(artifact):
     assert {"torch", "nautilus_trader", "numpy"} <= set(manifest["versions"])
     assert set(manifest["metrics"]["validation"]) >= {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy"}
     assert not (artifact / "checkpoint").exists()  # a finished run leaves no checkpoint behind
+    # The LightGBM benchmark: LightGBM's text model, pinned by its hash, one input per feature column.
+    text = (artifact / "lightgbm.txt").read_bytes()
+    assert text.startswith(b"tree\n") and manifest["lightgbm"]["sha256"] == hashlib.sha256(text).hexdigest()
+    assert manifest["lightgbm"]["num_feature"] == len(default_spec().columns) and manifest["lightgbm"]["objective"] == "regression"
 
 
 def test_artifact_mismatches_are_refused(artifact, tmp_path):
