@@ -5,7 +5,9 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
 ``BacktestEngine`` sharing one account (``backtests.runner.run_strategies``):
 
 - ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
-  artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols;
+  artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols; a
+  cross-asset model's (``[data] cross_asset``) share one ``strategies.cross_barrier.CrossBarrier``,
+  so each forecasts close time t once every instrument's bar of t is in;
 - ``ridge`` and ``lightgbm``: the same with the artifact's ridge or LightGBM baseline;
 - ``ema_cross``, ``buy_and_hold`` and, for a model with a volatility head,
   ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
@@ -49,6 +51,7 @@ from backtests.stats import account_equity, account_stats, equity_curve, fills_f
 from models.artifact import load_artifact
 from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, parse_strategy_config
+from strategies.cross_barrier import CrossBarrier
 
 
 def symbol_tag(bar_type: str) -> str:
@@ -76,7 +79,8 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
     """Per strategy name, one instance per instrument with distinct strategy ids."""
     sizing = parse_strategy_config(lstm_settings(one_instrument(settings, settings.bar_types[0]))).sizing
     notional = min(sizing.order_notional, sizing.max_notional)
-    volatility = "volatility" in output_columns(load_artifact(settings.model_path))
+    artifact = load_artifact(settings.model_path)
+    volatility = "volatility" in output_columns(artifact)
     strategies: dict[str, list[Strategy]] = {}
     for instrument, bar_type in zip(instruments, settings.bar_types):
         tag = symbol_tag(bar_type)
@@ -93,6 +97,8 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
         for name, benchmark in benchmarks.items():
             # The benchmarks' ids, unique per instrument in the one engine.
             strategies.setdefault(name, []).append(type(benchmark)(msgspec.structs.replace(benchmark.config, order_id_tag=tag)))
+    if artifact.config.data.cross_asset:
+        CrossBarrier.share(artifact, strategies["lstm"])  # the ridge baseline sees its own features only
     return strategies
 
 

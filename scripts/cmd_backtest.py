@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--bar-type", action="append",
         help="bars to trade on (default: the artifact's bar types); repeat it to trade several instruments together "
-        "in one engine and one account (backtests.pooled)",
+        "in one engine and one account (backtests.pooled); a model with cross-asset features trades all its bar types",
     )
     parser.add_argument(
         "--start", help="first bar close, ISO date/time UTC (default: the first bar after the model's training data)"
@@ -81,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
     from backtests.report import stats_table, write_report
     from backtests.runner import BacktestSettings, run_all
     from models.artifact import ArtifactError, load_artifact
-    from models.predictor import check_one_instrument_inputs
     from reporting.html import write_report_html
 
     artifact = load_artifact(args.model)
-    check_one_instrument_inputs(artifact)  # before any engine starts: LSTMStrategy could not feed them
     bar_types = tuple(args.bar_type or artifact.bar_types)
     for bar_type in bar_types:  # every one traded is one the model was trained on
         if bar_type not in artifact.bar_types:
             raise ArtifactError(f"{args.model}: trained on {', '.join(artifact.bar_types)} bars, not {bar_type}")
+    if artifact.config.data.cross_asset and set(bar_types) != set(artifact.bar_types):
+        raise ArtifactError(f"{args.model} uses cross-asset features ([data] cross_asset): each instrument's forecast needs "
+                            f"every instrument's bars, so it trades {', '.join(artifact.bar_types)} together, not "
+                            f"{', '.join(bar_types)} alone")
     # The last training bar of any instrument traded: after it, no traded bar was seen in training.
     trained_until = max(pd.Timestamp(artifact.instrument(b).data["last_bar_close"]) for b in bar_types)
     # By default trade only bars the model has never seen: those after its training data.
