@@ -7,7 +7,8 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
 - ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
   artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols; a
   cross-asset model's (``[data] cross_asset``) share one ``strategies.cross_barrier.CrossBarrier``,
-  so each forecasts close time t once every instrument's bar of t is in;
+  so each forecasts close time t once every instrument's bar of t is in (the
+  ``vol_target_buy_and_hold`` instances too, in their engine);
 - ``ridge`` and ``lightgbm``: the same with the artifact's ridge or LightGBM baseline;
 - ``ema_cross``, ``buy_and_hold`` and, for a model with a volatility head,
   ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
@@ -97,8 +98,10 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
         for name, benchmark in benchmarks.items():
             # The benchmarks' ids, unique per instrument in the one engine.
             strategies.setdefault(name, []).append(type(benchmark)(msgspec.structs.replace(benchmark.config, order_id_tag=tag)))
-    if artifact.config.data.cross_asset:
-        CrossBarrier.share(artifact, strategies["lstm"])  # the ridge baseline sees its own features only
+    if artifact.config.data.cross_asset:  # each group runs in its own engine; the ridge baseline sees its own features only
+        for name in ("lstm", "vol_target_buy_and_hold"):
+            if name in strategies:
+                CrossBarrier.share(artifact, strategies[name])
     return strategies
 
 

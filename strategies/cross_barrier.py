@@ -41,7 +41,7 @@ from nautilus_trader.model.data import Bar, BarType
 
 from models.pooling import CrossReturns
 
-# A strategy's step on one bar, LSTMStrategy._update(bar, trade, backfilled, ts): forecast, decide, order.
+# A strategy's step on one bar, e.g. LSTMStrategy._update(bar, trade, backfilled, ts): forecast, decide, order.
 Step = Callable[[Bar, bool, bool, int], None]
 
 
@@ -86,15 +86,16 @@ class CrossBarrier:
 
     @classmethod
     def share(cls, artifact, strategies: Sequence) -> CrossBarrier:
-        """One barrier for ``strategies`` (LSTMStrategy instances forecasting with ``artifact``, a
-        cross-asset model, one per instrument), set as each one's ``barrier`` before it starts."""
+        """One barrier for ``strategies`` (instances of one strategy class forecasting with ``artifact``,
+        a cross-asset model, one per instrument, in one engine: LSTMStrategy, or the volatility-targeted
+        buy-and-hold), set as each one's ``barrier`` before it starts."""
         if not artifact.config.data.cross_asset:
             raise ValueError(f"the model of {', '.join(artifact.bar_types)} has no cross-asset features: it needs no barrier")
         for strategy in strategies:
             config = strategy.config
-            if config.forecaster != "lstm":
+            if getattr(config, "forecaster", "lstm") != "lstm":
                 raise ValueError(f"{config.bar_type}: the {config.forecaster} forecaster sees no cross-asset features")
-            if config.feed.backfill_gaps:
+            if getattr(config, "feed", None) is not None and config.feed.backfill_gaps:
                 raise ValueError(f"{config.bar_type}: a cross-asset model cannot back-fill gaps (backfill_gaps): "
                                  "back-filled bars would come after later close times")
         interval = BarType.from_str(artifact.bar_types[0]).spec.timedelta.value

@@ -10,17 +10,19 @@ import pytest
 from nautilus_trader.model.data import BarType
 from nautilus_trader.persistence.wranglers import BarDataWrangler
 
-from backtests.pooled import load_all_inputs, pooled_strategies, symbol_tag
+from backtests.pooled import load_all_inputs, pooled_strategies, run_pooled, symbol_tag
 from backtests.runner import BacktestSettings, run_strategies
+from backtests.walk_forward_pooled import run_pooled_walk_forward
 from marketdata.catalog import bars_frame, load_bars
 from models.artifact import load_artifact
 from models.predictor import batch_predict, output_columns
+from models.train import train_model
 from scripts.cli import main
 from strategies.cross_barrier import CrossBarrier
 from tests.conftest import NETWORK_UNITS_TOLERANCE, assert_no_look_ahead
-from tests.fakes.training import BAR_TYPE
+from tests.fakes.training import BAR_TYPE, tiny_config
 from tests.models.test_cross_asset import cross  # noqa: F401  (the module fixture: a cross-asset model)
-from tests.models.test_pooling import ETH, pooled  # noqa: F401  (cross's own fixture)
+from tests.models.test_pooling import ETH, TRAIN_END, pooled  # noqa: F401  (cross's own fixture)
 
 START = pd.Timestamp("2025-05-21 12:00", tz="UTC")  # after the model's training data
 END = pd.Timestamp("2025-05-21 16:00", tz="UTC")
@@ -122,3 +124,42 @@ def test_the_backtest_command_trades_a_cross_asset_model_with_all_its_instrument
     # Not one instrument alone: its forecasts need the other's bars.
     assert main([*args, "--bar-type", BAR_TYPE, "--out", str(tmp_path / "no")]) == 2
     assert "uses cross-asset features" in caplog.text and "trades " in caplog.text and not (tmp_path / "no").exists()
+
+
+def test_a_walk_forward_retrains_the_cross_asset_model_and_trades_it_as_offline(cross, tmp_path):  # noqa: F811
+    catalog, model, _ = cross
+    settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=ORDER, end=pd.Timestamp("2025-05-21 12:00", tz="UTC"))
+    run_pooled_walk_forward(settings, train_days=1.0, test_days=0.25, out=tmp_path / "wf")
+    windows = json.loads((tmp_path / "wf" / "windows.json").read_text())
+    predictions = pd.read_parquet(tmp_path / "wf" / "predictions.parquet")
+    assert [w["window"] for w in windows] == [1, 2]
+    for window in windows:
+        artifact = load_artifact(window["model"])
+        assert artifact.config.data.cross_asset  # each window's model is the base config's: cross-asset too
+        end = pd.Timestamp(window["test"]["end"])
+        frames = {b: load_bars(catalog, b, end=end) for b in ORDER}
+        for bar_type in ORDER:
+            mine = predictions[(predictions["window"] == window["window"]) & (predictions["bar_type"] == bar_type)]
+            assert len(mine) == window["test"]["bars"][bar_type]  # every bar of the window forecast
+            offline = batch_predict(artifact, frames[bar_type], bar_type, others=frames)
+            gap = np.max(np.abs(mine["prediction"].to_numpy() - offline.loc[mine.index, "prediction"].to_numpy()))
+            assert gap / artifact.instrument(bar_type).scales.return_scale <= NETWORK_UNITS_TOLERANCE
+
+
+def test_the_vol_targeted_benchmark_of_a_cross_asset_model_steps_through_its_own_barrier(cross, tmp_path):  # noqa: F811
+    catalog = cross[0]
+    config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": list(ORDER), "end": TRAIN_END, "cross_asset": True})
+    train_model(config, tmp_path / "model")
+    artifact = load_artifact(tmp_path / "model")
+    assert artifact.lstm.volatility_head
+    settings = BacktestSettings(model_path=tmp_path / "model", catalog=catalog, bar_types=ORDER, start=START, end=END,
+                                strategy={"target_volatility": 0.5})
+    _, runs = run_pooled(settings)
+    fills = runs["vol_target_buy_and_hold"].fills
+    assert set(fills["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"}  # each instrument's own, one account
+    frames = {b: load_bars(catalog, b, end=END) for b in ORDER}
+    for bar_type in ORDER:  # the volatility forecasts it sizes by are the strategy's, equal to offline
+        online = forecasts(runs["lstm"], bar_type, ["volatility"])["volatility"]
+        offline = batch_predict(artifact, frames[bar_type], bar_type, others=frames)["volatility"]
+        assert online.index.equals(offline.loc[START:END].index)
+        assert np.max(np.abs(np.log(online) - np.log(offline.loc[online.index]))) <= NETWORK_UNITS_TOLERANCE

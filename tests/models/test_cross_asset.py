@@ -7,12 +7,14 @@ import pytest
 
 from marketdata.catalog import load_bars
 from models.artifact import ArtifactError, load_artifact
+from models.config import load_config
 from models.dataset import build_dataset
 from models.features import default_spec
 from models.pooling import CrossReturns, cross_columns, with_cross_returns
 from models.predictor import OnlinePredictor, batch_predict
 from models.train import train_model
 from nodes.run_folder import open_run
+from tests.conftest import PROJECT_ROOT
 from tests.fakes.training import BAR_TYPE, tiny_config
 from tests.models.test_pooling import ETH, TRAIN_END, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
@@ -116,3 +118,8 @@ def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross, tmp_path):
     with pytest.raises(ValueError, match=r"uses cross-asset features .*a paper or live node trades one instrument"):
         open_run(model, "BTC/USDT", "spot", None, tmp_path / "run", "paper", {})
     assert not (tmp_path / "run").exists()
+
+
+def test_the_readmes_cross_asset_hourly_config_loads():
+    config = load_config(PROJECT_ROOT / "models" / "btc_eth_1h_cross.toml")
+    assert config.data.cross_asset and config.data.bar_types == load_config(PROJECT_ROOT / "models" / "btc_eth_1h.toml").data.bar_types
