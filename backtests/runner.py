@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -192,3 +192,16 @@ def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRu
     return bars, {name: run_strategy(name, strategy, settings, instrument, bars) for name, strategy in strategies.items()}
 
 
+
+
+def decision_settings(settings: BacktestSettings) -> dict:
+    """What the strategy's rule decides against, for the report: the model's ``horizon`` (bars a
+    forecast looks ahead) and each traded bar type's ``entry_threshold`` (the log return a forecast
+    must clear: the explicit one, else the round-trip taker fee, with any fee override, plus the margin)."""
+    thresholds = {}
+    for bar_type in settings.bar_types:
+        stored = catalog_instrument(settings.catalog, BarType.from_str(bar_type).instrument_id)
+        taker_fee = float(with_fees(stored, settings.maker_fee, settings.taker_fee).taker_fee)
+        rule = parse_strategy_config(lstm_settings(replace(settings, bar_type=bar_type, bar_types=()))).rule
+        thresholds[bar_type] = rule.threshold(taker_fee)
+    return {"horizon": load_artifact(settings.model_path).config.training.horizon, "entry_threshold": thresholds}

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 from nautilus_trader.model.data import Bar, BarType
-from tqdm import tqdm
 
 from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
 from backtests.report import close_series, training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
 from backtests.walk_forward import close_at_window_end, plan_windows, stitch, window_model
+from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
 
@@ -51,7 +51,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), defaultdict(list), [], []
-    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+    for window in progress(windows, desc="walk-forward", unit="window"):
         window_bars = {b: bars[b][closes[b].searchsorted(window.test_start) : closes[b].searchsorted(window.test_end)]
                        for b in settings.bar_types}
         window_bars = {b: each for b, each in window_bars.items() if each}

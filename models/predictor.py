@@ -66,8 +66,9 @@ def check_one_instrument_inputs(artifact: Artifact) -> None:
     if artifact.config.data.cross_asset:
         raise ArtifactError(
             f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
-            "every instrument's bar of a close time before it steps, which this caller does not feed "
-            "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
+            "every instrument's bar of a close time before it steps, which this caller does not feed; trade it with "
+            "all its instruments in one backtest (backtests.pooled: its strategies share a strategies.cross_barrier), "
+            "or retrain without cross_asset"
         )
 
 
@@ -78,7 +79,8 @@ class OnlinePredictor:
     state (reset, get_state/set_state, state); ``update`` runs their kernels together in the
     architecture's ``predict_bar``. Construction compiles it (or loads it from numba's cache) so
     the first bar is fast. ``bar_type``: which of the artifact's instruments (None: its only
-    one); its scaler, target scales and one-hot are used.
+    one); its scaler, target scales and one-hot are used. ``cross_asset``: the caller writes a
+    cross-asset model's columns (``set_cross``) before every ``update``; without it such a model is refused.
     """
 
     def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
@@ -203,8 +205,10 @@ class OnlineLightGBM(OnlineBenchmark):
 OnlineForecaster = OnlinePredictor | OnlineRidge | OnlineLightGBM
 
 
-def online_forecaster(artifact: Artifact, forecaster: str = "lstm", bar_type: str | None = None) -> OnlineForecaster:
-    """The online predictor of ``forecaster`` (strategies.config.FORECASTERS) for the instrument of ``bar_type``."""
+def online_forecaster(artifact: Artifact, forecaster: str = "lstm", bar_type: str | None = None,
+                      cross_asset: bool = False) -> OnlineForecaster:
+    """The online predictor of ``forecaster`` (strategies.config.FORECASTERS) for the instrument of
+    ``bar_type``; ``cross_asset``: OnlinePredictor's (the benchmarks see their own features only)."""
     if forecaster == "lstm":
-        return OnlinePredictor(artifact, bar_type)
+        return OnlinePredictor(artifact, bar_type, cross_asset)
     return OnlineRidge(artifact) if forecaster == "ridge" else OnlineLightGBM(artifact)

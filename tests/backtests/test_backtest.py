@@ -147,7 +147,8 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
         assert set(entry) == set(STAT_KEYS), name
         assert entry["bars"] == len(bars)
     assert stats["trades"] > 0 and stats["benchmarks"]["buy_and_hold"]["exposure"] > 0.99
-    for name in ("fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png"):
+    assert stats["settings"]["horizon"] == 5 and stats["settings"]["entry_threshold"] == {SPOT: 1e-5}
+    for name in ("fills.csv", "positions.csv", "predictions.parquet", "equity.parquet", "equity.png", "trades.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(predictions) == len(bars) and (predictions["side"] != SHORT).all()  # spot never shorts
@@ -357,6 +358,7 @@ def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path)
     assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
     assert "vol_target_buy_and_hold" in stats["benchmarks"]
     assert not pd.read_parquet(out / "predictions.parquet")["reason"].str.contains("volatility gate").any()
+    assert "The volatility gate" in (out / "report.html").read_text()  # the command wrote the report
 
 
 def test_no_look_ahead_in_volatility_sizing_and_the_gate(setup, vol_model, tmp_path):

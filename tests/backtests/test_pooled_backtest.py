@@ -2,6 +2,7 @@
 
 import json
 
+import empyrical
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,6 +50,14 @@ def test_both_instruments_trade_in_one_account(report):
     saved = json.loads((out / "stats.json").read_text())
     assert saved["settings"]["bar_types"] == [BAR_TYPE, ETH] and not saved["in_sample"]
     assert (out / "trades-BTCUSDT.png").is_file() and (out / "trades-ETHUSDT.png").is_file()
+    assert saved["settings"]["entry_threshold"] == {BAR_TYPE: 1e-5, ETH: 1e-5}
+    # equity.parquet: the one account's equity and returns per strategy, each instrument's close.
+    equity = pd.read_parquet(out / "equity.parquet")
+    assert {"close_BTCUSDT.BINANCE", "close_ETHUSDT.BINANCE"} <= set(equity.columns) and equity.notna().all().all()
+    for name, figures in {"lstm": saved, **saved["benchmarks"]}.items():
+        returns = equity[f"return_{name}"]
+        assert (1 + returns).prod() - 1 == pytest.approx(figures["total_return"], rel=1e-9, abs=1e-12), name
+        assert -empyrical.max_drawdown(returns) == pytest.approx(figures["max_drawdown"], rel=1e-9, abs=1e-15), name
 
 
 @pytest.mark.parametrize("forecaster", FORECASTERS)
@@ -75,6 +84,9 @@ def test_the_backtest_command_trades_every_instrument_of_a_pooled_model(pooled, 
             "--out", str(out)]
     assert main(args) == 0
     assert json.loads((out / "stats.json").read_text())["settings"]["bar_types"] == [BAR_TYPE, ETH]
+    page = (out / "report.html").read_text()  # the command wrote the report: each instrument's fills, both thresholds
+    assert "Pooled backtest" in page and all(f"{key}: close and fills" in page for key in ("BTCUSDT.BINANCE", "ETHUSDT.BINANCE"))
+    assert all(f"Forecasts against the entry threshold ({b})" in page for b in (BAR_TYPE, ETH))
     assert main([*args[:-2], "--bar-type", "SOLUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "--out", str(tmp_path / "no")]) == 2
 
 

@@ -66,7 +66,9 @@ def test_resume_continues_exactly(catalog, bars, tmp_path):
     straight = fit(config, data, split)
     checkpoint = tmp_path / "last.pt"
     fit(config.override(training={"max_epochs": 1}), data, split, checkpoint=checkpoint)  # then "killed"
-    resumed = fit(config, data, split, checkpoint=checkpoint)
+    seen = []  # a resumed run replays its checkpointed epochs to on_epoch: a pruner sees the same sequence
+    resumed = fit(config, data, split, checkpoint=checkpoint, on_epoch=lambda epoch, loss: seen.append((epoch, loss)))
+    assert seen == [(h["epoch"], h["val_loss"]) for h in straight.history]
     assert [h["epoch"] for h in resumed.history] == [0, 1]
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
     state, expected = resumed.model.state_dict(), straight.model.state_dict()
@@ -241,18 +243,53 @@ def test_weights_never_unpickle_code(artifact, tmp_path, monkeypatch):
     assert (tmp_path / "PWNED").exists()
 
 
-def test_hyperparameter_search_picks_the_best_validation_loss(catalog, tmp_path):
-    config = tiny_config(catalog, max_epochs=1, search_trials=2)
+SEARCH_END = "2025-05-23"  # the fixture's first 3 days: searches train several networks
+
+
+def test_hyperparameter_search_keeps_the_best_trial(catalog, tmp_path):
+    config = tiny_config(catalog, max_epochs=2, search_trials=3).override(data={"end": SEARCH_END})
     artifact = train_model(config, tmp_path / "searched")
     search = artifact.metrics["search"]
-    assert search["trials"] == 2 and len(search["results"]) == 2
-    best = min(search["results"], key=lambda r: r["val_loss"])
-    assert search["chosen"] == best["params"]
-    assert artifact.config.model.hidden_size == best["params"]["model.hidden_size"]
-    assert artifact.lstm.num_layers == best["params"]["model.num_layers"]
-    assert artifact.config.training.learning_rate == best["params"]["training.learning_rate"]
+    assert search["trials"] == 3 and len(search["results"]) == 3
+    assert search["complete"] + search["pruned"] == 3 and search["sampler"] == "TPESampler(seed=0)"
+    complete = [r for r in search["results"] if r["state"] == "COMPLETE"]
+    best = min(complete, key=lambda r: r["val_loss"])
+    assert search["best"] == {"number": best["number"], "params": best["params"], "val_loss": best["val_loss"]}
+    assert len({json.dumps(r["params"], sort_keys=True) for r in search["results"]}) == 3  # TPE drew 3 configs
+    params = best["params"]
+    assert artifact.config.model.hidden_size == params["model.hidden_size"] == artifact.lstm.hidden_size
+    assert artifact.lstm.num_layers == params["model.num_layers"]
+    assert artifact.config.model.dropout == params["model.dropout"]
+    assert artifact.config.training.learning_rate == params["training.learning_rate"]
+    # The network kept is the winner's own fit: its epochs are the winner's reported losses.
+    assert [h["val_loss"] for h in artifact.metrics["history"]] == best["val_losses"]
     saved = json.loads((tmp_path / "searched" / "artifact.json").read_text())
-    assert saved["metrics"]["search"]["trials"] == 2
+    assert saved["metrics"]["search"]["best"]["number"] == best["number"]
+
+
+def test_search_records_pruned_trials_never_keeps_one_and_resumes(catalog, bars, tmp_path):
+    import optuna
+
+    from models.search import search_hyperparameters
+
+    class PruneOddTrials(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number % 2 == 1
+
+    config = tiny_config(catalog, max_epochs=2, search_trials=2)
+    data = build_dataset(bars.loc[:SEARCH_END], default_spec(), config.training.horizon)
+    chosen, result, search = search_hyperparameters(config, [data], [split_for(config, data)], tmp_path, PruneOddTrials())
+    assert [r["state"] for r in search["results"]] == ["COMPLETE", "PRUNED"]
+    assert (search["complete"], search["pruned"]) == (1, 1)
+    assert [len(r["val_losses"]) for r in search["results"]] == [2, 1]  # pruned after its first epoch
+    assert search["best"]["number"] == 0  # the pruned trial is never the winner, whatever its loss
+    assert [h["val_loss"] for h in result.history] == search["results"][0]["val_losses"]
+    assert chosen.training.learning_rate == search["best"]["params"]["training.learning_rate"]
+    # Re-run into the same checkpoints (a killed search, started again): the same trials, resumed
+    # from their checkpoints, the pruned one pruned again at the same epoch.
+    _, again, resumed = search_hyperparameters(config, [data], [split_for(config, data)], tmp_path, PruneOddTrials())
+    assert resumed["results"] == search["results"]
+    assert again.history == result.history
 
 
 def test_online_state_saved_and_restored_continues_exactly(artifact, bars):
