@@ -81,4 +81,4 @@ def test_the_demo_runs_offline_and_its_strategy_trades_the_unseen_months(tmp_pat
     verdict = out[out.index("Backtest "):].splitlines()
     assert 3 <= len(verdict) <= 5
     assert f"completed round trips: lstm {stats['trades']}," in verdict[0] and "bars the model never saw" in verdict[0]
-    assert verdict[-1].startswith("Report: ")
+    assert verdict[-1].startswith(f"Report: {report / 'report.html'} ") and (report / "report.html").is_file()
