@@ -81,8 +81,8 @@ class StrategyRun:
 
 def load_inputs(settings: BacktestSettings) -> tuple[Instrument, BarFeed]:
     """The instrument (with any fee override) and the feed of the range's bars, or a clear error."""
-    bars = load_feed(settings.catalog, (settings.bar_type,), settings.start, settings.end, settings.chunk_bars)
-    return load_instrument(settings, settings.bar_type), bars
+    instrument = load_instrument(settings, settings.bar_type)
+    return instrument, load_feed(settings.catalog, (settings.bar_type,), settings.start, settings.end, settings.chunk_bars)
 
 
 def load_instrument(settings: BacktestSettings, bar_type: str) -> Instrument:
