@@ -33,8 +33,8 @@ from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
-from backtests.plots import plot_equity, plot_trades
 from backtests.feed import BarFeed, load_feed
+from backtests.plots import plot_equity, plot_trades
 from backtests.report import training_overlap, write_run_files
 from backtests.runner import BacktestSettings, StrategyRun, lstm_settings, load_instrument, run_strategies, vol_target_config
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats

@@ -74,7 +74,7 @@ def main() -> None:
     codes = [code.resolve() for code in args.code or [PROJECT_ROOT]]
     results = {str(code): [] for code in codes}
     for fraction in FRACTIONS:
-        end = closes[int(round(fraction * len(closes))) - 1]
+        end = closes[round(fraction * len(closes)) - 1]
         for number, code in enumerate(codes):
             run = peak_backtest(code, model, catalog, end, work / f"out-{fraction}-{number}")
             results[str(code)].append({"fraction": fraction, "end": end.isoformat(), **run})
