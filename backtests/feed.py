@@ -121,8 +121,14 @@ def joined(feeds: list[BarFeed]) -> BarFeed:
     return BarFeed(feeds[0].catalog, closes, feeds[0].chunk_bars)
 
 
-def feed_engine(engine: BacktestEngine, feed: BarFeed, label: str) -> int:
-    """Give ``engine`` the feed's bars as a stream; return the close time (ns) to run it to, its last bar's."""
+def feed_engine(engine: BacktestEngine, feed: BarFeed | list[Bar], label: str) -> int:
+    """Give ``engine`` the feed's bars as a stream; return the close time (ns) to run it to, its last bar's.
+
+    A list of bars (sorted by close time) goes in whole: bars a test made that no catalog holds.
+    """
+    if isinstance(feed, list):
+        engine.add_data(feed)
+        return feed[-1].ts_init
     chunks = feed.chunks(label)
     # The first chunk goes in as plain data: that registers the venue's data client and each bar
     # type's subscription, so a strategy subscribing to the bars is not served them a second time

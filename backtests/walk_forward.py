@@ -42,7 +42,6 @@ import pandas as pd
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
-from tqdm import tqdm
 
 from backtests.feed import BarFeed, joined
 from backtests.report import training_overlap, write_report
@@ -59,6 +58,7 @@ from backtests.stats import (
     performance_stats,
     position_series,
 )
+from marketdata.progress import progress
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
 from models.jsonio import write_json
@@ -115,7 +115,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+    for window in progress(windows, desc="walk-forward", unit="window"):
         window_bars = bars.window(window.test_start, window.test_end)
         if window_bars is None:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 from nautilus_trader.model.data import BarType
-from tqdm import tqdm
 
 from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
 from backtests.feed import BarFeed, joined
@@ -29,6 +28,7 @@ from backtests.report import training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
 from backtests.walk_forward import close_at_window_end, plan_windows, stitch, window_model
+from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
 
@@ -52,7 +52,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+    for window in progress(windows, desc="walk-forward", unit="window"):
         window_bars = bars.window(window.test_start, window.test_end)
         if window_bars is None:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
