@@ -49,10 +49,21 @@ from backtests.runner import (
     run_strategies,
     vol_target_config,
 )
-from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
+from backtests.stats import (
+    account_equity,
+    account_stats,
+    equity_curve,
+    fills_from_nautilus,
+    performance_stats,
+)
 from models.artifact import load_artifact
 from models.predictor import output_columns
-from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, parse_strategy_config
+from strategies.config import (
+    CONFIG_PATH,
+    FORECASTERS,
+    STRATEGY_PATH,
+    parse_strategy_config,
+)
 from strategies.cross_barrier import CrossBarrier
 
 

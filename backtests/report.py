@@ -30,7 +30,12 @@ from nautilus_trader.model.data import BarType
 from backtests.feed import BarFeed
 from backtests.plots import plot_equity, plot_trades
 from backtests.runner import BacktestSettings, StrategyRun, decision_settings
-from backtests.stats import equity_curve, fills_from_nautilus, opening_equity, performance_stats
+from backtests.stats import (
+    equity_curve,
+    fills_from_nautilus,
+    opening_equity,
+    performance_stats,
+)
 from models.artifact import load_artifact
 from models.jsonio import write_json
 

@@ -22,12 +22,22 @@ from pathlib import Path
 import pandas as pd
 from nautilus_trader.model.data import BarType
 
-from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
 from backtests.feed import BarFeed, joined
+from backtests.pooled import (
+    instrument_fills,
+    load_all_inputs,
+    pooled_strategies,
+    write_pooled_report,
+)
 from backtests.report import training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
-from backtests.walk_forward import close_at_window_end, plan_windows, stitch, window_model
+from backtests.walk_forward import (
+    close_at_window_end,
+    plan_windows,
+    stitch,
+    window_model,
+)
 from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
