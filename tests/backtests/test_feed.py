@@ -18,10 +18,10 @@ from tests.conftest import ETH_1M, FIXTURE_7D
 from tests.fakes.training import BAR_TYPE
 from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
-# ETH's bars in the pooled fixture end on 2025-05-23: the range runs on past them with BTC alone.
+# Both instruments have bars over the whole range (the pooled fixture's ETH ends on 2025-05-23).
 START = pd.Timestamp("2025-05-21 12:00", tz="UTC")
-END = pd.Timestamp("2025-05-24 12:00", tz="UTC")
-SMALL_CHUNK = 700  # bars: the 3-day range comes in 7 chunks, BTC and ETH together in the first 3
+END = pd.Timestamp("2025-05-22 22:00", tz="UTC")
+SMALL_CHUNK = 300  # bars: the 34-hour range comes in 7 chunks
 ALL_AT_ONCE = 10**9  # one chunk: every bar in the engine at once, as before streaming
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -81,7 +81,7 @@ def test_the_first_chunk_holds_every_bar_types_first_bar(shared_data, tmp_path):
 
 def test_a_range_without_bars_names_what_the_catalog_holds(pooled):  # noqa: F811
     with pytest.raises(CatalogError, match="holds no .* bars between .*bar types held: .*BTCUSDT"):
-        load_feed(pooled[0], (ETH,), pd.Timestamp("2025-05-25", tz="UTC"))  # ETH ends on 2025-05-23
+        load_feed(pooled[0], (ETH,), pd.Timestamp("2025-05-25", tz="UTC"))  # ETH's bars end on 2025-05-23
 
 
 def test_a_backtest_fed_in_chunks_equals_one_fed_every_bar_at_once(pooled, tmp_path):  # noqa: F811
