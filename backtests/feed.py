@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.model.data import Bar, BarType
-from tqdm import tqdm
 
 from marketdata.catalog import CatalogError, bar_chunks, coverage, no_bars_error
+from marketdata.progress import progress
 
 # Bars read at a time: a week of 1-minute bars, a few MB of Nautilus objects.
 DEFAULT_CHUNK_BARS = 10_000
@@ -81,10 +81,10 @@ class BarFeed:
         span = self.chunk_bars * min(BarType.from_str(key).spec.timedelta.value for key in self.bar_types)
         first_end = max(int(close.index[0].value) for close in self.closes.values())
         read = bar_chunks(self.catalog, self.bar_types, self.first_ns, self.last_ns, span, first_end)
-        with tqdm(total=len(self), desc=label, unit="bar", disable=None, leave=False) as progress:
+        with progress(total=len(self), desc=label, unit="bar", leave=False) as done:
             for chunk in read:
                 yield chunk
-                progress.update(len(chunk))
+                done.update(len(chunk))
 
 
 def load_feed(catalog: Path, bar_types: tuple[str, ...], start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
