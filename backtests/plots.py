@@ -20,25 +20,29 @@ DPI = 120
 DEFAULT_MAX_POINTS = 4_000
 
 
-def plot_equity(curves: dict[str, pd.Series], path: str | Path, title: str = "Equity") -> Figure:
+def plot_equity(curves: dict[str, pd.Series], path: str | Path, title: str = "Equity",
+                max_points: int = DEFAULT_MAX_POINTS) -> Figure:
     """Equity curves normalized to 1 at their start on top; the first curve's drawdown below.
 
-    The first curve is the strategy, the others its benchmarks.
+    The first curve is the strategy, the others its benchmarks. Each line is thinned to about
+    ``max_points`` points as in :func:`plot_trades` (every stretch's high and low kept): the figure
+    is a few thousand pixels wide, and drawing every bar would cost memory growing with the range.
     """
     if not curves:
         raise ValueError("no equity curves to plot")
     figure = _figure(height=6.5)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for name, equity in curves.items():
-        top.plot(_times(equity.index), equity.to_numpy() / equity.iloc[0], linewidth=1.2, label=name)
+        line = thin_out(equity / equity.iloc[0], max_points)
+        top.plot(_times(line.index), line.to_numpy(), linewidth=1.2, label=name)
     top.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     top.set_ylabel("equity / starting equity")
     top.set_title(title)
     top.legend(loc="best")
 
     strategy, equity = next(iter(curves.items()))
-    fall = -100.0 * drawdown(equity).to_numpy()
-    bottom.fill_between(_times(equity.index), fall, 0.0, color="tab:red", alpha=0.4, linewidth=0)
+    fall = thin_out(-100.0 * drawdown(equity), max_points)
+    bottom.fill_between(_times(fall.index), fall.to_numpy(), 0.0, color="tab:red", alpha=0.4, linewidth=0)
     bottom.set_ylabel(f"drawdown (%)\n{strategy}")
     bottom.set_xlabel("time (UTC)")
     _date_axis(bottom)

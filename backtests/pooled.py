@@ -31,27 +31,39 @@ from pathlib import Path
 import msgspec
 import pandas as pd
 from nautilus_trader.config import ImportableStrategyConfig
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
+from backtests.feed import BarFeed, load_feed
 from backtests.plots import plot_equity, plot_trades
-from backtests.report import close_series, training_overlap, write_equity, write_run_files
+from backtests.report import training_overlap, write_equity, write_run_files
 from backtests.runner import (
     BacktestSettings,
     StrategyRun,
     decision_settings,
-    load_inputs,
+    load_instrument,
     lstm_settings,
     run_strategies,
     vol_target_config,
 )
-from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
+from backtests.stats import (
+    account_equity,
+    account_stats,
+    equity_curve,
+    fills_from_nautilus,
+    performance_stats,
+)
 from models.artifact import load_artifact
 from models.predictor import output_columns
-from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, parse_strategy_config
+from strategies.config import (
+    CONFIG_PATH,
+    FORECASTERS,
+    STRATEGY_PATH,
+    parse_strategy_config,
+)
 from strategies.cross_barrier import CrossBarrier
 
 
@@ -64,19 +76,17 @@ def one_instrument(settings: BacktestSettings, bar_type: str) -> BacktestSetting
     return replace(settings, bar_type=bar_type, bar_types=())
 
 
-def load_all_inputs(settings: BacktestSettings) -> tuple[list[Instrument], dict[str, list[Bar]]]:
-    """Each instrument (fees as settings say) and its bars; an error unless they can share one account."""
-    instruments, bars = [], {}
-    for bar_type in settings.bar_types:
-        instrument, bars[bar_type] = load_inputs(one_instrument(settings, bar_type))
-        instruments.append(instrument)
+def load_all_inputs(settings: BacktestSettings) -> tuple[list[Instrument], BarFeed]:
+    """Each instrument (fees as settings say) and the feed of every one's bars; an error unless they can
+    share one account."""
+    instruments = [load_instrument(settings, bar_type) for bar_type in settings.bar_types]
     kinds = {(str(i.id.venue), str(i.quote_currency), i.instrument_class.name) for i in instruments}
     if len(kinds) > 1:
         raise ValueError(f"{list(settings.bar_types)} cannot share one account: venues, quote currencies or kinds differ {sorted(kinds)}")
-    return instruments, bars
+    return instruments, load_feed(settings.catalog, settings.bar_types, settings.start, settings.end, settings.chunk_bars)
 
 
-def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument], bars: dict[str, list[Bar]]) -> dict[str, list[Strategy]]:
+def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument], bars: BarFeed) -> dict[str, list[Strategy]]:
     """Per strategy name, one instance per instrument with distinct strategy ids."""
     sizing = parse_strategy_config(lstm_settings(one_instrument(settings, settings.bar_types[0]))).sizing
     notional = min(sizing.order_notional, sizing.max_notional)
@@ -90,7 +100,7 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
             config["order_id_tag"] = tag if forecaster == "lstm" else f"{forecaster.upper()}{tag}"
             strategies.setdefault(forecaster, []).append(StrategyFactory.create(
                 ImportableStrategyConfig(strategy_path=STRATEGY_PATH, config_path=CONFIG_PATH, config=config)))
-        first_close = bars[bar_type][0].close.as_double()
+        first_close = bars.first_close(bar_type)
         benchmarks = benchmark_strategies(instrument, BarType.from_str(bar_type), notional, first_close)
         if volatility:
             lstm_config = parse_strategy_config(lstm_settings(one_instrument(settings, bar_type)))
@@ -105,18 +115,17 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
     return strategies
 
 
-def run_pooled(settings: BacktestSettings) -> tuple[dict[str, list[Bar]], dict[str, StrategyRun]]:
+def run_pooled(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]]:
     """Every strategy over every instrument's bars, each strategy's instances in one engine and account."""
     instruments, bars = load_all_inputs(settings)
-    merged = sorted((bar for each in bars.values() for bar in each), key=lambda bar: bar.ts_event)
     runs = {
-        name: run_strategies(name, group, settings, instruments, merged)
+        name: run_strategies(name, group, settings, instruments, bars)
         for name, group in pooled_strategies(settings, instruments, bars).items()
     }
     return bars, runs
 
 
-def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, StrategyRun], settings: BacktestSettings,
+def write_pooled_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], settings: BacktestSettings,
                         training: list[dict] | None = None) -> dict:
     """The report of a pooled backtest (see the module docstring); returns stats.json's content.
 
@@ -124,7 +133,7 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
     (a walk-forward's windows); by default, of ``settings.model_path`` per instrument over its bars."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    closes = {str(BarType.from_str(b).instrument_id): close_series(bars[b]) for b in settings.bar_types}
+    closes = {str(BarType.from_str(b).instrument_id): bars.close(b) for b in settings.bar_types}
     stats, curves, per_instrument, fills = {}, {}, {}, {}
     for name, run in runs.items():
         fills[name] = {key: instrument_fills(run.fills, key) for key in closes}

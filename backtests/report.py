@@ -25,20 +25,21 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import BarType
 
+from backtests.feed import BarFeed
 from backtests.plots import plot_equity, plot_trades
 from backtests.runner import BacktestSettings, StrategyRun, decision_settings
-from backtests.stats import equity_curve, fills_from_nautilus, opening_equity, performance_stats
+from backtests.stats import (
+    equity_curve,
+    fills_from_nautilus,
+    opening_equity,
+    performance_stats,
+)
 from models.artifact import load_artifact
 from models.jsonio import write_json
 
 EQUITY_FILE = "equity.parquet"
-
-
-def close_series(bars: list[Bar]) -> pd.Series:
-    index = pd.DatetimeIndex([b.ts_event for b in bars], tz="UTC", name="close_time")
-    return pd.Series([b.close.as_double() for b in bars], index=index, name="close")
 
 
 def training_overlap(model_path: Path, traded: pd.DatetimeIndex, bar_type: str | None = None) -> dict:
@@ -55,7 +56,7 @@ def training_overlap(model_path: Path, traded: pd.DatetimeIndex, bar_type: str |
     }
 
 
-def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], settings: BacktestSettings,
+def write_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], settings: BacktestSettings,
                  training: list[dict] | None = None) -> dict:
     """Write the report of ``runs`` (the first is the strategy, the rest its benchmarks); return stats.
 
@@ -64,8 +65,8 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    close = close_series(bars)
-    training = training if training is not None else [training_overlap(settings.model_path, close.index)]
+    close = bars.close()
+    training = training if training is not None else [training_overlap(settings.model_path, close.index, settings.bar_type)]
     stats, curves, fills = {}, {}, {}
     for name, run in runs.items():
         fills[name] = fills_from_nautilus(run.fills)

@@ -35,7 +35,8 @@ from nautilus_trader.trading.config import StrategyFactory
 from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig, benchmark_strategies
-from marketdata.catalog import catalog_instrument, open_catalog, query_bars
+from backtests.feed import DEFAULT_CHUNK_BARS, BarFeed, feed_engine, load_feed
+from marketdata.catalog import catalog_instrument, open_catalog
 from models.artifact import load_artifact
 from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
@@ -59,6 +60,7 @@ class BacktestSettings:
     taker_fee: float | None = None
     strategy: dict = field(default_factory=dict)  # LSTMStrategyConfig fields to override
     bar_types: tuple[str, ...] = ()  # every instrument traded; default (bar_type,)
+    chunk_bars: int = DEFAULT_CHUNK_BARS  # bars read from the catalog at a time (backtests.feed)
 
     def __post_init__(self):
         if not self.bar_types and not self.bar_type:
@@ -78,12 +80,16 @@ class StrategyRun:
     seconds: float
 
 
-def load_inputs(settings: BacktestSettings) -> tuple[Instrument, list[Bar]]:
-    """The instrument (with any fee override) and the bars of the range, or a clear error."""
-    stored = catalog_instrument(settings.catalog, BarType.from_str(settings.bar_type).instrument_id)
-    instrument = with_fees(stored, settings.maker_fee, settings.taker_fee)
-    bars = query_bars(settings.catalog, settings.bar_type, settings.start, settings.end)
-    return instrument, bars
+def load_inputs(settings: BacktestSettings) -> tuple[Instrument, BarFeed]:
+    """The instrument (with any fee override) and the feed of the range's bars, or a clear error."""
+    instrument = load_instrument(settings, settings.bar_type)
+    return instrument, load_feed(settings.catalog, (settings.bar_type,), settings.start, settings.end, settings.chunk_bars)
+
+
+def load_instrument(settings: BacktestSettings, bar_type: str) -> Instrument:
+    """The catalog's instrument of ``bar_type``, with the settings' fee overrides."""
+    stored = catalog_instrument(settings.catalog, BarType.from_str(bar_type).instrument_id)
+    return with_fees(stored, settings.maker_fee, settings.taker_fee)
 
 
 def with_fees(instrument: Instrument, maker: float | None, taker: float | None) -> Instrument:
@@ -95,16 +101,17 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
     return type(instrument).from_dict(raw)
 
 
-def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: list[Bar]) -> StrategyRun:
+def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: BarFeed) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
     return run_strategies(name, [strategy], settings, [instrument], bars)
 
 
 def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSettings, instruments: list[Instrument],
-                   bars: list[Bar]) -> StrategyRun:
-    """``strategies`` together in a fresh engine over ``bars``: one venue, one account trading every
-    instrument (which must share their venue, quote currency and kind). Predictions: each
-    strategy's, with a ``bar_type`` column when there are several."""
+                   bars: BarFeed | list[Bar]) -> StrategyRun:
+    """``strategies`` together in a fresh engine over ``bars`` (streamed from the catalog in chunks:
+    backtests.feed; or a list of bars a test made): one venue, one account trading every instrument (which must share their venue,
+    quote currency and kind). Predictions: each strategy's, with a ``bar_type`` column when there
+    are several."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
@@ -125,13 +132,13 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     )
     for each in instruments:
         engine.add_instrument(each)
-    engine.add_data(bars)
+    last_ns = feed_engine(engine, bars, name)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     for strategy in strategies:
         engine.add_strategy(strategy)
     started = time.perf_counter()
     try:
-        engine.run()
+        engine.run(end=last_ns)
         seconds = time.perf_counter() - started
         fills = engine.trader.generate_fills_report()
         positions = engine.trader.generate_positions_report()
@@ -185,10 +192,10 @@ def vol_target_config(config: LSTMStrategyConfig, notional: float) -> VolTargetB
     )
 
 
-def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRun]]:
+def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]]:
     """The LSTM strategy and every benchmark over the same bars."""
     instrument, bars = load_inputs(settings)
-    strategies = all_strategies(settings, instrument, bars[0].close.as_double())
+    strategies = all_strategies(settings, instrument, bars.first_close())
     return bars, {name: run_strategy(name, strategy, settings, instrument, bars) for name, strategy in strategies.items()}
 
 

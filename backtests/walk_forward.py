@@ -39,11 +39,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 
-from backtests.report import close_series, training_overlap, write_report
+from backtests.feed import BarFeed, joined
+from backtests.report import training_overlap, write_report
 from backtests.runner import (
     BacktestSettings,
     StrategyRun,
@@ -101,7 +102,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     instrument, bars = load_inputs(settings)
     base = load_artifact(settings.model_path).config
     interval = BarType.from_str(settings.bar_type).spec.timedelta
-    closes = close_series(bars).index
+    closes = bars.close().index
     windows = plan_windows(
         settings.start if settings.start is not None else closes[0],
         closes[-1] + interval,  # where the bar after the last would close
@@ -115,8 +116,8 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
     for window in progress(windows, desc="walk-forward", unit="window"):
-        window_bars = bars[closes.searchsorted(window.test_start) : closes.searchsorted(window.test_end)]
-        if not window_bars:
+        window_bars = bars.window(window.test_start, window.test_end)
+        if window_bars is None:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
             continue
         log.info(
@@ -129,13 +130,13 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
         for name, run in runs.items():
             parts[name].append((window.number, run))
             balances[name] = stats[name]["ending_equity"]
-        traded += window_bars
+        traded.append(window_bars)
         # Each window's own model, trained on its own past: in-sample only if that went wrong.
-        training.append({"window": window.number, **training_overlap(model_dir, close_series(window_bars).index)})
+        training.append({"window": window.number, **training_overlap(model_dir, window_bars.close().index)})
         summary.append(window_summary(window, artifact, model_dir, window_bars, stats, training[-1]["in_sample"]))
 
     stitched = {name: stitch(name, runs) for name, runs in parts.items()}
-    report = write_report(out, traded, stitched, settings, training)
+    report = write_report(out, joined(traded), stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
 
@@ -159,14 +160,14 @@ def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, 
 
 
 def trade_window(
-    settings: BacktestSettings, instrument: Instrument, bars: list[Bar], balances: dict[str, float], number: int
+    settings: BacktestSettings, instrument: Instrument, bars: BarFeed, balances: dict[str, float], number: int
 ) -> tuple[dict[str, StrategyRun], dict[str, dict]]:
     """The strategy and each benchmark over the window, each from its balance carried from the last window.
 
     Returns the runs (their fills closed at the window's end) and each one's statistics over the window.
     """
-    close = close_series(bars)
-    strategies = all_strategies(settings, instrument, bars[0].close.as_double())
+    close = bars.close()
+    strategies = all_strategies(settings, instrument, bars.first_close())
     runs, stats = {}, {}
     for name, strategy in strategies.items():
         balance = balances[name]
@@ -213,7 +214,7 @@ def stitch(name: str, runs: list[tuple[int, StrategyRun]]) -> StrategyRun:
     return StrategyRun(name, joined("fills"), joined("positions"), predictions, sum(run.seconds for _, run in runs))
 
 
-def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: list[Bar], stats: dict, in_sample: bool) -> dict:
+def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: BarFeed, stats: dict, in_sample: bool) -> dict:
     return {
         "window": window.number,
         "train": {
@@ -226,8 +227,8 @@ def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: li
         "test": {
             "start": window.test_start.isoformat(),
             "end": window.test_end.isoformat(),
-            "first_bar_close": pd.Timestamp(bars[0].ts_event, tz="UTC").isoformat(),
-            "last_bar_close": pd.Timestamp(bars[-1].ts_event, tz="UTC").isoformat(),
+            "first_bar_close": bars.close().index[0].isoformat(),
+            "last_bar_close": bars.close().index[-1].isoformat(),
             "bars": len(bars),
         },
         "model": str(model_dir),

@@ -20,13 +20,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.data import BarType
 
-from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
-from backtests.report import close_series, training_overlap
+from backtests.feed import BarFeed, joined
+from backtests.pooled import (
+    instrument_fills,
+    load_all_inputs,
+    pooled_strategies,
+    write_pooled_report,
+)
+from backtests.report import training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
-from backtests.walk_forward import close_at_window_end, plan_windows, stitch, window_model
+from backtests.walk_forward import (
+    close_at_window_end,
+    plan_windows,
+    stitch,
+    window_model,
+)
 from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
@@ -42,7 +53,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
     instruments, bars = load_all_inputs(settings)
     base = load_artifact(settings.model_path).config
     interval = BarType.from_str(settings.bar_type).spec.timedelta
-    closes = {b: close_series(bars[b]).index for b in settings.bar_types}
+    closes = {b: bars.close(b).index for b in settings.bar_types}
     first, last = min(c[0] for c in closes.values()), max(c[-1] for c in closes.values())
     windows = plan_windows(settings.start if settings.start is not None else first, last + interval,
                            pd.Timedelta(days=train_days), pd.Timedelta(days=test_days), purge=base.training.horizon * interval)
@@ -50,52 +61,49 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
         raise ValueError(f"{first} to {last} leaves nothing to test after {train_days} days of training")
 
     balances = defaultdict(lambda: settings.starting_balance)
-    parts, traded, summary, training = defaultdict(list), defaultdict(list), [], []
+    parts, traded, summary, training = defaultdict(list), [], [], []
     for window in progress(windows, desc="walk-forward", unit="window"):
-        window_bars = {b: bars[b][closes[b].searchsorted(window.test_start) : closes[b].searchsorted(window.test_end)]
-                       for b in settings.bar_types}
-        window_bars = {b: each for b, each in window_bars.items() if each}
-        if not window_bars:
+        window_bars = bars.window(window.test_start, window.test_end)
+        if window_bars is None:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
             continue
         model_dir = out / "windows" / f"{window.number:02d}" / "model"
         window_model(base, settings, window, model_dir)
-        here = replace(settings, model_path=model_dir, bar_types=tuple(window_bars), bar_type="")
-        trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars]
+        here = replace(settings, model_path=model_dir, bar_types=window_bars.bar_types, bar_type="")
+        trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars.closes]
         runs, stats = trade_pooled_window(here, trading, window_bars, balances, window.number)
         for name, run in runs.items():
             parts[name].append((window.number, run))
             balances[name] = stats[name]["ending_equity"]
         overlaps = []
-        for b, each in window_bars.items():
-            traded[b] += each
-            overlaps.append({"window": window.number, **training_overlap(model_dir, close_series(each).index, b)})
+        traded.append(window_bars)
+        for b, each in window_bars.closes.items():
+            overlaps.append({"window": window.number, **training_overlap(model_dir, each.index, b)})
         training += overlaps
         summary.append({
             "window": window.number,
             "train": {"start": window.train_start.isoformat(), "end": window.train_end.isoformat()},
             "test": {"start": window.test_start.isoformat(), "end": window.test_end.isoformat(),
-                     "bars": {b: len(each) for b, each in window_bars.items()}},
+                     "bars": {b: len(each) for b, each in window_bars.closes.items()}},
             "model": str(model_dir),
             "in_sample": any(o["in_sample"] for o in overlaps),
             "strategies": stats,
         })
 
     stitched = {name: stitch(name, runs) for name, runs in parts.items()}
-    report = write_pooled_report(out, dict(traded), stitched, settings, training)
+    report = write_pooled_report(out, joined(traded), stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
 
 
-def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: dict[str, list[Bar]], balances: dict[str, float],
+def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: BarFeed, balances: dict[str, float],
                         number: int) -> tuple[dict[str, StrategyRun], dict[str, dict]]:
     """Every strategy over the window in one account from its carried balance; open positions closed at the end."""
-    merged = sorted((bar for each in bars.values() for bar in each), key=lambda bar: bar.ts_event)
-    closes = {str(i.id): close_series(bars[b]) for i, b in zip(instruments, settings.bar_types)}
+    closes = {str(i.id): bars.close(b) for i, b in zip(instruments, settings.bar_types)}
     runs, stats = {}, {}
     for name, group in pooled_strategies(settings, instruments, bars).items():
         balance = balances[name]
-        run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, merged)
+        run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, bars)
         closed = [close_at_window_end(run.fills[run.fills["instrument_id"] == str(i.id)], closes[str(i.id)], i, number)
                   for i in instruments if not run.fills.empty and (run.fills["instrument_id"] == str(i.id)).any()]
         run.fills = pd.concat(closed) if closed else run.fills

@@ -8,6 +8,7 @@ as it was before or after each file a writer moves in, never a half-written file
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,12 +113,39 @@ def query_bars(
     catalog = open_catalog(catalog_path)
     bars = catalog.bars(bar_types=[str(bar_type)], start=start, end=end)
     if not bars:
-        held = ", ".join(sorted(_bar_types(catalog))) or "none"
-        raise CatalogError(
-            f"{catalog_path} holds no {bar_type} bars between {start or 'the first'} and {end or 'the last'} "
-            f"(bar types held: {held})"
-        )
+        raise no_bars_error(catalog_path, bar_type, start, end)
     return bars
+
+
+def no_bars_error(catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> CatalogError:
+    """The error for a range without bars: it names the range and the bar types the catalog holds."""
+    held = ", ".join(sorted(_bar_types(open_catalog(catalog_path)))) or "none"
+    return CatalogError(
+        f"{catalog_path} holds no {bar_type} bars between {start or 'the first'} and {end or 'the last'} "
+        f"(bar types held: {held})"
+    )
+
+
+def bar_chunks(catalog_path: Path, bar_types: Sequence[str], start_ns: int, end_ns: int, span_ns: int,
+               first_end_ns: int = 0) -> Iterator[list[Bar]]:
+    """The bars of ``bar_types`` closing in [start_ns, end_ns], read a time slice of ``span_ns`` at a
+    time (the first slice reaching at least to ``first_end_ns``), one list per slice that holds any.
+
+    Each list is merged by close time, ties in ``bar_types`` order, so the slices joined are the
+    range's bars merged the same way. Only the slice being read is in memory: a reader that lets each
+    list go holds a flat amount however long the range.
+    """
+    catalog = open_catalog(catalog_path)
+    lower = start_ns
+    while lower <= end_ns:
+        upper = min(max(lower + span_ns - 1, first_end_ns if lower == start_ns else 0), end_ns)
+        first, last = pd.Timestamp(lower, tz="UTC"), pd.Timestamp(upper, tz="UTC")
+        chunk = [bar for bar_type in bar_types for bar in catalog.bars(bar_types=[str(bar_type)], start=first, end=last)]
+        if len(bar_types) > 1:
+            chunk.sort(key=lambda bar: bar.ts_event)
+        if chunk:
+            yield chunk
+        lower = upper + 1
 
 
 def load_bars(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtests.feed import DEFAULT_CHUNK_BARS
 from strategies.decision import SizingConfig
 from strategies.volatility import DEFAULT_TARGET_VOLATILITY, VolatilityGateConfig
 
@@ -73,6 +74,11 @@ def register(subparsers) -> None:
                         help=f"bars in the volatility gate's trailing median (default: {gate.volatility_gate_window})")
     parser.add_argument("--maker-fee", type=float, help="override the venue's maker fee rate (default: the instrument's)")
     parser.add_argument("--taker-fee", type=float, help="override the venue's taker fee rate (default: the instrument's)")
+    parser.add_argument(
+        "--chunk-bars", type=_positive_int, default=DEFAULT_CHUNK_BARS, metavar="N",
+        help="bars read from the catalog at a time: each engine is fed the range chunk by chunk, so memory does not "
+             f"grow with the range (default: {DEFAULT_CHUNK_BARS})",
+    )
     parser.add_argument("--walk-forward", action="store_true", help="retrain on a trailing window before each test window")
     parser.add_argument("--train-days", type=float, default=30.0, help="with --walk-forward: days to train on (default: 30)")
     parser.add_argument("--test-days", type=float, default=7.0, help="with --walk-forward: days per test window (default: 7)")
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         maker_fee=args.maker_fee,
         taker_fee=args.taker_fee,
         strategy=strategy,
+        chunk_bars=args.chunk_bars,
     )
     if args.walk_forward and len(bar_types) > 1:
         from backtests.walk_forward_pooled import run_pooled_walk_forward
@@ -136,6 +143,16 @@ def run(args: argparse.Namespace) -> int:
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
     print("\n".join(verdict(args.out)))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
 
 
 def _multiple(text: str) -> float | str:

@@ -9,8 +9,10 @@ frame, its ``predictions_path`` file and the nodes' run folders alike.
 from __future__ import annotations
 
 import csv
+from array import array
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from strategies.decision import FLAT, LONG, SHORT
@@ -27,11 +29,18 @@ def iso_time(ns: int) -> str:
 
 
 class DecisionLog:
-    """The records of one run of the strategy, and the file they are appended to (if any)."""
+    """The records of one run of the strategy, and the file they are appended to (if any).
+
+    Records are kept as typed columns (8 bytes a number, 1 a side) and each distinct reason once, not
+    as a tuple of Python objects per bar: a backtest of years of bars keeps them all.
+    """
 
     def __init__(self, output_names: list[str], point_index: int, path: str | None) -> None:
         self.output_names = output_names
-        self.records: list[tuple] = []  # (close ns, close, outputs..., side, reason)
+        self._times, self._closes, self._sides = array("q"), array("d"), array("b")
+        self._outputs = [array("d") for _ in output_names]
+        self._reasons: list[str] = []
+        self._distinct_reasons: dict[str, str] = {}  # each reason text held once, however many bars give it
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -47,7 +56,12 @@ class DecisionLog:
                 self._writer.writerow(prediction_columns(output_names))
 
     def record(self, ts: int, close: float, outputs: list[float], side: int, reason: str) -> None:
-        self.records.append((ts, close, *outputs, side, reason))
+        self._times.append(ts)
+        self._closes.append(close)
+        for column, value in zip(self._outputs, outputs, strict=True):
+            column.append(value)
+        self._sides.append(side)
+        self._reasons.append(self._distinct_reasons.setdefault(reason, reason))
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason])
             self._file.flush()
@@ -70,7 +84,14 @@ class DecisionLog:
 
     def frame(self) -> pd.DataFrame:
         """Every forecast with its bar close time and close, the decided side and the reason."""
-        frame = pd.DataFrame(self.records, columns=prediction_columns(self.output_names))
+        names = prediction_columns(self.output_names)
+        if not self._reasons:
+            frame = pd.DataFrame([], columns=names)
+        else:  # the dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers
+            numbers = [self._times, self._closes, *self._outputs]
+            frame = pd.DataFrame({name: np.array(column) for name, column in zip(names, numbers)})
+            frame["side"] = np.array(self._sides, dtype=np.int64)
+            frame["reason"] = self._reasons
         frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
         return frame.set_index("close_time")
 

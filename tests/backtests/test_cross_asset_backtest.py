@@ -13,7 +13,7 @@ from nautilus_trader.persistence.wranglers import BarDataWrangler
 from backtests.pooled import load_all_inputs, pooled_strategies, run_pooled, symbol_tag
 from backtests.runner import BacktestSettings, run_strategies
 from backtests.walk_forward_pooled import run_pooled_walk_forward
-from marketdata.catalog import bars_frame, load_bars
+from marketdata.catalog import bars_frame, load_bars, query_bars
 from models.artifact import load_artifact
 from models.predictor import batch_predict, output_columns
 from models.train import train_model
@@ -36,14 +36,14 @@ def engine_inputs(cross):  # noqa: F811
     catalog, model, _ = cross
     settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=ORDER, start=START, end=END,
                                 strategy={"entry_threshold": 1e-5})
-    instruments, bars = load_all_inputs(settings)
-    return settings, instruments, bars
+    instruments, feed = load_all_inputs(settings)
+    return settings, instruments, feed, {b: query_bars(catalog, b, START, END) for b in ORDER}
 
 
 def run_lstm(engine_inputs, bars: dict):
     """The LSTM strategies alone over ``bars`` (Nautilus bars per bar type) in one engine; their run."""
-    settings, instruments, _ = engine_inputs
-    strategies = pooled_strategies(settings, instruments, bars)["lstm"]
+    settings, instruments, feed, _ = engine_inputs
+    strategies = pooled_strategies(settings, instruments, feed)["lstm"]
     assert all(isinstance(s.barrier, CrossBarrier) for s in strategies) and strategies[0].barrier is strategies[1].barrier
     merged = sorted((bar for each in bars.values() for bar in each), key=lambda bar: bar.ts_event)
     return run_strategies("lstm", strategies, settings, instruments, merged)
@@ -69,7 +69,7 @@ def assert_equals_offline(run, artifact, catalog, eth: pd.DataFrame) -> None:
 
 def test_a_cross_asset_model_trades_both_instruments_as_offline(cross, engine_inputs):  # noqa: F811
     catalog, model, _ = cross
-    run = run_lstm(engine_inputs, engine_inputs[2])
+    run = run_lstm(engine_inputs, engine_inputs[3])
     artifact = load_artifact(model)
     assert artifact.config.data.cross_asset
     assert_equals_offline(run, artifact, catalog, load_bars(catalog, ETH, end=END))
@@ -83,7 +83,7 @@ def test_a_cross_asset_model_trades_both_instruments_as_offline(cross, engine_in
 
 def test_a_missing_bar_is_resolved_by_the_next_close_time_as_offline(cross, engine_inputs):  # noqa: F811
     catalog, model, _ = cross
-    bars = engine_inputs[2]
+    bars = engine_inputs[3]
     gapped = {BAR_TYPE: bars[BAR_TYPE], ETH: [bar for bar in bars[ETH] if bar.ts_event != GAP.value]}
     assert len(gapped[ETH]) == len(bars[ETH]) - 1
     run = run_lstm(engine_inputs, gapped)
@@ -98,14 +98,14 @@ def test_a_missing_bar_is_resolved_by_the_next_close_time_as_offline(cross, engi
 
 
 def test_the_other_instruments_future_bars_move_no_forecast_at_or_before_t(cross, engine_inputs):  # noqa: F811
-    settings, instruments, bars = engine_inputs
+    settings, instruments, feed, bars = engine_inputs
     eth_instrument = instruments[ORDER.index(ETH)]
     columns = output_columns(load_artifact(cross[1]))
 
     def predict(eth: pd.DataFrame) -> pd.DataFrame:
         """BTC's and ETH's in-strategy forecasts with ETH's bars ``eth``, side by side."""
         eth_bars = BarDataWrangler(BarType.from_str(ETH), eth_instrument).process(eth.rename_axis("timestamp"))
-        run = run_lstm((settings, instruments, bars), {BAR_TYPE: bars[BAR_TYPE], ETH: eth_bars})
+        run = run_lstm((settings, instruments, feed, bars), {BAR_TYPE: bars[BAR_TYPE], ETH: eth_bars})
         return forecasts(run, BAR_TYPE, columns).join(forecasts(run, ETH, columns), rsuffix="_eth", how="outer")
 
     assert_no_look_ahead(predict, bars_frame(bars[ETH]), LOOK)

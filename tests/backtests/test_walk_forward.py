@@ -11,7 +11,7 @@ import torch
 from nautilus_trader.model.data import BarType
 
 from marketdata.catalog import load_bars
-from backtests.report import close_series, training_overlap
+from backtests.report import training_overlap
 from backtests.benchmarks import BuyAndHold, BuyAndHoldConfig
 from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
@@ -171,8 +171,8 @@ def test_a_position_open_at_a_window_end_is_closed_there_at_the_taker_fee(catalo
     _, out, report = walk
     settings = BacktestSettings(model_path=out / "windows" / "01" / "model", catalog=catalog, bar_type=BAR_TYPE)
     instrument, bars = load_inputs(settings)
-    bars = bars[:30]
-    close = close_series(bars)
+    bars = bars.window(bars.close().index[0], bars.close().index[30])  # the first 30
+    close = bars.close()
     buy = BuyAndHold(BuyAndHoldConfig(instrument_id=instrument.id, bar_type=BarType.from_str(BAR_TYPE), notional=1_000.0))
     opened = run_strategy("buy_and_hold", buy, settings, instrument, bars).fills
     closed = close_at_window_end(opened, close, instrument, number=7)

@@ -19,6 +19,7 @@ import re
 import socket
 import sys
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,8 +28,7 @@ from nautilus_trader.trading.config import StrategyFactory
 from tests.fakes.fake_binance import FUTURES, SPOT, FakeBinance
 from tests.fakes.fake_binance_account import ed25519_pair
 
-from backtests.runner import BacktestSettings, run_strategy
-from marketdata.catalog import query_bars
+from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from models.artifact import load_artifact
 from models.predictor import batch_predict
 from scripts.cli import main
@@ -276,8 +276,9 @@ def test_the_strategy_starts_with_the_threshold_the_plan_prints(second_bars_mode
     assert printed == f"{entry_threshold(float(plan.run.instrument.taker_fee), 0.0007):.6f}" == "0.002702"
 
     strategy = StrategyFactory.create(plan.config.strategies[0])  # the strategy the node would build
-    bars = query_bars(catalog, plan.run.bar_type)[-20:]  # its warm-up comes from the catalog before them
     backtest = BacktestSettings(model_path=second_bars_model, catalog=catalog, bar_type=plan.run.bar_type)
+    closes = load_inputs(backtest)[1].close().index
+    bars = load_inputs(replace(backtest, start=closes[-20]))[1]  # the last 20: their warm-up comes from the catalog before them
     run = run_strategy("lstm", strategy, backtest, plan.run.instrument, bars)
     assert f"{strategy.rule.threshold:.6f}" == printed
     assert len(run.predictions) == 20 and run.predictions["reason"].str.endswith(f"inside ±{printed}").all()

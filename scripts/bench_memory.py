@@ -1,0 +1,90 @@
+"""Benchmark: peak memory of one `nautilus-lstm backtest` command over a quarter, a half and all of a file.
+
+Prints one JSON object. Each backtest runs as its own process (the command as a user runs it), and
+its peak resident memory is the kernel's count for that process (``wait4``'s ``ru_maxrss``):
+
+    python scripts/bench_memory.py [--data ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz]
+    python scripts/bench_memory.py --code ../main --code .     # an older checkout beside this one
+
+The file is imported into a temp catalog and the default config trained on its first
+``--train-days`` for one epoch (the network's size, not its training, sets the memory); the
+backtests trade from the end of that training data to the bar closing at 25%, 50% and 100% of the
+file. ``--code`` runs the command from each checkout given (their own code on ``PYTHONPATH``),
+alternating per range. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
+traded: what another year of bars would add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from marketdata.catalog import load_bars
+from marketdata.history import import_klines
+from models.config import load_config
+from models.train import train_model
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
+BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out: Path) -> dict:
+    """Run the backtest command from checkout ``code``; its peak RSS (MB), wall seconds and bars traded."""
+    command = [sys.executable, "-m", "scripts.cli", "backtest", "--model", str(model), "--catalog", str(catalog),
+               "--end", end.isoformat(), "--out", str(out)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    errors = process.stderr.read()
+    if status:
+        raise RuntimeError(f"the backtest from {code} failed (status {status}):\n{errors[-3000:]}")
+    bars = json.loads((out / "stats.json").read_text())["bars"]
+    return {"bars": bars, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
+    parser.add_argument("--work", type=Path, help="folder for the catalog, model and reports (default: a temp folder)")
+    parser.add_argument("--code", type=Path, action="append",
+                        help="a checkout to run the command from; repeat it to compare (default: this one)")
+    parser.add_argument("--train-days", type=float, default=7.0, help="days at the file's start to train on (default: 7)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-memory-"))
+    catalog, model = work / "catalog", work / "model"
+    import_klines(args.data, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    closes = load_bars(catalog, BAR_TYPE).index
+    train_end = closes[0] + pd.Timedelta(days=args.train_days)
+    config = load_config().override(data={"catalog": str(catalog), "bar_type": BAR_TYPE, "end": train_end.isoformat()},
+                                    training={"max_epochs": 1})
+    train_model(config, model)
+
+    codes = [code.resolve() for code in args.code or [PROJECT_ROOT]]
+    results = {str(code): [] for code in codes}
+    for fraction in FRACTIONS:
+        end = closes[round(fraction * len(closes)) - 1]
+        for number, code in enumerate(codes):
+            run = peak_backtest(code, model, catalog, end, work / f"out-{fraction}-{number}")
+            results[str(code)].append({"fraction": fraction, "end": end.isoformat(), **run})
+    summary = {}
+    for code, runs in results.items():
+        quarter, whole = runs[0], runs[-1]
+        growth_kb = (whole["peak_rss_mb"] - quarter["peak_rss_mb"]) * 1024 / (whole["bars"] - quarter["bars"])
+        summary[code] = {"runs": runs, "per_bar_kb": round(growth_kb, 3)}
+    print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
