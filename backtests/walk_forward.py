@@ -24,6 +24,16 @@ the next window decides afresh. The benchmarks restart per window too: buy-and-h
 (paying the fee again) and the EMA cross rebuilds its averages. The strategy's drawdown kill
 switch measures from each window's start.
 
+Parallel. The windows' models can train at once, as Ray tasks (``workers``, backtests.parallel:
+a local Ray, or a cluster by address); trading stays in this process, window after window as each
+model arrives, because money carries over: window k+1 starts from window k's ending equity, and
+the strategy's drawdown stop and the buy-and-hold's size depend on that equity, so a window
+traded from a fixed equity and rescaled afterwards would not be the same run. A worker trains
+on one torch thread, with the same config and seed, so the report is identical to a one-by-one
+run on one thread (``OMP_NUM_THREADS=1``); one-by-one on more threads, torch sums in another
+order and forecasts differ in the last digits (4e-11 on a tiny model). Workers read the catalog and write the models under ``OUT/windows`` by path: on a
+cluster both must be on a filesystem every node sees.
+
 Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
 computed over the stitched equity, fills, positions and predictions (each with a ``window``
 column), plus ``windows.json``: each window's train and test ranges, model, statistics and
