@@ -17,10 +17,9 @@ from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
 from backtests.walk_forward import Window, close_at_window_end, plan_windows, run_walk_forward, window_model
 from models.artifact import load_artifact
-from models.config import TrainConfig
 from models.predictor import OnlinePredictor, batch_predict
-from models.train import train_model
 from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
+from tests.fakes.training import train_walk_base
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 INTERVAL = pd.Timedelta(minutes=1)
@@ -42,11 +41,7 @@ def one_thread():
 def walk(catalog, tmp_path_factory, one_thread):
     """A tiny base model walked forward over three one-day windows; returns (bars, report folder, report)."""
     base = tmp_path_factory.mktemp("base") / "model"
-    train_model(TrainConfig.from_dict({
-        "data": {"catalog": str(catalog), "bar_type": BAR_TYPE},
-        "model": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "burn_in": 16},
-        "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
-    }), base)
+    train_walk_base(catalog, base)
     bars = load_bars(catalog, BAR_TYPE)
     end = bars.index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS) - INTERVAL
     settings = BacktestSettings(model_path=base, catalog=catalog, bar_type=BAR_TYPE, end=end)

@@ -3,6 +3,7 @@ cluster by address, and a worker killed mid-window costs that window a retry, no
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,12 +14,11 @@ from backtests.parallel import Workers, map_ordered, project_packages
 from backtests.runner import BacktestSettings
 from backtests.walk_forward import Window, run_walk_forward, train_window
 from marketdata.catalog import load_bars
-from models.config import TrainConfig
-from models.train import train_model
 from tests.fakes.ray_cluster import ray_cluster
+from tests.fakes.training import train_walk_base
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
-TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 3
+TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 2
 COMPARED_FILES = ["fills.csv", "positions.csv"]
 
 
@@ -28,11 +28,7 @@ def setup(catalog, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray worker trains
     base = tmp_path_factory.mktemp("base") / "model"
-    train_model(TrainConfig.from_dict({
-        "data": {"catalog": str(catalog), "bar_type": BAR_TYPE},
-        "model": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "burn_in": 16},
-        "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
-    }), base)
+    train_walk_base(catalog, base)
     end = load_bars(catalog, BAR_TYPE).index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS, minutes=-1)
     yield BacktestSettings(model_path=base, catalog=catalog, bar_type=BAR_TYPE, end=end)
     torch.set_num_threads(threads)
@@ -70,16 +66,10 @@ def test_two_local_workers_give_the_report_of_one(setup, serial, tmp_path):
 
 
 def test_a_worker_without_the_catalog_says_it_needs_a_shared_path(setup, tmp_path):
-    missing = replace_catalog(setup, tmp_path / "elsewhere" / "catalog")
+    missing = replace(setup, catalog=tmp_path / "elsewhere" / "catalog")
     window = Window(1, *pd.to_datetime(["2025-05-20", "2025-05-22", "2025-05-22", "2025-05-23"], utc=True))
     with pytest.raises(FileNotFoundError, match=r"catalog .*elsewhere/catalog not found on .*filesystem all the cluster's nodes see"):
         train_window(None, missing, window, tmp_path / "windows" / "01" / "model")
-
-
-def replace_catalog(settings: BacktestSettings, catalog: Path) -> BacktestSettings:
-    from dataclasses import replace
-
-    return replace(settings, catalog=catalog)
 
 
 def test_workers_name_either_a_count_or_a_cluster():
