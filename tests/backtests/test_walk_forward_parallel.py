@@ -14,6 +14,7 @@ from backtests.parallel import Workers, map_ordered, project_packages
 from backtests.runner import BacktestSettings
 from backtests.walk_forward import Window, run_walk_forward, train_window
 from marketdata.catalog import load_bars
+from scripts.cli import main
 from tests.fakes.ray_cluster import ray_cluster
 from tests.fakes.training import train_walk_base
 
@@ -79,6 +80,16 @@ def test_workers_name_either_a_count_or_a_cluster():
         Workers(count=2, address="127.0.0.1:6379")
     with pytest.raises(ValueError, match="at least 1"):
         Workers(count=0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "2"], "spread the windows of --walk-forward"),
+    (["--walk-forward", "--workers", "2", "--ray-address", "127.0.0.1:6379"], "not both"),
+    (["--walk-forward", "--workers", "0"], "at least 1"),
+])
+def test_the_command_refuses_workers_it_cannot_use(setup, tmp_path, caplog, flags, message):
+    assert main(["backtest", "--model", str(setup.model_path), "--out", str(tmp_path), *flags]) == 2
+    assert message in caplog.text
 
 
 def test_one_worker_runs_each_call_here_when_its_result_is_taken():
