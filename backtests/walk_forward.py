@@ -31,8 +31,9 @@ the strategy's drawdown stop and the buy-and-hold's size depend on that equity, 
 traded from a fixed equity and rescaled afterwards would not be the same run. A worker trains
 on one torch thread, with the same config and seed, so the report is identical to a one-by-one
 run on one thread (``OMP_NUM_THREADS=1``); one-by-one on more threads, torch sums in another
-order and forecasts differ in the last digits (4e-11 on a tiny model). Workers read the catalog and write the models under ``OUT/windows`` by path: on a
-cluster both must be on a filesystem every node sees.
+order and forecasts differ in the last digits (up to 6e-10 in the README's runs). Workers read
+the catalog and write the models under ``OUT/windows`` by path: on a cluster both must be on a
+filesystem every node sees.
 
 Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
 computed over the stitched equity, fills, positions and predictions (each with a ``window``
