@@ -3,18 +3,28 @@
 # once per machine into ~/.cache/nautilus-lstm (PYTHON_FOR_VENV=/path/to/python picks one yourself).
 VENV ?= .venv
 BIN = $(VENV)/bin
-# Where the demo keeps its catalog, model and report.
-DATA_DIR ?= data/catalog
-# A Binance kline file to use instead of downloading (for offline machines).
+# Where the demo keeps its catalog (one per source: data/sample, data/binance; data/catalog for
+# HISTORY), model and report. The model is trained afresh each time: a checkpoint left by other
+# bars would refuse to resume.
+DATA_DIR ?= data/$(if $(strip $(HISTORY)),catalog,$(SOURCE))
+MODEL ?= artifacts/demo
+REPORT ?= reports/demo
+# The demo's history: the sample shipped in marketdata/samples (offline, the default), or
+# SOURCE=binance: the same two pairs' hourly bars, the last DAYS days, downloaded through ccxt.
+SOURCE ?= sample
+SAMPLE = marketdata/samples
+DAYS ?= 630
+# The demo's model (BTC+ETH 1h pooled, its last 110 days held out) and how it trades them:
+# sized to 50% annualized volatility, with the volatility gate on by default, at Binance's fees.
+DEMO_CONFIG ?= models/demo.toml
+DEMO_BACKTEST ?= --target-volatility 0.5
+# HISTORY=FILE instead: one Binance kline file of SYMBOL at TIMEFRAME, the default model, its
+# last TEST_DAYS days held out and backtested.
 HISTORY ?=
 SYMBOL ?= BTC/USDT
 TIMEFRAME ?= 1m
 BAR_TYPE ?= BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL
-# Days of history to download, and the last days of it kept out of training for the backtest.
-DAYS ?= 7
 TEST_DAYS ?= 2
-MODEL ?= artifacts/demo
-REPORT ?= reports/demo
 
 .PHONY: install test demo clean
 
@@ -33,15 +43,28 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-ifeq ($(strip $(HISTORY)),)
-	$(BIN)/nautilus-lstm download --exchange binance --symbol $(SYMBOL) --timeframe $(TIMEFRAME) \
-		--since $(DAYS)d --data-dir $(DATA_DIR)
-else
+ifneq ($(strip $(HISTORY)),)
 	$(BIN)/nautilus-lstm import-klines $(HISTORY) --exchange binance --symbol $(SYMBOL) \
 		--timeframe $(TIMEFRAME) --data-dir $(DATA_DIR)
-endif
+	rm -rf $(MODEL)/checkpoint
 	$(BIN)/nautilus-lstm train --catalog $(DATA_DIR) --bar-type $(BAR_TYPE) --holdout-days $(TEST_DAYS) --out $(MODEL)
 	$(BIN)/nautilus-lstm backtest --model $(MODEL) --catalog $(DATA_DIR) --out $(REPORT)
+else
+ifeq ($(SOURCE),binance)
+	$(BIN)/nautilus-lstm download --exchange binance --symbol BTC/USDT --timeframe 1h --since $(DAYS)d --data-dir $(DATA_DIR)
+	$(BIN)/nautilus-lstm download --exchange binance --symbol ETH/USDT --timeframe 1h --since $(DAYS)d --data-dir $(DATA_DIR)
+else ifeq ($(SOURCE),sample)
+	$(BIN)/nautilus-lstm import-klines $(SAMPLE)/btcusdt_1h_2024-01-01_2025-09-19.csv.gz --symbol BTC/USDT \
+		--timeframe 1h --data-dir $(DATA_DIR)
+	$(BIN)/nautilus-lstm import-klines $(SAMPLE)/ethusdt_1h_2024-01-01_2025-09-19.csv.gz --symbol ETH/USDT \
+		--timeframe 1h --data-dir $(DATA_DIR)
+else
+	$(error SOURCE=$(SOURCE): use SOURCE=sample (the shipped sample, the default) or SOURCE=binance)
+endif
+	rm -rf $(MODEL)/checkpoint
+	$(BIN)/nautilus-lstm train --config $(DEMO_CONFIG) --catalog $(DATA_DIR) --out $(MODEL)
+	$(BIN)/nautilus-lstm backtest --model $(MODEL) --catalog $(DATA_DIR) $(DEMO_BACKTEST) --out $(REPORT)
+endif
 
 clean:
 	rm -rf $(VENV) data artifacts reports build *.egg-info

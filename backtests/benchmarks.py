@@ -30,6 +30,7 @@ from marketdata.timeframes import bar_close_ns
 from models.artifact import load_artifact
 from models.predictor import OnlinePredictor
 from strategies.catchup import CatchUp, default_warmup_bars
+from strategies.cross_barrier import CrossBarrier
 from strategies.decision import SizingConfig, instrument_order_quantity
 from strategies.volatility import annualizer
 
@@ -98,7 +99,11 @@ class VolTargetBuyAndHoldConfig(StrategyConfig, frozen=True):
 
 
 class VolTargetBuyAndHold(Strategy):
-    """Long only, ``sizing.notional`` at the model's volatility forecast, re-sized past ``REBALANCE_BAND``."""
+    """Long only, ``sizing.notional`` at the model's volatility forecast, re-sized past ``REBALANCE_BAND``.
+
+    A cross-asset model's instances share a ``strategies.cross_barrier.CrossBarrier``, as LSTMStrategy's do."""
+
+    barrier: CrossBarrier | None = None  # set by CrossBarrier.share before the start
 
     def on_start(self) -> None:
         config = self.config
@@ -106,7 +111,9 @@ class VolTargetBuyAndHold(Strategy):
             raise ValueError("the volatility-targeted buy-and-hold needs sizing.target_volatility")
         self.instrument = self.cache.instrument(config.instrument_id)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
-        self.predictor = OnlinePredictor(artifact, str(config.bar_type))  # a pooled model: this instrument's scaling
+        # A pooled model: this instrument's scaling; a cross-asset one: stepped through the barrier.
+        self.predictor = OnlinePredictor(artifact, str(config.bar_type), cross_asset=self.barrier is not None)
+        self._feed = self.barrier.join(str(config.bar_type), self.predictor, self._update) if self.barrier else self._update
         if self.predictor.volatility_index is None:
             raise ValueError(f"{config.model_path} forecasts no volatility: no volatility-targeted buy-and-hold")
         interval_ns = config.bar_type.spec.timedelta.value
@@ -124,16 +131,19 @@ class VolTargetBuyAndHold(Strategy):
 
     def _history_answered(self, why: str, history: list[Bar], held: list[Bar], timed_out: bool) -> None:
         for bar in sorted(history + held, key=lambda bar: bar.ts_event):
-            self._update(bar, trade=bar_close_ns(bar.ts_event) >= self._start_ns)
+            ts = bar_close_ns(bar.ts_event)
+            self._feed(bar, ts >= self._start_ns, False, ts)
+        if self.barrier:
+            self.barrier.caught_up(str(self.config.bar_type))
 
     def on_bar(self, bar: Bar) -> None:
         if self.catch_up.why:
             self.catch_up.hold(bar)
         else:
-            self._update(bar, trade=True)
+            self._feed(bar, True, False, bar_close_ns(bar.ts_event))
 
-    def _update(self, bar: Bar, trade: bool) -> None:
-        ts = bar_close_ns(bar.ts_event)
+    def _update(self, bar: Bar, trade: bool, backfilled: bool, ts: int) -> None:
+        """One closed bar (``backfilled``: never, in a backtest; the barrier's step takes it)."""
         if ts <= self._last_ts:
             return
         self._last_ts = ts

@@ -5,13 +5,17 @@ one-instrument artifact's own. Each strategy runs as one instance per instrument
 ``BacktestEngine`` sharing one account (``backtests.runner.run_strategies``):
 
 - ``lstm``: one LSTMStrategy per instrument, each its own OnlinePredictor of the shared
-  artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols;
-- ``ridge``: the same with the artifact's ridge baseline;
+  artifact (that instrument's scaling and one-hot), order id tags the instruments' symbols; a
+  cross-asset model's (``[data] cross_asset``) share one ``strategies.cross_barrier.CrossBarrier``,
+  so each forecasts close time t once every instrument's bar of t is in (the
+  ``vol_target_buy_and_hold`` instances too, in their engine);
+- ``ridge`` and ``lightgbm``: the same with the artifact's ridge or LightGBM baseline;
 - ``ema_cross``, ``buy_and_hold`` and, for a model with a volatility head,
   ``vol_target_buy_and_hold`` (backtests.benchmarks): one per instrument, sized alike,
   together in one engine and account too, so every row of the report is one account's.
 
-Report: stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
+Report: equity.parquet (backtests.report) holds the account's equity and returns per strategy and
+each instrument's close; stats.json's figures are the account's (``backtests.stats.account_stats`` over the summed
 equity ``account_equity``), and ``instruments`` holds each instrument's own figures per strategy,
 as if its fills alone had traded from the whole starting balance. fills.csv, positions.csv and
 predictions.parquet hold every instrument's rows (an ``instrument_id`` / ``bar_type`` column);
@@ -34,12 +38,21 @@ from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
 from backtests.plots import plot_equity, plot_trades
-from backtests.report import close_series, training_overlap, write_run_files
-from backtests.runner import BacktestSettings, StrategyRun, load_inputs, lstm_settings, run_strategies, vol_target_config
+from backtests.report import close_series, training_overlap, write_equity, write_run_files
+from backtests.runner import (
+    BacktestSettings,
+    StrategyRun,
+    decision_settings,
+    load_inputs,
+    lstm_settings,
+    run_strategies,
+    vol_target_config,
+)
 from backtests.stats import account_equity, account_stats, equity_curve, fills_from_nautilus, performance_stats
 from models.artifact import load_artifact
 from models.predictor import output_columns
-from strategies.config import CONFIG_PATH, STRATEGY_PATH, parse_strategy_config
+from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, parse_strategy_config
+from strategies.cross_barrier import CrossBarrier
 
 
 def symbol_tag(bar_type: str) -> str:
@@ -67,11 +80,12 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
     """Per strategy name, one instance per instrument with distinct strategy ids."""
     sizing = parse_strategy_config(lstm_settings(one_instrument(settings, settings.bar_types[0]))).sizing
     notional = min(sizing.order_notional, sizing.max_notional)
-    volatility = "volatility" in output_columns(load_artifact(settings.model_path))
+    artifact = load_artifact(settings.model_path)
+    volatility = "volatility" in output_columns(artifact)
     strategies: dict[str, list[Strategy]] = {}
     for instrument, bar_type in zip(instruments, settings.bar_types):
         tag = symbol_tag(bar_type)
-        for forecaster in ("lstm", "ridge"):
+        for forecaster in FORECASTERS:
             config = lstm_settings(one_instrument(settings, bar_type), forecaster)
             config["order_id_tag"] = tag if forecaster == "lstm" else f"{forecaster.upper()}{tag}"
             strategies.setdefault(forecaster, []).append(StrategyFactory.create(
@@ -84,6 +98,10 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
         for name, benchmark in benchmarks.items():
             # The benchmarks' ids, unique per instrument in the one engine.
             strategies.setdefault(name, []).append(type(benchmark)(msgspec.structs.replace(benchmark.config, order_id_tag=tag)))
+    if artifact.config.data.cross_asset:  # each group runs in its own engine; the ridge baseline sees its own features only
+        for name in ("lstm", "vol_target_buy_and_hold"):
+            if name in strategies:
+                CrossBarrier.share(artifact, strategies[name])
     return strategies
 
 
@@ -135,9 +153,11 @@ def write_pooled_report(out: Path, bars: dict[str, list[Bar]], runs: dict[str, S
             "last_bar_close": last.isoformat(),
             "starting_balance": settings.starting_balance,
             "strategy": settings.strategy,
+            **decision_settings(settings),
         },
     }
     write_run_files(out, report, runs[main])
+    write_equity(out, curves, {name: settings.starting_balance for name in runs}, closes)
     plot_equity(curves, out / "equity.png", title=f"One account: {main} and benchmarks, {', '.join(closes)}")
     for key, close in closes.items():
         plot_trades(close, fills[main][key], out / f"trades-{key.split('.')[0]}.png", title=f"{key}: {main} fills")

@@ -1,4 +1,23 @@
-"""The backtest report folder: stats.json, fills.csv, positions.csv, predictions.parquet, plots."""
+"""The backtest report folder: stats.json, equity.parquet, fills.csv, positions.csv, predictions.parquet, plots.
+
+equity.parquet: one row per bar close (index ``close_time``, UTC), for the strategy and each
+benchmark NAME (stats.json's strategy, then ``benchmarks``' keys):
+
+- ``equity_NAME``: mark-to-market equity at the bar's close, quote currency
+  (``backtests.stats.equity_curve``; a pooled run's is the one account's, ``account_equity``);
+- ``return_NAME``: that bar's simple return, ``equity_t / equity_{t-1} - 1``, the first bar's
+  against the equity before any fill (stats.json's ``equity_start``), so compounding the column
+  gives ``total_return``;
+- ``close_INSTRUMENT``: each traded instrument's close (an instrument without a bar at a close
+  carries its last close, as the equity marks it).
+
+stats.json's Sharpe, Sortino and maximum drawdown from it (``tests/backtests/test_equity_file.py``
+checks this with empyrical): daily returns are the bar returns compounded per UTC day, a day
+ending at midnight (``resample("1D", closed="right", label="right")``; a run whose first bar closes
+exactly at midnight counts that bar in the day after it), annualized with 365 days
+(``empyrical.sharpe_ratio(daily, annualization=365)``, likewise ``sortino_ratio``); the maximum
+drawdown is over every bar, ``-empyrical.max_drawdown(bar returns)``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +25,15 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from nautilus_trader.model.data import Bar
+from nautilus_trader.model.data import Bar, BarType
 
 from backtests.plots import plot_equity, plot_trades
-from backtests.runner import BacktestSettings, StrategyRun
-from backtests.stats import equity_curve, fills_from_nautilus, performance_stats
+from backtests.runner import BacktestSettings, StrategyRun, decision_settings
+from backtests.stats import equity_curve, fills_from_nautilus, opening_equity, performance_stats
 from models.artifact import load_artifact
 from models.jsonio import write_json
+
+EQUITY_FILE = "equity.parquet"
 
 
 def close_series(bars: list[Bar]) -> pd.Series:
@@ -64,9 +85,12 @@ def write_report(out: Path, bars: list[Bar], runs: dict[str, StrategyRun], setti
             "last_bar_close": close.index[-1].isoformat(),
             "starting_balance": settings.starting_balance,
             "strategy": settings.strategy,
+            **decision_settings(settings),
         },
     }
     write_run_files(out, report, runs[main])
+    starts = {name: opening_equity(curves[name], fills[name], close) for name in runs}
+    write_equity(out, curves, starts, {str(BarType.from_str(settings.bar_type).instrument_id): close})
     plot_equity(curves, out / "equity.png", title=f"Equity: {main} and benchmarks, {settings.bar_type}")
     plot_trades(close, fills[main], out / "trades.png", title=f"{settings.bar_type}: {main} fills")
     return report
@@ -79,6 +103,21 @@ def write_run_files(out: Path, report: dict, run: StrategyRun) -> None:
     run.positions.to_csv(out / "positions.csv")
     if run.predictions is not None:
         run.predictions.to_parquet(out / "predictions.parquet")
+
+
+def write_equity(out: Path, curves: dict[str, pd.Series], starts: dict[str, float], closes: dict[str, pd.Series]) -> pd.DataFrame:
+    """equity.parquet (the module docstring): each curve and its bar returns, ``starts`` the equity
+    before any fill, and each instrument's close carried onto the curves' bar closes."""
+    columns = {}
+    for name, equity in curves.items():
+        columns[f"equity_{name}"] = equity
+        columns[f"return_{name}"] = equity / equity.shift(1, fill_value=starts[name]) - 1.0
+    index = next(iter(curves.values())).index
+    for key, close in closes.items():
+        columns[f"close_{key}"] = close.reindex(index).ffill().bfill()
+    frame = pd.DataFrame(columns, index=index.rename("close_time"))
+    frame.to_parquet(Path(out) / EQUITY_FILE)
+    return frame
 
 
 def stats_table(report: dict) -> str:

@@ -4,8 +4,9 @@ Every strategy runs in a fresh ``BacktestEngine`` with identical venue settings,
 sizing, so the report compares like with like:
 
 - ``lstm``: LSTMStrategy, loaded through Nautilus's ``ImportableStrategyConfig``;
-- ``ridge``: the same strategy and rule fed by the artifact's ridge baseline (same features); it
-  forecasts no volatility, so it trades at the base size and ungated (``strategies.volatility``);
+- ``ridge`` and ``lightgbm``: the same strategy, rule and sizing fed by the artifact's ridge or
+  LightGBM baseline (fitted on the same rows and features: ``strategies.config.FORECASTERS``);
+  they forecast no volatility, so they trade at the base size and ungated (``strategies.volatility``);
 - ``ema_cross``, ``buy_and_hold`` and, with a model that forecasts volatility,
   ``vol_target_buy_and_hold``: ``backtests.benchmarks``.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig,
 from marketdata.catalog import catalog_instrument, open_catalog, query_bars
 from models.artifact import load_artifact
 from models.predictor import output_columns
-from strategies.config import CONFIG_PATH, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
+from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
 from strategies.decision import SizingConfig
 from strategies.volatility import DEFAULT_TARGET_VOLATILITY
 
@@ -149,7 +150,7 @@ def lstm_settings(settings: BacktestSettings, forecaster: str = "lstm") -> dict:
              "model_path": str(settings.model_path), "forecaster": forecaster}
     if forecaster == "lstm":
         return strategy_settings(fixed, settings.strategy)
-    fixed["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE
+    fixed["order_id_tag"] = forecaster.upper()  # a distinct strategy id: LSTMStrategy-RIDGE, LSTMStrategy-LIGHTGBM
     return strategy_settings(fixed, settings.strategy, {"target_volatility": None})  # it forecasts no volatility
 
 
@@ -160,12 +161,11 @@ def lstm_strategy(settings: BacktestSettings, forecaster: str = "lstm") -> Strat
 
 
 def all_strategies(settings: BacktestSettings, instrument: Instrument, first_close: float) -> dict[str, Strategy]:
-    """The LSTM strategy, the ridge baseline under the same rule, and the benchmarks, sized alike."""
+    """The LSTM strategy, the ridge and LightGBM baselines under the same rule, and the benchmarks, sized alike."""
     config = parse_strategy_config(lstm_settings(settings))
     notional = min(config.sizing.order_notional, config.sizing.max_notional)
     strategies = {
-        "lstm": lstm_strategy(settings),
-        "ridge": lstm_strategy(settings, forecaster="ridge"),
+        **{forecaster: lstm_strategy(settings, forecaster) for forecaster in FORECASTERS},  # the LSTM first: the report's main
         **benchmark_strategies(instrument, config.bar_type, notional, first_close),
     }
     if "volatility" in output_columns(load_artifact(settings.model_path)):
@@ -192,3 +192,16 @@ def run_all(settings: BacktestSettings) -> tuple[list[Bar], dict[str, StrategyRu
     return bars, {name: run_strategy(name, strategy, settings, instrument, bars) for name, strategy in strategies.items()}
 
 
+
+
+def decision_settings(settings: BacktestSettings) -> dict:
+    """What the strategy's rule decides against, for the report: the model's ``horizon`` (bars a
+    forecast looks ahead) and each traded bar type's ``entry_threshold`` (the log return a forecast
+    must clear: the explicit one, else the round-trip taker fee, with any fee override, plus the margin)."""
+    thresholds = {}
+    for bar_type in settings.bar_types:
+        stored = catalog_instrument(settings.catalog, BarType.from_str(bar_type).instrument_id)
+        taker_fee = float(with_fees(stored, settings.maker_fee, settings.taker_fee).taker_fee)
+        rule = parse_strategy_config(lstm_settings(replace(settings, bar_type=bar_type, bar_types=()))).rule
+        thresholds[bar_type] = rule.threshold(taker_fee)
+    return {"horizon": load_artifact(settings.model_path).config.training.horizon, "entry_threshold": thresholds}

@@ -54,7 +54,6 @@ import pandas as pd
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
-from tqdm import tqdm
 
 from backtests.parallel import ONE_BY_ONE, Workers, map_ordered, require_shared_path
 from backtests.report import close_series, training_overlap, write_report
@@ -71,6 +70,7 @@ from backtests.stats import (
     performance_stats,
     position_series,
 )
+from marketdata.progress import progress
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
 from models.jsonio import write_json
@@ -139,7 +139,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
         else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
     models = train_windows(base, settings, [window for window, _ in tested], out, workers)
-    for (window, window_bars), artifact in tqdm(zip(tested, models), total=len(tested), desc="walk-forward", unit="window", disable=None):
+    for (window, window_bars), artifact in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         log.info(
             "window %d/%d: train on %s to %s, test on %s to %s",
             window.number, len(windows), window.train_start, window.train_end, window.test_start, window.test_end,

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 from nautilus_trader.model.data import Bar, BarType
-from tqdm import tqdm
 
 from backtests.parallel import ONE_BY_ONE, Workers
 from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
@@ -29,6 +28,7 @@ from backtests.report import close_series, training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
 from backtests.walk_forward import close_at_window_end, plan_windows, stitch, train_windows, window_dir
+from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
 
@@ -66,7 +66,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
         else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
     models = train_windows(base, settings, [window for window, _ in tested], out, workers)
-    for (window, window_bars), _ in tqdm(zip(tested, models), total=len(tested), desc="walk-forward", unit="window", disable=None):
+    for (window, window_bars), _ in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         model_dir = window_dir(out, window)
         here = replace(settings, model_path=model_dir, bar_types=tuple(window_bars), bar_type="")
         trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars]

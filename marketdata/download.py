@@ -21,7 +21,6 @@ import ccxt
 import pandas as pd
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
-from tqdm import tqdm
 
 from marketdata.catalog import DEFAULT_CATALOG, coverage
 from marketdata.catalog_writer import WriteOutcome, write_new_bars
@@ -29,6 +28,7 @@ from marketdata.exchange import ExchangeCallError, RetryingCalls, RetryPolicy, m
 from marketdata.history import HistoryResult, bars_frame_from_ohlcv
 from marketdata.instruments import bar_type as make_bar_type
 from marketdata.instruments import ccxt_symbol, instrument_from_market
+from marketdata.progress import progress
 from marketdata.timeframes import Timeframe, close_time_ns, open_time_ms, parse_timeframe, timeframe_of_bar_spec
 from marketdata.validation import ValidationReport, validate_klines
 
@@ -106,12 +106,12 @@ def download_ohlcv(request: DownloadRequest, retry: RetryPolicy = RetryPolicy())
     tally = _Tally()
     reports = []
     expected = sum((last - first) // market.timeframe.ms + 1 for first, last in ranges)
-    with tqdm(total=expected, unit="bar", desc=f"{market.symbol} {market.timeframe}", disable=None) as progress:
+    with progress(total=expected, unit="bar", desc=f"{market.symbol} {market.timeframe}") as bar:
         for first, last in ranges:
             fetched = []
             for rows in _pages(market, first, last):
                 fetched.append(_store_page(request, market, rows, tally))
-                progress.update(len(rows))
+                bar.update(len(rows))
             if fetched:
                 reports.append(_range_report(request, market, fetched))
 

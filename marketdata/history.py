@@ -20,6 +20,7 @@ from marketdata.catalog_writer import WriteOutcome, write_new_bars
 from marketdata.instruments import bar_type as make_bar_type
 from marketdata.instruments import offline_instrument
 from marketdata.klines import read_klines
+from marketdata.progress import progress
 from marketdata.timeframes import parse_timeframe
 from marketdata.validation import ValidationReport, validate_klines
 
@@ -62,11 +63,18 @@ def import_klines(
 
     ``force`` imports prices that look like another instrument's (see the module docstring)."""
     tf = parse_timeframe(timeframe)
-    bars = read_klines(path)
-    bars, report = validate_klines(bars, tf, source=str(path), placeholder_policy=placeholder_policy)
-    instrument = offline_instrument(symbol, market, bars, exchange)
-    bar_type = make_bar_type(instrument.id, tf)
-    outcome = write_new_bars(catalog_path, instrument, bar_type, bars, tf, source=str(path), plausible=not force)
+    with progress(total=3, desc=f"import {Path(path).name}", unit="step") as steps:  # a 1m year: about a minute
+        bars = read_klines(path)
+        steps.set_postfix(done="read")
+        steps.update(1)
+        bars, report = validate_klines(bars, tf, source=str(path), placeholder_policy=placeholder_policy)
+        steps.set_postfix(done="validated")
+        steps.update(1)
+        instrument = offline_instrument(symbol, market, bars, exchange)
+        bar_type = make_bar_type(instrument.id, tf)
+        outcome = write_new_bars(catalog_path, instrument, bar_type, bars, tf, source=str(path), plausible=not force)
+        steps.set_postfix(done="written")
+        steps.update(1)
     return HistoryResult(Path(catalog_path), bar_type, outcome, report)
 
 

@@ -8,8 +8,10 @@ An artifact is a directory:
 - ``artifact.json``: format version, the full training config, the LSTM config, the feature spec
   and its fingerprint, per instrument (one, or several pooled: models.pooling) its data
   fingerprint and its fitted scaler and target scales, metrics, the ridge baseline fitted on the
-  same rows (a benchmark for backtests) and the library versions.
-  Its schema, checked field by field on every load, is :mod:`models.artifact_schema`.
+  same rows (a benchmark for backtests), the LightGBM benchmark's file hash and shape, and the
+  library versions. Its schema, checked field by field on every load, is :mod:`models.artifact_schema`;
+- ``lightgbm.txt``: the LightGBM benchmark fitted on the same rows, as LightGBM's text model
+  (never a pickle), checked against the manifest on load (:mod:`models.boosted`).
 
 Paths: ``config.data.catalog`` is stored absolute (a relative one is resolved against the
 directory ``train`` ran in), so ``evaluate`` and ``backtest`` find the training data from any
@@ -27,12 +29,14 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import lightgbm
 import msgspec
 import numpy as np
 import pandas as pd
 import torch
 
 from models.artifact_schema import FORMAT_VERSION, ArtifactError, read_manifest
+from models.boosted import read_booster, write_booster
 from models.config import TrainConfig
 from models.dataset import Scaler
 from models.features import FeatureSpec
@@ -67,6 +71,7 @@ class Artifact:
     metrics: dict
     model: LSTMForecaster
     ridge: dict  # the ridge baseline fitted on the same rows and features: coef, intercept, alpha
+    lightgbm: lightgbm.Booster  # the LightGBM baseline fitted on the same rows and features
 
     @property
     def bar_types(self) -> list[str]:
@@ -119,7 +124,7 @@ def data_fingerprint(bars: pd.DataFrame, instrument_id: str, bar_type: str) -> d
 
 
 def library_versions() -> dict:
-    names = ["nautilus_trader", "torch", "numpy", "pandas", "ccxt"]
+    names = ["nautilus_trader", "torch", "numpy", "pandas", "ccxt", "lightgbm"]
     return {"python": platform.python_version(), **{name: version(name) for name in names}}
 
 
@@ -140,6 +145,7 @@ def save_artifact(path: Path, artifact: Artifact) -> None:
         ],
         "metrics": artifact.metrics,
         "ridge": artifact.ridge,
+        "lightgbm": write_booster(artifact.lightgbm, staging),
         "versions": library_versions(),
     }
     (staging / MANIFEST).write_text(dumps(manifest))
@@ -181,6 +187,7 @@ def load_artifact(
         metrics=manifest.metrics,
         model=_load_weights(path / WEIGHTS, lstm, device),
         ridge=msgspec.to_builtins(manifest.ridge),
+        lightgbm=read_booster(path, manifest.lightgbm),
     )
 
 
@@ -211,7 +218,8 @@ def _load_weights(path: Path, lstm: LSTMConfig, device: str = "cpu") -> LSTMFore
 
 
 def artifact_digest(path: Path) -> str:
-    """SHA-256 of the artifact's manifest and weights: which model exactly (for saved strategy state)."""
+    """SHA-256 of the artifact's manifest and weights: which model exactly (for saved strategy state;
+    the manifest pins the LightGBM file by its hash)."""
     digest = hashlib.sha256()
     for name in (MANIFEST, WEIGHTS):
         digest.update((Path(path) / name).read_bytes())

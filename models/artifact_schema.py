@@ -3,7 +3,8 @@
 Every field is typed and required (msgspec Structs, as Nautilus uses them): a wrong type, a value
 out of range, a missing or an unknown field is an error. No checked number may be NaN or
 infinite (strict JSON cannot hold them, and the writer never writes them). Then the checks that
-span fields: one scaler mean, scaler std and ridge coefficient per feature column, ``lstm`` the
+span fields: one scaler mean, scaler std and ridge coefficient per feature column, and as many
+LightGBM inputs (the booster file itself is checked against ``lightgbm`` by models.boosted), ``lstm`` the
 network of ``config.model`` with one input per column and, pooled, per instrument (the one-hot of
 models.pooling), the feature spec its fingerprint, ``instruments`` those of ``config.data.bar_types``
 (distinct, one timeframe), each instrument's row ranges in order, bar types and times parseable.
@@ -35,9 +36,11 @@ from models.pooling import check_bar_types, input_width
 
 # Bump when old artifacts can no longer be read; they are then refused with "retrain it".
 # 2: the volatility head and return targets; 3: instruments (pooled models, models.pooling);
-# 4: the hybrids (lstm.architecture, attention_window, conv_kernel, conv_channels).
-FORMAT_VERSION = 4
+# 4: the hybrids (lstm.architecture, attention_window, conv_kernel, conv_channels);
+# 5: the LightGBM benchmark (lightgbm, its text model file: models.boosted).
+FORMAT_VERSION = 5
 INFORMATIONAL = ("metrics", "versions")
+LIGHTGBM_FILE = "lightgbm.txt"  # the LightGBM benchmark's text model, beside the manifest (models.boosted)
 S = TypeVar("S", bound=msgspec.Struct)
 
 
@@ -163,6 +166,14 @@ class RidgeSection(Section):  # ridge: models.baselines.RidgeForecast fitted on 
     alpha: PositiveFloat
 
 
+class LightGBMSection(Section):  # lightgbm: models.baselines.LightGBMForecast fitted on the same rows (models.boosted)
+    model_file: Literal[LIGHTGBM_FILE]
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]  # of that file
+    num_feature: PositiveInt  # the booster's inputs: one per feature column, as the ridge's
+    objective: Literal["regression"]
+    num_trees: PositiveInt
+
+
 class Manifest(Section):
     format_version: int
     config: ConfigSection
@@ -171,6 +182,7 @@ class Manifest(Section):
     feature_fingerprint: Annotated[str, Meta(pattern="^[0-9a-f]{16}$")]
     instruments: Annotated[list[InstrumentSection], Meta(min_length=1)]  # in config.data.bar_types order
     ridge: RidgeSection
+    lightgbm: LightGBMSection
     metrics: dict[str, Any] = {}  # informational
     versions: dict[str, Any] = {}  # informational
 
@@ -265,7 +277,8 @@ def _check_features(manifest: Manifest) -> None:
         raise ValueError(f"lstm.n_features: {manifest.lstm.n_features} inputs, but feature_spec computes {len(spec.columns)} columns"
                          + (f", config.data.cross_asset adds {cross}" if cross else "")
                          + (f" and {count} instruments add a one-hot of {count}" if count > 1 else ""))
-    lengths = [("ridge.coef", len(manifest.ridge.coef), len(spec.columns))]  # the ridge sees its own features only
+    # The benchmarks see each instrument's own features only.
+    lengths = [("ridge.coef", len(manifest.ridge.coef), len(spec.columns)), ("lightgbm.num_feature", manifest.lightgbm.num_feature, len(spec.columns))]
     for number, instrument in enumerate(manifest.instruments):
         lengths += [(f"instruments[{number}].scaler.{name}", len(getattr(instrument.scaler, name)), columns) for name in ("mean", "std")]
     for where, length, expected in lengths:

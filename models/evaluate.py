@@ -27,11 +27,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.baselines import BASELINES, lagged_log_returns
 from models.config import TrainConfig
 from models.dataset import Dataset
 from models.evaluation_data import EvaluationData
+from models.evaluation_forecasts import write_forecasts
 from models.jsonio import write_json
 from models.metrics import (
     aggregate_over_seeds,
@@ -77,7 +79,8 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
 
     # Forecasts per model: one array per seed for the network, one for a (deterministic) baseline.
     clock = time.perf_counter()
-    network = [_network_run(config, datasets, splits, seed) for seed in seed_list]
+    with progress(total=seeds * len(splits[0]), desc="evaluate lstm", unit="fit") as fits:
+        network = [_network_run(config, datasets, splits, seed, fits) for seed in seed_list]
     seconds["lstm"] = time.perf_counter() - clock
     bands = [np.column_stack([run[f"q{q:g}"] for q in quantiles]) for run in network] if quantiles else []
     returns: dict[str, list[np.ndarray]] = {}
@@ -86,8 +89,10 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         returns["lstm"] = [run[point] for run in network]
     # Baselines see each instrument's own features and past only (no cross-asset columns), as train's ridge.
     own = [replace(data, features=data.features[:, : len(artifact.feature_spec.columns)]) for data in datasets]
-    returns |= {name: [forecast] for name, forecast in _per_instrument(_return_baselines, own, splits, horizon, seconds).items()}
-    volatility = {name: [forecast] for name, forecast in _per_instrument(_volatility_baselines, own, splits, horizon, seconds).items()}
+    with progress(total=len(own) * len(splits[0]) * (len(BASELINES) + len(VOLATILITY_BASELINES)),
+                  desc="evaluate baselines", unit="fit") as fits:
+        returns |= {name: [forecast] for name, forecast in _per_instrument(_return_baselines, own, splits, horizon, seconds, fits).items()}
+        volatility = {name: [forecast] for name, forecast in _per_instrument(_volatility_baselines, own, splits, horizon, seconds, fits).items()}
     if all("volatility" in run for run in network):
         volatility["lstm"] = [np.log(run["volatility"]) for run in network]
     log.info("evaluate seconds: %s", {name: round(value, 1) for name, value in seconds.items()})
@@ -151,6 +156,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", report)
+        write_forecasts(out, evaluation, returns, volatility)
         predictions = {name: forecasts[0] for name, forecasts in returns.items()}
         plot_predicted_vs_realized(predictions, target, test_rows, out / "predicted_vs_realized.png")
         plot_cumulative_ic({name: scores["per_seed_folds"] for name, scores in return_scores.items()},
@@ -158,7 +164,7 @@ def evaluate(artifact_path: Path, start: str | None = None, end: str | None = No
     return report
 
 
-def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list[Split]], seed: int) -> dict[str, np.ndarray]:
+def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list[Split]], seed: int, fits) -> dict[str, np.ndarray]:
     """One seed: the network trained once per fold on every instrument's fold (pooled), each
     instrument's test rows forecast by that fold's fit (NaN elsewhere); by output column name,
     the instruments' rows end to end.
@@ -174,6 +180,8 @@ def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list
         result = fit(config, datasets, list(fold_splits), seed=seed, desc=f"seed {seed} fold {fold + 1}/{len(splits[0])}",
                      warm_start=previous)
         previous = result.model
+        fits.set_postfix(seed=seed, fold=fold + 1)
+        fits.update(1)
         for number, (data, split) in enumerate(zip(datasets, fold_splits)):
             test = slice(split.test.start, split.test.stop)
             # From a zero state a strategy's warm-up before the test block, as the strategy would trade it.
@@ -184,13 +192,13 @@ def _network_run(config: TrainConfig, datasets: list[Dataset], splits: list[list
 
 
 def _per_instrument(baselines: Callable, datasets: list[Dataset], splits: list[list[Split]], horizon: int,
-                    seconds: dict) -> dict[str, np.ndarray]:
-    """Baselines fitted on each instrument's own past, fold by fold; their forecasts end to end."""
-    runs = [baselines(data, instrument_splits, horizon, seconds) for data, instrument_splits in zip(datasets, splits)]
+                    seconds: dict, fits) -> dict[str, np.ndarray]:
+    """Baselines fitted on each instrument's own past, fold by fold (each fit advancing ``fits``); their forecasts end to end."""
+    runs = [baselines(data, instrument_splits, horizon, seconds, fits) for data, instrument_splits in zip(datasets, splits)]
     return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
 
 
-def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
+def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict, fits) -> dict[str, np.ndarray]:
     """Every return baseline fitted once per fold on everything the network saw there (fitting and
     early stopping), forecasting the fold's test rows; each one's seconds added to ``seconds``."""
     past_returns = lagged_log_returns(data.close, max(BASELINES[name](horizon).n_lags for name in BASELINES))
@@ -205,12 +213,13 @@ def _return_baselines(data: Dataset, splits: list[Split], horizon: int, seconds:
             model.fit(data.features[past], past_returns[past], data.target[past], **fit_path)
             predict_path = {"times": data.index[test]} if model.reads_path else {}
             forecast[test] = model.predict(data.features[test], past_returns[test], **predict_path)
+            fits.update(1)
         forecasts[name] = forecast
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - clock
     return forecasts
 
 
-def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict) -> dict[str, np.ndarray]:
+def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seconds: dict, fits) -> dict[str, np.ndarray]:
     """Every volatility baseline on the same folds and past; they filter the 1-bar returns from the
     series' start up to each test row."""
     bar_returns = bar_log_returns(data.close)
@@ -222,6 +231,7 @@ def _volatility_baselines(data: Dataset, splits: list[Split], horizon: int, seco
             past, test = slice(0, split.val.stop), slice(split.test.start, split.test.stop)
             model = make(horizon).fit(bar_returns[past], data.volatility[past])
             forecast[test] = model.predict(bar_returns[: split.test.stop])[test]
+            fits.update(1)
         forecasts[name] = forecast
         seconds[f"volatility_{name}"] = seconds.get(f"volatility_{name}", 0.0) + time.perf_counter() - clock
     return forecasts

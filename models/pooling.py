@@ -51,6 +51,13 @@ def input_width(n_columns: int, n_instruments: int) -> int:
     return n_columns + len(one_hot(0, n_instruments))
 
 
+def benchmark_rows(datasets: list[Dataset], fitting: list[slice], n_own: int) -> tuple[np.ndarray, np.ndarray]:
+    """What train's benchmarks (ridge, LightGBM) fit on: each instrument's ``fitting`` rows of its
+    own ``n_own`` feature columns (no scaling, cross-asset columns or one-hot), stacked, and their targets."""
+    features = np.concatenate([data.features[rows, :n_own] for data, rows in zip(datasets, fitting)])
+    return features, np.concatenate([data.target[rows] for data, rows in zip(datasets, fitting)])
+
+
 def check_bar_types(bar_types: list[str] | tuple[str, ...], where: str = "[data] bar_types") -> list[BarType]:
     """Parsed bar types: distinct instruments, all of one timeframe and price (pooled rows are alike)."""
     parsed = []

@@ -4,12 +4,18 @@ Both run the same steps: features (models.features) → the artifact's scaler �
 zero state at the first bar whose features are defined → decoded into forecasts
 (models.heads: log returns, direction odds, volatility). The online path is what the strategy
 calls on every bar; tests hold the two to 1e-5 on real bars, in the network's own units.
+
+The artifact's benchmarks (``FORECASTERS``' others: the ridge and LightGBM fitted on the same
+rows) forecast the h-bar log return from the same feature row, unscaled: offline with
+``batch_predict(..., forecaster=)``, online with OnlineRidge and OnlineLightGBM; tests hold the
+two paths to float64 rounding.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from lightgbm.basic import _safe_call
 
 from models.artifact import Artifact, ArtifactError
 from models.dataset import build_dataset
@@ -23,15 +29,25 @@ from models.heads import (
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.kernels.predict import PREDICT_BAR
+from models.kernels.trees import SingleRowBooster, predict_bar_lightgbm
 from models.pooling import with_cross_returns
 
 
 def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None = None,
-                  others: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """One row per bar after the features' warm-up: the decoded forecasts (``output_columns``) of
-    the instrument of ``bar_type`` (None: the artifact's only one), with its scaling and one-hot.
-    ``others``: the other instruments' bars by bar type, which cross-asset features need."""
+                  others: dict[str, pd.DataFrame] | None = None, forecaster: str = "lstm") -> pd.DataFrame:
+    """One row per bar after the features' warm-up: the forecasts (``output_columns``) of
+    ``forecaster``. The LSTM's, decoded, for the instrument of ``bar_type`` (None: the artifact's
+    only one), with its scaling and one-hot; ``others``: the other instruments' bars by bar type,
+    which cross-asset features need. A benchmark's from the bars' own features alone, whatever
+    the instrument (as train fitted it)."""
     data = build_dataset(bars, artifact.feature_spec, artifact.config.training.horizon)
+    if forecaster != "lstm":
+        own = data.features[:, : len(artifact.feature_spec.columns)]
+        if forecaster == "ridge":  # RidgeForecast.predict
+            forecast = own @ np.asarray(artifact.ridge["coef"]) + artifact.ridge["intercept"]
+        else:
+            forecast = artifact.lightgbm.predict(own, num_threads=1)
+        return pd.DataFrame({"prediction": forecast}, index=data.index)
     scaling = artifact.scaling(bar_type)
     if artifact.config.data.cross_asset:
         data = with_cross_returns(data, artifact.bar_types, artifact.instrument(bar_type).bar_type, others or {})
@@ -41,7 +57,7 @@ def batch_predict(artifact: Artifact, bars: pd.DataFrame, bar_type: str | None =
 
 def output_columns(artifact: Artifact, forecaster: str = "lstm") -> list[str]:
     """What a forecaster of the artifact outputs per bar: the LSTM's (models.heads.output_names),
-    the ridge baseline's point forecast."""
+    a benchmark's (ridge, LightGBM) point forecast."""
     return output_names(artifact.lstm) if forecaster == "lstm" else ["prediction"]
 
 
@@ -50,8 +66,9 @@ def check_one_instrument_inputs(artifact: Artifact) -> None:
     if artifact.config.data.cross_asset:
         raise ArtifactError(
             f"the model of {', '.join(artifact.bar_types)} uses cross-asset features ([data] cross_asset): it needs "
-            "every instrument's bar of a close time before it steps, which this caller does not feed "
-            "(LSTMStrategy trades one instrument's bars); retrain without cross_asset"
+            "every instrument's bar of a close time before it steps, which this caller does not feed; trade it with "
+            "all its instruments in one backtest (backtests.pooled: its strategies share a strategies.cross_barrier), "
+            "or retrain without cross_asset"
         )
 
 
@@ -62,7 +79,8 @@ class OnlinePredictor:
     state (reset, get_state/set_state, state); ``update`` runs their kernels together in the
     architecture's ``predict_bar``. Construction compiles it (or loads it from numba's cache) so
     the first bar is fast. ``bar_type``: which of the artifact's instruments (None: its only
-    one); its scaler, target scales and one-hot are used.
+    one); its scaler, target scales and one-hot are used. ``cross_asset``: the caller writes a
+    cross-asset model's columns (``set_cross``) before every ``update``; without it such a model is refused.
     """
 
     def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
@@ -124,16 +142,15 @@ class OnlinePredictor:
         self.network.state = tuple(np.asarray(state[name]) for name in self.network.state_names)
 
 
-class OnlineRidge:
-    """The artifact's ridge baseline on the same online features: a benchmark for the LSTM."""
+class OnlineBenchmark:
+    """A benchmark of the artifact (ridge, LightGBM) on the same online features as the LSTM: its
+    point forecast of the h-bar log return, no volatility; its state is the features'."""
 
     point_index = 0
     volatility_index = None
 
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)
-        self._coef = np.asarray(artifact.ridge["coef"], dtype=np.float64)
-        self._intercept = float(artifact.ridge["intercept"])
 
     @property
     def warmup_bars(self) -> int:
@@ -142,14 +159,56 @@ class OnlineRidge:
     def reset(self) -> None:
         self.features.reset()
 
+    def get_state(self) -> dict:
+        return {"features": self.features.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.features.set_state(state["features"])
+
+
+class OnlineRidge(OnlineBenchmark):
+    """The artifact's ridge baseline."""
+
+    def __init__(self, artifact: Artifact):
+        super().__init__(artifact)
+        self._coef = np.asarray(artifact.ridge["coef"], dtype=np.float64)
+        self._intercept = float(artifact.ridge["intercept"])
+
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
         row = self.features.update(close_time_ns, high, low, close, volume)
         if row is None:
             return None
         return np.array([row @ self._coef + self._intercept])
 
-    def get_state(self) -> dict:
-        return {"features": self.features.get_state()}
 
-    def set_state(self, state: dict) -> None:
-        self.features.set_state(state["features"])
+class OnlineLightGBM(OnlineBenchmark):
+    """The artifact's LightGBM baseline: the feature update and the booster's fast single-row
+    prediction in one compiled call (models.kernels.trees)."""
+
+    def __init__(self, artifact: Artifact):
+        super().__init__(artifact)
+        self._booster = SingleRowBooster(artifact.lightgbm, len(artifact.feature_spec.columns))
+        self._out = np.zeros(1)
+        self._arrays = (*self.features._kernel_arrays, self._booster.fast_config, np.zeros(1, dtype=np.int64), self._out)
+        # Compiles the kernel on a scratch copy of the state, so the first bar is fast.
+        predict_bar_lightgbm(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+        status = predict_bar_lightgbm(close_time_ns, high, low, close, volume, *self._arrays)
+        if status < 0:
+            return None
+        if status:
+            _safe_call(status)  # raises LightGBM's last error
+        return self._out.copy()
+
+
+OnlineForecaster = OnlinePredictor | OnlineRidge | OnlineLightGBM
+
+
+def online_forecaster(artifact: Artifact, forecaster: str = "lstm", bar_type: str | None = None,
+                      cross_asset: bool = False) -> OnlineForecaster:
+    """The online predictor of ``forecaster`` (strategies.config.FORECASTERS) for the instrument of
+    ``bar_type``; ``cross_asset``: OnlinePredictor's (the benchmarks see their own features only)."""
+    if forecaster == "lstm":
+        return OnlinePredictor(artifact, bar_type, cross_asset)
+    return OnlineRidge(artifact) if forecaster == "ridge" else OnlineLightGBM(artifact)

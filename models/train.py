@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
 import logging
-import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 from nautilus_trader.model.data import BarType
-from tqdm import tqdm
 
 from marketdata.catalog import load_bars
+from marketdata.progress import progress
 from models.artifact import Artifact, InstrumentFit, data_fingerprint, save_artifact
-from models.baselines import RidgeForecast
+from models.baselines import LightGBMForecast, RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Dataset, Scaler, build_dataset, sequences
 from models.features import FeatureSpec, default_spec
@@ -45,7 +44,7 @@ from models.heads import (
 from models.jsonio import replacing
 from models.metrics import forecast_metrics
 from models.network import LSTMConfig, LSTMForecaster, pick_device, predict_series
-from models.pooling import Scaling, check_bar_types, input_width, one_hot, with_cross_returns
+from models.pooling import Scaling, benchmark_rows, check_bar_types, input_width, one_hot, with_cross_returns
 from models.splits import Split, min_gap, train_val_split
 from models.volatility import volatility_metrics
 
@@ -90,11 +89,15 @@ def fit(
     checkpoint: Path | None = None,
     desc: str = "train",
     warm_start: LSTMForecaster | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Fit on one instrument's rows, or pool several (lists of datasets and their splits, models.pooling).
 
     ``warm_start``: a network of the same config (e.g. the previous walk-forward fold's, trained on
     a past this fit's rows include) to continue from instead of fresh weights.
+    ``on_epoch(epoch, val_loss)``: called after every epoch (those a resumed run replays from its
+    checkpoint too, so it sees the same sequence either way), once the checkpoint is saved; it may
+    raise to stop the fit, as the search's pruning does.
     """
     datasets, splits = (data, split) if isinstance(data, list) else ([data], [split])
     seed = config.training.seed if seed is None else seed
@@ -146,6 +149,8 @@ def fit(
             raise ValueError(f"{checkpoint}: a damaged checkpoint ({type(exc).__name__}); delete it to start over") from None
         log.info("%s: resumed from %s after epoch %d", desc, checkpoint, saved["epoch"] + 1)
 
+    for past in history if on_epoch is not None else ():
+        on_epoch(past["epoch"], past["val_loss"])
     bad_epochs = sum(1 for h in history if h["epoch"] > best_epoch)
     for epoch in range(first_epoch, training.max_epochs):
         if bad_epochs >= training.patience:
@@ -154,7 +159,7 @@ def fit(
         order = torch.randperm(len(x), generator=generator).to(device)
         losses = []
         batches = range(0, len(order), training.batch_size)
-        for start in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{training.max_epochs}", leave=False, disable=None):
+        for start in progress(batches, desc=f"{desc} epoch {epoch + 1}/{training.max_epochs}", unit="batch", leave=False):
             batch = order[start : start + training.batch_size]
             prediction, _ = model(x[batch])
             loss = model.loss(prediction, y[batch], mask[batch])
@@ -176,6 +181,8 @@ def fit(
         )
         if checkpoint is not None:
             _save_checkpoint(checkpoint, run_key, model, optimizer, generator, epoch, best_loss, best_epoch, best_state, history)
+        if on_epoch is not None:
+            on_epoch(epoch, val_loss)
 
     model.load_state_dict(best_state)
     model.eval()
@@ -263,7 +270,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
 
     Several bar types pool their instruments into one model (models.pooling): each instrument's
     rows are split by time on their own, with the cross-asset columns when [data] cross_asset,
-    and the ridge baseline fits all fitting rows (of their own features) together."""
+    and the ridge and LightGBM benchmarks fit all fitting rows (of their own features) together."""
     config = config.with_absolute_paths()  # as the artifact stores it, and the checkpoints' run key
     bar_types = config.data.bar_types
     check_bar_types(bar_types)
@@ -279,6 +286,9 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
     checkpoints = Path(out) / "checkpoint"
     search = None
     if config.training.search_trials:
+        # here, not at the top: models.search fits through this module, and imports optuna (0.25 s)
+        from models.search import search_hyperparameters
+
         config, result, search = search_hyperparameters(config, datasets, splits, checkpoints)
     else:
         result = fit(config, datasets, splits, checkpoint=checkpoints / "last.pt")
@@ -296,12 +306,9 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         "device": str(next(result.model.parameters()).device),
         "search": search,
     }
-    fitting = [slice(split.fit.start, split.fit.stop) for split in splits]
-    own = len(spec.columns)  # the ridge benchmark sees each instrument's own features only
-    ridge = RidgeForecast(config.training.horizon).fit(
-        np.concatenate([d.features[rows, :own] for d, rows in zip(datasets, fitting)]), None,
-        np.concatenate([d.target[rows] for d, rows in zip(datasets, fitting)]),
-    )
+    x, y = benchmark_rows(datasets, [slice(split.fit.start, split.fit.stop) for split in splits], len(spec.columns))
+    ridge = RidgeForecast(config.training.horizon).fit(x, None, y)
+    boosted = LightGBMForecast(config.training.horizon, seed=config.training.seed).fit(x, None, y)
     instruments = [
         InstrumentFit(
             data=data_fingerprint(rows, str(BarType.from_str(bar_type).instrument_id), bar_type) | {
@@ -322,6 +329,7 @@ def train_model(config: TrainConfig, out: Path) -> Artifact:
         metrics=metrics,
         model=result.model.cpu(),
         ridge={"coef": ridge.coef_.tolist(), "intercept": float(ridge.intercept_), "alpha": float(ridge.alpha_)},
+        lightgbm=boosted.booster_,
     )
     save_artifact(Path(out), artifact)
     return artifact
@@ -338,38 +346,3 @@ def validation_metrics(config: LSTMConfig, forecast: dict[str, np.ndarray], data
     if "volatility" in forecast:
         metrics["volatility"] = volatility_metrics(data.volatility[rows], np.log(forecast["volatility"][rows]))
     return metrics
-
-
-# The hyperparameter search space: small on purpose, since there is little signal to tune for.
-SEARCH_SPACE = {
-    "model.hidden_size": [32, 64],
-    "model.num_layers": [1, 2],
-    "model.dropout": [0.0, 0.1, 0.2],
-    "training.learning_rate": [3e-4, 1e-3, 3e-3],
-}
-
-
-def search_hyperparameters(config: TrainConfig, data: list[Dataset], split: list[Split], checkpoints: Path):
-    """Random search over ``SEARCH_SPACE``, judged on the validation rows only.
-
-    The test folds of `evaluate` never take part: the winner's config goes into the artifact,
-    and `evaluate` retrains that config fold by fold. Returns (best config, its fit, the record).
-    """
-    combos = list(itertools.product(*SEARCH_SPACE.values()))
-    trials = min(config.training.search_trials, len(combos))
-    chosen = random.Random(config.training.seed).sample(combos, trials)
-    results, best = [], None
-    for number, values in enumerate(chosen):
-        sections: dict[str, dict] = {}
-        for key, value in zip(SEARCH_SPACE, values):
-            section, name = key.split(".")
-            sections.setdefault(section, {})[name] = value
-        candidate = config.override(**sections)
-        result = fit(candidate, data, split, checkpoint=checkpoints / f"trial-{number}.pt", desc=f"trial {number + 1}/{trials}")
-        val_loss = min(h["val_loss"] for h in result.history)
-        results.append({"params": dict(zip(SEARCH_SPACE, values)), "val_loss": val_loss, "best_epoch": result.best_epoch + 1})
-        log.info("trial %d/%d %s: best validation loss %.5f", number + 1, trials, results[-1]["params"], val_loss)
-        if best is None or val_loss < best[2]:
-            best = (candidate, result, val_loss)
-    record = {"trials": trials, "space": SEARCH_SPACE, "results": results, "chosen": results[[r["val_loss"] for r in results].index(best[2])]["params"]}
-    return best[0], best[1], record

@@ -103,6 +103,10 @@ def open_run(model_path: Path, symbol: str, market: str, api_url: str | None, ru
     from models.predictor import output_columns
 
     artifact = load_artifact(model_path)
+    if artifact.config.data.cross_asset:  # a node runs one LSTMStrategy: no other instrument's bars, no barrier
+        raise ValueError(f"{model_path} uses cross-asset features ([data] cross_asset): each forecast needs every "
+                         f"instrument's bar of its close time ({', '.join(artifact.bar_types)}), and a paper or live node "
+                         "trades one instrument; backtest it (nautilus-lstm backtest), or retrain without cross_asset")
     expected = instrument_id(symbol, market)
     if artifact.data["instrument_id"] != str(expected):
         raise ValueError(f"{model_path} was trained on {artifact.data['instrument_id']} bars, not {expected} ({symbol} {market})")

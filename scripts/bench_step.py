@@ -11,11 +11,14 @@ on its own (median and p99 in µs, warm-up bars left out):
 - ``features``: OnlineFeatures.update;
 - ``network_step``: the architecture's streaming network's step (StreamingLSTM or a hybrid) on
   the scaled feature rows;
-- ``predictor_update``: OnlinePredictor.update, what the strategy calls on every bar.
+- ``predictor_update``: OnlinePredictor.update, what the strategy calls on every bar;
+- ``lightgbm_update``: OnlineLightGBM.update, the LightGBM benchmark's strategy's per-bar call
+  (features and LightGBM's fast single-row C path in one compiled call, models.kernels.trees).
 
 Also: parity (online features against ``compute_features``, online predictions against
-``batch_predict``), the kernels' compile times in fresh processes (empty numba cache, then
-cached), and eager torch for context. It imports the code it measures and keeps no old copy: to
+``batch_predict``, for the network and for LightGBM), the kernels' compile times in fresh
+processes (empty numba cache, then cached), and eager torch and LightGBM's ``Booster.predict`` of
+one row for context. It imports the code it measures and keeps no old copy: to
 compare with an earlier version, run this script in a worktree of that commit on the same model
 (``git worktree add /tmp/before REV && cd /tmp/before && python scripts/bench_step.py --model M``).
 """
@@ -46,7 +49,7 @@ from models.features import compute_features
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.network import ARCHITECTURES
-from models.predictor import OnlinePredictor, batch_predict
+from models.predictor import OnlineLightGBM, OnlinePredictor, batch_predict
 from models.train import train_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
@@ -141,6 +144,7 @@ def main() -> None:
     scaled = [(((row - artifact.scaler.mean) / artifact.scaler.std).astype(np.float32),) for row in rows[warmup:]]
     latency["network_step"], _ = measure(streaming_network(artifact.model).step, scaled, 0)
     latency["predictor_update"], outputs = measure(OnlinePredictor(artifact).update, inputs, warmup)
+    latency["lightgbm_update"], boosted = measure(OnlineLightGBM(artifact).update, inputs, warmup)
 
     offline = compute_features(bars, spec).to_numpy()[warmup:]
     worst = float(np.abs(np.array(outputs[warmup:]) - batch_predict(artifact, bars).to_numpy()).max())
@@ -149,6 +153,8 @@ def main() -> None:
         # In log returns, and in the network's own (scaled) units, where tests allow 1e-5.
         "predictions_max_abs_diff_vs_batch_predict": worst,
         "predictions_max_abs_diff_vs_batch_predict_network_units": worst / artifact.scales.return_scale,
+        "lightgbm_max_abs_diff_vs_batch_predict": float(np.abs(
+            np.concatenate(boosted[warmup:]) - batch_predict(artifact, bars, forecaster="lightgbm")["prediction"].to_numpy()).max()),
     }
 
     model = artifact.model.eval()
@@ -162,6 +168,9 @@ def main() -> None:
     with torch.inference_mode():
         context = {"torch_one_step": timed(torch_one_step, args.torch_steps),
                    "torch_full_window_64": timed(lambda k: model(x[k : k + 64][None]), args.torch_steps)}
+    feature_rows = np.array(rows[warmup:])
+    # What OnlineLightGBM's C fast path replaces: LightGBM's Python predict, one row per call.
+    booster_predict = timed(lambda k: artifact.lightgbm.predict(feature_rows[k : k + 1], num_threads=1), args.torch_steps)
 
     cfg = artifact.lstm
     print(json.dumps({
@@ -173,6 +182,7 @@ def main() -> None:
         "parity": parity,
         "compile": compile_times(model_path),
         "context_eager_torch": context,
+        "context_lightgbm_booster_predict_one_row": booster_predict,
         "env": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
                 "torch": torch.__version__, "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
     }, indent=2))

@@ -18,13 +18,18 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "backtest",
-        help="backtest a model artifact with Nautilus, beside buy-and-hold, EMA-cross and ridge benchmarks",
+        help="backtest a model artifact with Nautilus, beside buy-and-hold, EMA-cross, ridge and LightGBM benchmarks",
         description=(
             "Run LSTMStrategy on the catalog's bars with Nautilus's BacktestEngine and the venue's fees, then run "
             "the benchmarks on the same bars and engine: buy-and-hold, Nautilus's EMA-cross example, and the same "
-            "decision rule fed by the artifact's ridge baseline, and, with a model that forecasts volatility, a "
+            "decision rule and sizing fed by the artifact's ridge and LightGBM baselines (fitted on the same rows and "
+            "features), and, with a model that forecasts volatility, a "
             "volatility-targeted buy-and-hold (what sizing alone is worth). Orders fill on the bar after the decision. "
-            "Writes stats.json, fills.csv, positions.csv, predictions.parquet, equity.png and trades.png. "
+            "Writes stats.json, equity.parquet (each strategy's equity and returns per bar), fills.csv, positions.csv, "
+            "predictions.parquet, report.html (every chart, self-contained; `nautilus-lstm report` rewrites it), "
+            "equity.png and trades.png, and ends with a verdict: each strategy's round trips, the return net of fees "
+            "against each benchmark, the forecasts scored on the traded bars against the random walk and EWMA, and "
+            "where the report is. "
             "With --walk-forward, retrain on a trailing window before each test window and stitch the windows."
         ),
         epilog=(
@@ -38,7 +43,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--bar-type", action="append",
         help="bars to trade on (default: the artifact's bar types); repeat it to trade several instruments together "
-        "in one engine and one account (backtests.pooled)",
+        "in one engine and one account (backtests.pooled); a model with cross-asset features trades all its bar types",
     )
     parser.add_argument(
         "--start", help="first bar close, ISO date/time UTC (default: the first bar after the model's training data)"
@@ -89,15 +94,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from backtests.report import stats_table, write_report
     from backtests.runner import BacktestSettings, run_all
+    from backtests.verdict import verdict
     from models.artifact import ArtifactError, load_artifact
-    from models.predictor import check_one_instrument_inputs
+    from reporting.html import write_report_html
 
     artifact = load_artifact(args.model)
-    check_one_instrument_inputs(artifact)  # before any engine starts: LSTMStrategy could not feed them
     bar_types = tuple(args.bar_type or artifact.bar_types)
     for bar_type in bar_types:  # every one traded is one the model was trained on
         if bar_type not in artifact.bar_types:
             raise ArtifactError(f"{args.model}: trained on {', '.join(artifact.bar_types)} bars, not {bar_type}")
+    if artifact.config.data.cross_asset and set(bar_types) != set(artifact.bar_types):
+        raise ArtifactError(f"{args.model} uses cross-asset features ([data] cross_asset): each instrument's forecast needs "
+                            f"every instrument's bars, so it trades {', '.join(artifact.bar_types)} together, not "
+                            f"{', '.join(bar_types)} alone")
     # The last training bar of any instrument traded: after it, no traded bar was seen in training.
     trained_until = max(pd.Timestamp(artifact.instrument(b).data["last_bar_close"]) for b in bar_types)
     # By default trade only bars the model has never seen: those after its training data.
@@ -139,10 +148,11 @@ def run(args: argparse.Namespace) -> int:
         bars, runs = run_all(settings)
         report = write_report(args.out, bars, runs, settings)
     print(stats_table(report))
+    write_report_html(args.out)
     if report["in_sample"]:
         log.warning("these results are IN-SAMPLE: the bars traded overlap the model's training data (stats.json: in_sample, "
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
-    print(f"report written to {args.out}")
+    print("\n".join(verdict(args.out)))
     return 0
 
 

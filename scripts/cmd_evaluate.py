@@ -24,7 +24,8 @@ def register(subparsers) -> None:
             "head. Metrics: QLIKE, RMSE of log volatility, Mincer-Zarnowitz R², Diebold-Mariano p-values vs "
             "EWMA and vs HAR.\n\n"
             "Everything as mean and std over seeds, plus per fold; a verdict on both targets (does the network "
-            "beat its best baseline, with p-values), the seconds each model took, and plots."
+            "beat its best baseline, with p-values), the seconds each model took, and plots. forecasts.parquet holds "
+            "every model's forecast per test row beside what came true; report.html draws them."
         ),
         epilog="example: nautilus-lstm evaluate artifacts/btc-1m --seeds 3 --out reports/eval-btc-1m",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate, summary_table
+    from reporting.html import write_report_html
 
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.artifact, start=args.start, end=args.end, seeds=args.seeds, out=out)
     print(summary_table(report))
     print(report["verdict"])
-    print(f"report written to {out / 'metrics.json'}")
+    print(f"report written to {write_report_html(out)} (metrics.json, forecasts.parquet beside it)")
     return 0

@@ -44,8 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, help="random seed (config [training] seed)")
     parser.add_argument(
         "--search-trials", type=int,
-        help="random hyperparameter search with N trials over a small space, judged on the validation rows only "
-        "(config [training] search_trials)",
+        help="Optuna hyperparameter search with N trials (TPE sampler seeded with --seed, median pruning on each "
+        "epoch's validation loss) over a small space, judged on the validation rows only; the artifact keeps the "
+        "winner and records every trial under metrics.search (config [training] search_trials)",
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (config [training] device)")
     parser.add_argument("--out", type=Path, required=True, help="the artifact directory to write")

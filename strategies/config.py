@@ -23,7 +23,7 @@ from strategies.volatility import VolatilityGateConfig
 
 STRATEGY_PATH = "strategies.lstm_strategy:LSTMStrategy"
 CONFIG_PATH = "strategies.lstm_strategy:LSTMStrategyConfig"
-FORECASTERS = ("lstm", "ridge")
+FORECASTERS = ("lstm", "ridge", "lightgbm")  # the LSTM, then the benchmarks stored in its artifact
 
 
 class LSTMStrategyConfig(StrategyConfig, frozen=True):
@@ -38,8 +38,9 @@ class LSTMStrategyConfig(StrategyConfig, frozen=True):
     model_path : str
         The model artifact directory written by ``nautilus-lstm train``.
     forecaster : str, default "lstm"
-        "lstm", or "ridge" for the ridge baseline stored in the same artifact (same features,
-        same rule: the benchmark that isolates what the LSTM adds).
+        "lstm", or "ridge" or "lightgbm" for the ridge or LightGBM baseline stored in the same
+        artifact (fitted on the same rows and features, traded under the same rule: the benchmarks
+        that isolate what the LSTM adds).
     rule : RuleConfig
         The trading rule: entry threshold (default: round-trip taker fee + margin), shorts,
         quantile gate, minimum holding, stop-loss and take-profit (``strategies.decision``).

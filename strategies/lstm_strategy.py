@@ -3,12 +3,12 @@
 The same class runs in backtests, paper trading and live nodes (``strategies.config.STRATEGY_PATH``).
 ``on_start`` loads the artifact (failing fast if it does not fit the bar type), takes the venue's
 position and requests the history that warms the model, or only the bars since saved state;
-``on_bar`` steps the model, decides, logs and trades. The rest is handed to collaborators: the bar
-supply (``strategies.catchup``), the rule (``strategies.decision``), sizing by and gating on the
-volatility forecast (``strategies.volatility``), the log (``strategies.decision_log``), the rails and
-kill switch (``strategies.safety``) and the account (``strategies.account``). A bar's close time is
-``marketdata.timeframes.bar_close_ns(ts_event)``, which maps Nautilus's Binance stamps (close - 1 ms)
-and our catalog's (close) to the same time.
+``on_bar`` steps the model, decides, logs and trades. The rest is handed to collaborators: the bar supply
+(``strategies.catchup``), the rule (``strategies.decision``), sizing by and gating on the volatility forecast
+(``strategies.volatility``), the log (``strategies.decision_log``), the rails and kill switch (``strategies.safety``),
+the account (``strategies.account``) and a cross-asset model's shared barrier (``strategies.cross_barrier``). A
+bar's close time is ``marketdata.timeframes.bar_close_ns(ts_event)``, which maps Nautilus's Binance stamps
+(close - 1 ms) and our catalog's (close) to the same time.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from marketdata.timeframes import bar_close_ns
 from models.artifact import artifact_digest, load_artifact
-from models.predictor import OnlinePredictor, OnlineRidge, output_columns
+from models.predictor import OnlineForecaster, online_forecaster, output_columns
 from strategies.account import AccountView
 from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
@@ -47,7 +47,7 @@ class LSTMStrategy(Strategy):
 
     def __init__(self, config: LSTMStrategyConfig) -> None:
         super().__init__(config)
-        self.predictor: OnlinePredictor | OnlineRidge | None = None
+        self.predictor: OnlineForecaster | None = None
         self.rule: DecisionRule | None = None
         self.log_book: DecisionLog | None = None
         self.risk: VolatilityRisk | None = None  # sizing and gate by the volatility forecast
@@ -56,6 +56,7 @@ class LSTMStrategy(Strategy):
         self.ready = False  # warmed up (or resumed) and trading on live bars
         self.warmup_range: tuple[int, int] | None = None  # close times of the first and last bar fed
         self.rails = SafetyRails(config.limits)
+        self.barrier = None  # a cross-asset model's CrossBarrier (strategies.cross_barrier), set before the start
         self._saved: dict | None = None
         self._last_ts = self._bars_since_gap = 0
         self._side, self._bars_held, self._entry_price = FLAT, 0, 0.0
@@ -86,7 +87,8 @@ class LSTMStrategy(Strategy):
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
         self._model_digest = artifact_digest(Path(config.model_path))
-        self.predictor = OnlinePredictor(artifact, str(config.bar_type)) if config.forecaster == "lstm" else OnlineRidge(artifact)
+        self.predictor = online_forecaster(artifact, config.forecaster, str(config.bar_type), cross_asset=self.barrier is not None)
+        self._feed = self.barrier.join(str(config.bar_type), self.predictor, self._update) if self.barrier else self._update
         if self.predictor.point_index is None:
             raise ValueError(f"{config.model_path} forecasts volatility only (return_target none): it cannot decide trades")
         outputs = output_columns(artifact, config.forecaster)
@@ -213,13 +215,15 @@ class LSTMStrategy(Strategy):
             close = bar_close_ns(bar.ts_event)
             if first is None and close > self._last_ts:
                 first = close
-            self._update(bar, trade=close >= self._start_ns, backfilled=why == "back-fill")
-        fed = f"{iso_time(first)} to {iso_time(self._last_ts)}" if first else "none"
+            self._feed(bar, trade=close >= self._start_ns, backfilled=why == "back-fill", ts=close)
+        if self.barrier:
+            self.barrier.caught_up(str(self.config.bar_type))
+        fed = f"{iso_time(first)} to {iso_time(close)}" if first else "none"
         summary = f"{len(history)} bars from the venue, {len(held)} live bars held meanwhile; new bars fed: {fed}"
         if why == "back-fill":
             self.log.info(f"back-fill done: {summary}")
             return
-        self.warmup_range = (first, self._last_ts) if first else None
+        self.warmup_range = (first, close) if first else None
         self.ready = True
         self.log.info(f"{why} done: {summary}; ready")
 
@@ -238,22 +242,18 @@ class LSTMStrategy(Strategy):
             return
         if self.config.measure_latency:
             started = time.perf_counter_ns()
-            self._update(bar, trade=True, ts=close)
+            self._feed(bar, trade=True, backfilled=False, ts=close)
             self.latencies_ns.append(time.perf_counter_ns() - started)
         else:
-            self._update(bar, trade=True, ts=close)
+            self._feed(bar, trade=True, backfilled=False, ts=close)
 
     def _check_feed(self, event) -> None:
-        if self.catch_up.why:
+        if self.catch_up.why or (silent := self.feed.check(self.clock.timestamp_ns())) is None:
             return
-        silent = self.feed.check(self.clock.timestamp_ns())
-        if silent is not None:
-            self.log.warning(f"stale feed: no bar for {silent:.1f} intervals (last closed "
-                             f"{iso_time(self._last_ts) if self._last_ts else '-'}): trading paused until bars come again")
+        self.log.warning(f"stale feed: no bar for {silent:.1f} intervals (last closed "
+                         f"{iso_time(self._last_ts) if self._last_ts else '-'}): trading paused until bars come again")
 
-    def _update(self, bar: Bar, trade: bool, backfilled: bool = False, ts: int | None = None) -> None:
-        if ts is None:
-            ts = bar_close_ns(bar.ts_event)
+    def _update(self, bar: Bar, trade: bool, backfilled: bool, ts: int) -> None:
         if ts <= self._last_ts:
             return  # seen already (history overlapping the live stream)
         if self._last_ts and ts - self._last_ts > self._interval_ns:

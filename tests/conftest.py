@@ -102,3 +102,11 @@ def assert_no_look_ahead(predict, bars, t) -> None:
     known = base.index <= t
     pd.testing.assert_frame_equal(base[known], other[known])
     assert not np.allclose(base[~known].to_numpy(), other[~known].to_numpy())
+
+
+@pytest.fixture(scope="session")
+def backtest_folder(tmp_path_factory, shared_data) -> Path:
+    """A small real backtest folder (tests/fakes/report_runs.tiny_backtest), shared by the report tests."""
+    from tests.fakes.report_runs import tiny_backtest
+
+    return tiny_backtest(tmp_path_factory.mktemp("report-backtest"), shared_data / FIXTURE_7D)

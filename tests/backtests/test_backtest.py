@@ -138,7 +138,7 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
     settings = settings_for(setup)
     bars, runs = run_all(settings)
     report = write_report(tmp_path, bars, runs, settings)
-    assert set(report["benchmarks"]) == {"ridge", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
+    assert set(report["benchmarks"]) == {"ridge", "lightgbm", "ema_cross", "buy_and_hold"}  # no volatility head: no vol-targeted benchmark
     text = (tmp_path / "stats.json").read_text()
     assert "NaN" not in text  # strict JSON: undefined figures are null
     stats = json.loads(text)
@@ -147,7 +147,8 @@ def test_report_has_every_file_key_and_benchmark(setup, tmp_path):
         assert set(entry) == set(STAT_KEYS), name
         assert entry["bars"] == len(bars)
     assert stats["trades"] > 0 and stats["benchmarks"]["buy_and_hold"]["exposure"] > 0.99
-    for name in ("fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png"):
+    assert stats["settings"]["horizon"] == 5 and stats["settings"]["entry_threshold"] == {SPOT: 1e-5}
+    for name in ("fills.csv", "positions.csv", "predictions.parquet", "equity.parquet", "equity.png", "trades.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     predictions = pd.read_parquet(tmp_path / "predictions.parquet")
     assert len(predictions) == len(bars) and (predictions["side"] != SHORT).all()  # spot never shorts
@@ -342,10 +343,10 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     assert len(bench) < len(bars) / 20
     report = json.loads((tmp_path / "stats.json").read_text())["benchmarks"]
     assert set(report["vol_target_buy_and_hold"]) == set(STAT_KEYS) and report["vol_target_buy_and_hold"]["exposure"] > 0.99
-    # The ridge benchmark forecasts no volatility: it runs at the base size, ungated.
-    ridge = runs["ridge"]
-    assert not ridge.predictions["reason"].str.contains("volatility gate").any()
-    assert parse_strategy_config(lstm_settings(settings, "ridge")).sizing.target_volatility is None
+    # The ridge and LightGBM benchmarks forecast no volatility: they run at the base size, ungated.
+    for name in ("ridge", "lightgbm"):
+        assert not runs[name].predictions["reason"].str.contains("volatility gate").any()
+        assert parse_strategy_config(lstm_settings(settings, name)).sizing.target_volatility is None
 
 
 def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path):
@@ -357,6 +358,7 @@ def test_backtest_cli_passes_the_volatility_settings(setup, vol_model, tmp_path)
     assert stats["settings"]["strategy"] == {"target_volatility": 0.4, "volatility_gate": None}
     assert "vol_target_buy_and_hold" in stats["benchmarks"]
     assert not pd.read_parquet(out / "predictions.parquet")["reason"].str.contains("volatility gate").any()
+    assert "The volatility gate" in (out / "report.html").read_text()  # the command wrote the report
 
 
 def test_no_look_ahead_in_volatility_sizing_and_the_gate(setup, vol_model, tmp_path):

@@ -18,14 +18,15 @@ from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
 from backtests.walk_forward import Window, close_at_window_end, plan_windows, run_walk_forward, window_model
 from models.artifact import load_artifact
 from models.predictor import OnlinePredictor, batch_predict
+from reporting.html import write_report_html
 from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import train_walk_base
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 INTERVAL = pd.Timedelta(minutes=1)
 TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 3
-REPORT_FILES = ["stats.json", "fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png", "windows.json"]
-BENCHMARKS = ["ridge", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"]  # the model has the volatility head (the default)
+REPORT_FILES = ["stats.json", "equity.parquet", "fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png", "windows.json"]
+BENCHMARKS = ["ridge", "lightgbm", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"]  # the model has the volatility head (the default)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +126,11 @@ def test_report_has_every_file_and_statistic(walk):
     for name in BENCHMARKS:
         assert set(STAT_KEYS) <= set(stats["benchmarks"][name])
     assert stats["trades"] == report["trades"]
+    # The stitched equity of equity.parquet compounds to the stitched total return; the report shows each window.
+    equity = pd.read_parquet(out / "equity.parquet")
+    assert (1 + equity["return_lstm"]).prod() - 1 == pytest.approx(stats["total_return"], rel=1e-9, abs=1e-12)
+    page = write_report_html(out).read_text()
+    assert "Walk-forward backtest" in page and "Return per test window" in page and f"window {WINDOWS}<" in page
 
 
 def test_each_window_records_that_its_model_never_saw_its_bars(walk):

@@ -8,6 +8,7 @@ import pytest
 from backtests.runner import BacktestSettings
 from backtests.walk_forward_pooled import run_pooled_walk_forward
 from models.artifact import load_artifact
+from reporting.html import write_report_html
 from tests.fakes.training import BAR_TYPE
 from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
@@ -33,3 +34,5 @@ def test_each_window_retrains_the_pooled_model_and_trades_both_in_one_account(po
     assert set(fills["instrument_id"]) == {"BTCUSDT.BINANCE", "ETHUSDT.BINANCE"} and set(fills["window"]) == {1, 2}
     assert len(set(fills["account_id"].dropna())) == 1
     assert report["settings"]["bar_types"] == [BAR_TYPE, ETH] and not report["in_sample"]
+    page = write_report_html(tmp_path / "wf").read_text()
+    assert "Walk-forward pooled backtest" in page and "Each instrument alone" in page and "window 2<" in page

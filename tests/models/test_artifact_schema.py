@@ -1,6 +1,7 @@
 """artifact.json checked field by field: every field of a real artifact, mutated every way, is
 refused with one line naming the file and the field, or loads where the field allows the value."""
 
+import hashlib
 import json
 import math
 import re
@@ -8,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightgbm
+import numpy as np
 import pytest
 import torch
 
 from models.artifact import MANIFEST, WEIGHTS, ArtifactError, load_artifact, save_artifact
-from models.artifact_schema import INFORMATIONAL
+from models.artifact_schema import INFORMATIONAL, LIGHTGBM_FILE
 from models.config import TrainConfig
 from models.features import default_spec
 from models.train import train_model
@@ -102,7 +105,8 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
     manifest = json.loads((artifact / MANIFEST).read_text())
     copy = tmp_path / "copy"
     copy.mkdir()
-    (copy / WEIGHTS).write_bytes((artifact / WEIGHTS).read_bytes())
+    for name in (WEIGHTS, LIGHTGBM_FILE):
+        (copy / name).write_bytes((artifact / name).read_bytes())
     refused, loaded, wrong = 0, 0, []
     for path, value in fields(manifest):
         for name, new in mutations(path, value):
@@ -146,7 +150,11 @@ def test_every_field_mutated_every_way_is_refused_naming_it(artifact, catalog, t
      f"config.data.bar_types: {[BAR_TYPE, BAR_TYPE]} name an instrument twice"),
     (lambda m: m["lstm"].update(quantiles=[0.1, 0.9]) or m["config"]["model"].update(quantiles=[0.1, 0.9]),
      "lstm: quantiles must include 0.5"),
-    (lambda m: m.update(format_version=3), "format_version is 3, this code reads version 4; retrain it"),
+    (lambda m: m.update(format_version=4), "format_version is 4, this code reads version 5; retrain it"),
+    (lambda m: m.pop("lightgbm"), "lightgbm: missing"),
+    (lambda m: m["lightgbm"].update(num_feature=7), "lightgbm.num_feature: 7 features, but feature_spec computes"),
+    (lambda m: m["lightgbm"].update(objective="huber"), "lightgbm.objective: invalid enum value 'huber'"),
+    (lambda m: m["lightgbm"].update(model_file="model.pkl"), "lightgbm.model_file: invalid enum value 'model.pkl'"),
 ])
 def test_the_reported_cases_say_what_and_where(artifact, tmp_path, change, message):
     copy = tmp_path / "copy"
@@ -189,6 +197,41 @@ def test_weights_that_do_not_fit_the_config_are_named(artifact, tmp_path):
     torch.save({**weights, "extra": torch.zeros(1)}, copy / WEIGHTS)
     with pytest.raises(ArtifactError, match="tensor extra has shape"):
         load_artifact(copy)
+
+
+def test_the_lightgbm_file_must_be_the_booster_the_manifest_pins(artifact, tmp_path):
+    """lightgbm.txt must exist, hash to lightgbm.sha256, parse as a LightGBM text model, and be
+    the booster the manifest describes; each error names the file and the field."""
+    copy = tmp_path / "copy"
+    save_artifact(copy, load_artifact(artifact))
+    booster_file, manifest = copy / LIGHTGBM_FILE, json.loads((copy / MANIFEST).read_text())
+    text = booster_file.read_text()
+
+    def refused(content: str | None, message: str, **fields) -> None:
+        if content is None:
+            booster_file.unlink()
+        else:
+            booster_file.write_text(content)
+            fields.setdefault("sha256", hashlib.sha256(content.encode()).hexdigest())
+        (copy / MANIFEST).write_text(json.dumps({**manifest, "lightgbm": {**manifest["lightgbm"], **fields}}))
+        with pytest.raises(ArtifactError) as error:
+            load_artifact(copy)
+        assert str(error.value).startswith(f"{booster_file}: ") and message in str(error.value), str(error.value)
+
+    refused(text.replace("learning_rate: 0.05", "learning_rate: 0.5"), "not to lightgbm.sha256",
+            sha256=manifest["lightgbm"]["sha256"])  # edited after training: the hash tells
+    refused("not a model", "not a LightGBM text model")
+    columns = manifest["lightgbm"]["num_feature"]
+    rng = np.random.default_rng(0)
+    for params, message in [
+        ({"objective": "regression"}, f"the booster's num_feature is 3, but lightgbm.num_feature is {columns}"),
+        ({"objective": "huber"}, "the booster's objective is 'huber', but lightgbm.objective is 'regression'"),
+    ]:
+        width = 3 if "num_feature" in message else columns
+        other = lightgbm.train({**params, "verbosity": -1}, lightgbm.Dataset(rng.normal(size=(500, width)), rng.normal(size=500)), 2)
+        refused(other.model_to_string(), message, num_trees=2)
+    refused(text, f"the booster's num_trees is {manifest['lightgbm']['num_trees']}, but lightgbm.num_trees is 999", num_trees=999)
+    refused(None, "missing")
 
 
 def test_the_console_command_prints_one_line_and_no_traceback(artifact, tmp_path):

@@ -7,12 +7,14 @@ import pytest
 
 from marketdata.catalog import load_bars
 from models.artifact import ArtifactError, load_artifact
+from models.config import load_config
 from models.dataset import build_dataset
 from models.features import default_spec
 from models.pooling import CrossReturns, cross_columns, with_cross_returns
 from models.predictor import OnlinePredictor, batch_predict
 from models.train import train_model
-from scripts.cli import main
+from nodes.run_folder import open_run
+from tests.conftest import PROJECT_ROOT
 from tests.fakes.training import BAR_TYPE, tiny_config
 from tests.models.test_pooling import ETH, TRAIN_END, pooled  # noqa: F401  (the module fixture: a catalog and a pooled model)
 
@@ -23,7 +25,8 @@ T = pd.Timestamp("2025-05-21 06:00", tz="UTC")  # the "now" of the look-ahead te
 @pytest.fixture(scope="module")
 def cross(pooled, tmp_path_factory):  # noqa: F811
     catalog = pooled[0]
-    config = tiny_config(catalog, max_epochs=1).override(
+    # Seed 1: one epoch of it forecasts both signs on the day the cross-asset backtest trades, so it trades.
+    config = tiny_config(catalog, max_epochs=1, seed=1).override(
         data={"bar_types": [BAR_TYPE, ETH], "end": TRAIN_END, "cross_asset": True}, model={"volatility_head": False})
     out = tmp_path_factory.mktemp("cross") / "model"
     train_model(config, out)
@@ -100,15 +103,23 @@ def test_streaming_equals_batch_with_cross_asset_columns(cross):
         assert np.max(np.abs(online - batch)) / artifact.instrument(b).scales.return_scale <= 1e-5
 
 
-def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross, tmp_path, caplog):
+def test_a_caller_that_cannot_feed_cross_columns_is_refused(cross, tmp_path):
     _, model, bars = cross
     artifact = load_artifact(model)
     assert artifact.lstm.n_features == len(default_spec().columns) + 1 + 2  # own, ETH's return, one-hot
-    # LSTMStrategy builds OnlinePredictor(artifact, bar_type): one instrument's bars, so it refuses.
-    with pytest.raises(ArtifactError, match=r"uses cross-asset features \(\[data\] cross_asset\).*retrain without cross_asset"):
+    # A predictor whose caller does not say it writes the cross columns (set_cross) refuses: LSTMStrategy
+    # says so only when its instances share a barrier (strategies.cross_barrier; tests/backtests/test_cross_asset_backtest).
+    with pytest.raises(ArtifactError, match=r"uses cross-asset features \(\[data\] cross_asset\).*backtests.pooled.*"
+                                            r"or retrain without cross_asset"):
         OnlinePredictor(artifact, BAR_TYPE)
     with pytest.raises(ValueError, match=r"cross-asset features of .* need the bars of \['ETHUSDT"):
         batch_predict(artifact, bars[BAR_TYPE], BAR_TYPE)
-    # and the backtest command says so before any engine starts.
-    assert main(["backtest", "--model", str(model), "--out", str(tmp_path / "report")]) == 2
-    assert "uses cross-asset features" in caplog.text and not (tmp_path / "report").exists()
+    # The paper and live nodes run one LSTMStrategy, without the other instrument's bars: refused before anything starts.
+    with pytest.raises(ValueError, match=r"uses cross-asset features .*a paper or live node trades one instrument"):
+        open_run(model, "BTC/USDT", "spot", None, tmp_path / "run", "paper", {})
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_readmes_cross_asset_hourly_config_loads():
+    config = load_config(PROJECT_ROOT / "models" / "btc_eth_1h_cross.toml")
+    assert config.data.cross_asset and config.data.bar_types == load_config(PROJECT_ROOT / "models" / "btc_eth_1h.toml").data.bar_types

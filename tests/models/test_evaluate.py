@@ -148,6 +148,16 @@ def test_a_pooled_model_is_evaluated_with_every_key(pooled_report):
     assert len(report["folds"]) == 2 and set(report["folds"][0]["instruments"]) == {BAR_TYPE, ETH}
     assert set(report["data"]["instruments"]) == {BAR_TYPE, ETH}
     assert (out / "predicted_vs_realized.png").stat().st_size > 10_000
+    # forecasts.parquet holds both instruments' test rows; the report draws each one's forecasts.
+    import pandas as pd
+
+    from reporting.html import write_report_html
+
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    scored = forecasts[forecasts["realized_return"].notna()].groupby("bar_type").size().to_dict()
+    assert scored == {b: report["instruments"][b]["models"]["zero"]["n"]["mean"] for b in (BAR_TYPE, ETH)}
+    page = write_report_html(out).read_text()
+    assert all(f"Return forecasts, {b}" in page and f"Volatility forecasts, {b}" in page for b in (BAR_TYPE, ETH))
 
 
 def test_pooled_metrics_cover_every_instruments_test_rows(pooled_report):
@@ -209,3 +219,33 @@ def test_summary_table_has_a_volatility_table():
     assert returns.startswith("Returns: 15-bar log return") and "| lstm | 0.5 |" in returns
     assert "| qlike | rmse_log | mz_r2 | dm_pvalue_vs_ewma | dm_pvalue_vs_har |" in volatility
     assert "| garch | 0.37 | 0.4 | 0.5 | 0.01 | 0.02 |" in volatility
+
+
+def test_forecasts_file_holds_each_models_test_row_forecasts_and_the_report_draws_them(evaluated):
+    """forecasts.parquet: one row per scored test row, the outcome beside every model's forecast;
+    report.html (written by the command) draws them in a real browser without error."""
+    import numpy as np
+    import pandas as pd
+
+    from models.evaluation_forecasts import FORECASTS_FILE
+    from tests.reporting.chromium import open_page
+    from tests.reporting.test_report_browser import assert_rendered, figure_count
+
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    forecasts = pd.read_parquet(evaluated / FORECASTS_FILE)
+    assert forecasts.index.name == "close_time" and forecasts.index.is_monotonic_increasing
+    assert set(forecasts["bar_type"]) == {BAR_TYPE} and sorted(set(forecasts["fold"])) == list(range(len(metrics["folds"])))
+    assert {f"return_{name}" for name in metrics["models"]} <= set(forecasts.columns)
+    assert {f"log_volatility_{name}" for name in metrics["volatility"]["models"]} <= set(forecasts.columns)
+    for fold in metrics["folds"]:  # each fold's rows are its test block
+        rows = forecasts[forecasts["fold"] == fold["fold"]]
+        assert len(rows) == fold["test"][1] - fold["test"][0]
+        assert rows.index[0].isoformat() == fold["test_first_close"] and rows.index[-1].isoformat() == fold["test_last_close"]
+    # The file's outcomes and forecasts give metrics.json's pooled figures (the zero forecast's MAE, the LSTM's first-seed IC).
+    known = forecasts["realized_return"].notna()
+    assert forecasts.loc[known, "realized_return"].abs().mean() == pytest.approx(metrics["models"]["zero"]["mae"]["mean"], rel=1e-9)
+    first_seed_ic = np.corrcoef(forecasts.loc[known, "return_lstm"], forecasts.loc[known, "realized_return"])[0, 1]
+    assert first_seed_ic == pytest.approx(metrics["models"]["lstm"]["ic"]["mean"], abs=2 * metrics["models"]["lstm"]["ic"]["std"] + 1e-3)
+    view = open_page(evaluated / "report.html")
+    assert_rendered(view, figure_count(evaluated / "report.html"))
+    assert len(view.charts) >= 5  # IC per fold, two scatters, rolling IC, distribution, volatility

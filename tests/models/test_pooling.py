@@ -11,11 +11,13 @@ import pytest
 from marketdata.catalog import load_bars
 from marketdata.history import import_klines
 from models.artifact import MANIFEST, ArtifactError, load_artifact
+from models.baselines import LightGBMForecast, RidgeForecast
 from models.config import TrainConfig
 from models.dataset import Scaler, build_dataset
-from models.predictor import OnlinePredictor, batch_predict
+from models.pooling import benchmark_rows
+from models.predictor import OnlineLightGBM, OnlinePredictor, batch_predict
 from models.splits import min_gap, train_val_split
-from models.train import train_model
+from models.train import load_datasets, train_model
 from scripts.cli import main
 from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE
 from tests.fakes.training import BAR_TYPE, tiny_config
@@ -110,6 +112,19 @@ def test_streaming_equals_batch_per_instrument(pooled):
     assert np.max(np.abs(batch_predict(artifact, bars, BAR_TYPE).iloc[:, 0] - outputs[ETH].iloc[:, 0])) > 1e-6
 
 
+def test_the_lightgbm_benchmark_streams_its_batch_forecasts_per_instrument(pooled):
+    catalog, model, _ = pooled
+    artifact = load_artifact(model)
+    for bar_type in (BAR_TYPE, ETH):
+        bars = load_bars(catalog, bar_type).iloc[:3000]
+        batch = batch_predict(artifact, bars, bar_type, forecaster="lightgbm")["prediction"].to_numpy()
+        online = OnlineLightGBM(artifact)
+        streamed = [online.update(ts.value, *row) for ts, row in zip(bars.index, bars[["high", "low", "close", "volume"]].to_numpy())]
+        streamed = np.concatenate([row for row in streamed if row is not None])
+        assert streamed.shape == batch.shape and np.unique(batch).size > 100
+        assert np.max(np.abs(streamed - batch)) <= 1e-12 * np.max(np.abs(batch))
+
+
 def test_train_takes_repeated_bar_types_and_the_schema_checks_the_instruments(pooled, tmp_path):
     catalog, model, _ = pooled
     out = tmp_path / "cli"
@@ -156,3 +171,19 @@ def test_a_pooled_hybrid_streams_like_batch_per_instrument_and_after_a_reset(poo
             streamed = np.array([row[0] for row in (predictor.update(*bar) for bar in inputs) if row is not None])
             scale = artifact.instrument(bar_type).scales.return_scale
             assert np.max(np.abs(streamed - batch)) / scale <= NETWORK_UNITS_TOLERANCE
+
+
+def test_the_benchmarks_fit_every_instruments_fitting_rows_of_their_own_features(pooled):
+    """train's ridge and LightGBM benchmarks: each instrument's fitting rows, own feature columns
+    only (no scaling, no one-hot), stacked; LightGBM with LightGBMForecast's own parameters."""
+    _, model, config = pooled
+    artifact = load_artifact(model)
+    _, datasets = load_datasets(artifact.config, artifact.feature_spec)
+    gap = min_gap(config.training.horizon, config.model.burn_in)
+    splits = [train_val_split(len(data), config.training.val_fraction, gap) for data in datasets]
+    x, y = benchmark_rows(datasets, [slice(s.fit.start, s.fit.stop) for s in splits], len(artifact.feature_spec.columns))
+    assert x.shape == (sum(len(s.fit) for s in splits), artifact.lightgbm.num_feature())
+    np.testing.assert_allclose(artifact.ridge["coef"], RidgeForecast(config.training.horizon).fit(x, None, y).coef_, rtol=1e-9)
+    boosted = LightGBMForecast(config.training.horizon, seed=config.training.seed).fit(x, None, y)
+    assert boosted.booster_.num_trees() == artifact.lightgbm.num_trees()
+    np.testing.assert_array_equal(artifact.lightgbm.predict(x), boosted.booster_.predict(x))

@@ -1,5 +1,6 @@
 """Training, artifacts and predictions: determinism, resume, no leakage, train/serve parity."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -9,10 +10,11 @@ import torch
 
 from marketdata.catalog import load_bars
 from models.artifact import ArtifactError, load_artifact, save_artifact
+from models.baselines import RidgeForecast
 from models.dataset import build_dataset, sequences
 from models.features import default_spec
 from models.kernels.predict import predict_bar
-from models.predictor import OnlinePredictor, OnlineRidge, batch_predict
+from models.predictor import OnlineLightGBM, OnlinePredictor, OnlineRidge, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import fit, train_model
 from tests.conftest import (
@@ -64,7 +66,9 @@ def test_resume_continues_exactly(catalog, bars, tmp_path):
     straight = fit(config, data, split)
     checkpoint = tmp_path / "last.pt"
     fit(config.override(training={"max_epochs": 1}), data, split, checkpoint=checkpoint)  # then "killed"
-    resumed = fit(config, data, split, checkpoint=checkpoint)
+    seen = []  # a resumed run replays its checkpointed epochs to on_epoch: a pruner sees the same sequence
+    resumed = fit(config, data, split, checkpoint=checkpoint, on_epoch=lambda epoch, loss: seen.append((epoch, loss)))
+    assert seen == [(h["epoch"], h["val_loss"]) for h in straight.history]
     assert [h["epoch"] for h in resumed.history] == [0, 1]
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
     state, expected = resumed.model.state_dict(), straight.model.state_dict()
@@ -108,14 +112,45 @@ def test_streaming_predictions_equal_batch_on_real_bars(artifact, bars):
     assert network_units_gap(streamed, batch, model) <= NETWORK_UNITS_TOLERANCE
 
 
-def test_online_ridge_equals_the_offline_ridge_to_float64_rounding(artifact, bars):
-    """The ridge benchmark is float64 on both paths: they agree to rounding, relative to the forecasts' size."""
+@pytest.mark.parametrize("forecaster, online", [("ridge", OnlineRidge), ("lightgbm", OnlineLightGBM)])
+def test_online_benchmarks_equal_their_offline_forecasts_to_float64_rounding(artifact, bars, forecaster, online):
+    """The benchmarks are float64 on both paths (LightGBM: Booster.predict offline, its C fast
+    single-row path online): they agree to rounding, relative to the forecasts' size."""
+    model = load_artifact(artifact)
+    offline = batch_predict(model, bars, forecaster=forecaster)
+    rows = stream_bars(online(model), bars)
+    warmup = model.feature_spec.warmup_bars
+    assert all(row is None for row in rows[:warmup]) and all(row is not None for row in rows[warmup:])
+    assert len(rows) - warmup == len(offline)
+    assert np.unique(offline["prediction"]).size > 100  # a forecast that moves, not a constant
+    gap = np.max(np.abs(np.concatenate(rows[warmup:]) - offline["prediction"].to_numpy()))
+    assert gap <= 1e-12 * np.max(np.abs(offline["prediction"]))
+
+
+def test_the_ridge_forecasts_are_ridge_forecast_predict(artifact, bars):
     model = load_artifact(artifact)
     data = build_dataset(bars, model.feature_spec, model.config.training.horizon)
-    offline = data.features @ np.asarray(model.ridge["coef"]) + model.ridge["intercept"]  # RidgeForecast.predict
-    online = [row for row in stream_bars(OnlineRidge(model), bars) if row is not None]
-    assert len(online) == len(offline)
-    assert np.max(np.abs(np.concatenate(online) - offline)) <= 1e-12 * np.max(np.abs(offline))
+    ridge = RidgeForecast(model.config.training.horizon, alpha=model.ridge["alpha"])
+    ridge.coef_, ridge.intercept_ = np.asarray(model.ridge["coef"]), model.ridge["intercept"]
+    np.testing.assert_array_equal(batch_predict(model, bars, forecaster="ridge")["prediction"], ridge.predict(data.features, None))
+
+
+@pytest.mark.parametrize("forecaster", ["ridge", "lightgbm"])
+def test_benchmark_forecasts_at_t_ignore_every_later_bar(artifact, bars, forecaster):
+    model = load_artifact(artifact)
+    assert_no_look_ahead(lambda frame: batch_predict(model, frame, forecaster=forecaster), bars, bars.index[6000])
+
+
+def test_online_lightgbm_reset_and_restored_state_continue_exactly(artifact, bars):
+    model = load_artifact(artifact)
+    straight = OnlineLightGBM(model)
+    expected = stream_bars(straight, bars)
+    straight.reset()
+    np.testing.assert_array_equal(np.array(stream_bars(straight, bars)[-3000:]), np.array(expected[-3000:]))
+    first, second = OnlineLightGBM(model), OnlineLightGBM(model)
+    stream_bars(first, bars.iloc[:6000])
+    second.set_state(json.loads(json.dumps(first.get_state())))
+    np.testing.assert_array_equal(np.array(stream_bars(second, bars.iloc[6000:])), np.array(expected[6000:]))
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +193,7 @@ def test_compiled_predictor_with_quantiles_reset_and_restored_state(quantile_art
 
 def test_artifact_contents(artifact):
     manifest = json.loads((artifact / "artifact.json").read_text())
-    assert manifest["format_version"] == 4
+    assert manifest["format_version"] == 5
     [instrument] = manifest["instruments"]
     assert instrument["data"]["bar_type"] == BAR_TYPE and instrument["data"]["instrument_id"] == "BTCUSDT.BINANCE"
     assert instrument["data"]["first_bar_close"] == "2025-05-20T00:01:00+00:00" and len(instrument["data"]["sha256"]) == 64
@@ -167,6 +202,10 @@ def test_artifact_contents(artifact):
     assert {"torch", "nautilus_trader", "numpy"} <= set(manifest["versions"])
     assert set(manifest["metrics"]["validation"]) >= {"mae", "rmse", "rmse_ratio_vs_zero", "directional_accuracy"}
     assert not (artifact / "checkpoint").exists()  # a finished run leaves no checkpoint behind
+    # The LightGBM benchmark: LightGBM's text model, pinned by its hash, one input per feature column.
+    text = (artifact / "lightgbm.txt").read_bytes()
+    assert text.startswith(b"tree\n") and manifest["lightgbm"]["sha256"] == hashlib.sha256(text).hexdigest()
+    assert manifest["lightgbm"]["num_feature"] == len(default_spec().columns) and manifest["lightgbm"]["objective"] == "regression"
 
 
 def test_artifact_mismatches_are_refused(artifact, tmp_path):
@@ -204,18 +243,53 @@ def test_weights_never_unpickle_code(artifact, tmp_path, monkeypatch):
     assert (tmp_path / "PWNED").exists()
 
 
-def test_hyperparameter_search_picks_the_best_validation_loss(catalog, tmp_path):
-    config = tiny_config(catalog, max_epochs=1, search_trials=2)
+SEARCH_END = "2025-05-23"  # the fixture's first 3 days: searches train several networks
+
+
+def test_hyperparameter_search_keeps_the_best_trial(catalog, tmp_path):
+    config = tiny_config(catalog, max_epochs=2, search_trials=3).override(data={"end": SEARCH_END})
     artifact = train_model(config, tmp_path / "searched")
     search = artifact.metrics["search"]
-    assert search["trials"] == 2 and len(search["results"]) == 2
-    best = min(search["results"], key=lambda r: r["val_loss"])
-    assert search["chosen"] == best["params"]
-    assert artifact.config.model.hidden_size == best["params"]["model.hidden_size"]
-    assert artifact.lstm.num_layers == best["params"]["model.num_layers"]
-    assert artifact.config.training.learning_rate == best["params"]["training.learning_rate"]
+    assert search["trials"] == 3 and len(search["results"]) == 3
+    assert search["complete"] + search["pruned"] == 3 and search["sampler"] == "TPESampler(seed=0)"
+    complete = [r for r in search["results"] if r["state"] == "COMPLETE"]
+    best = min(complete, key=lambda r: r["val_loss"])
+    assert search["best"] == {"number": best["number"], "params": best["params"], "val_loss": best["val_loss"]}
+    assert len({json.dumps(r["params"], sort_keys=True) for r in search["results"]}) == 3  # TPE drew 3 configs
+    params = best["params"]
+    assert artifact.config.model.hidden_size == params["model.hidden_size"] == artifact.lstm.hidden_size
+    assert artifact.lstm.num_layers == params["model.num_layers"]
+    assert artifact.config.model.dropout == params["model.dropout"]
+    assert artifact.config.training.learning_rate == params["training.learning_rate"]
+    # The network kept is the winner's own fit: its epochs are the winner's reported losses.
+    assert [h["val_loss"] for h in artifact.metrics["history"]] == best["val_losses"]
     saved = json.loads((tmp_path / "searched" / "artifact.json").read_text())
-    assert saved["metrics"]["search"]["trials"] == 2
+    assert saved["metrics"]["search"]["best"]["number"] == best["number"]
+
+
+def test_search_records_pruned_trials_never_keeps_one_and_resumes(catalog, bars, tmp_path):
+    import optuna
+
+    from models.search import search_hyperparameters
+
+    class PruneOddTrials(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number % 2 == 1
+
+    config = tiny_config(catalog, max_epochs=2, search_trials=2)
+    data = build_dataset(bars.loc[:SEARCH_END], default_spec(), config.training.horizon)
+    chosen, result, search = search_hyperparameters(config, [data], [split_for(config, data)], tmp_path, PruneOddTrials())
+    assert [r["state"] for r in search["results"]] == ["COMPLETE", "PRUNED"]
+    assert (search["complete"], search["pruned"]) == (1, 1)
+    assert [len(r["val_losses"]) for r in search["results"]] == [2, 1]  # pruned after its first epoch
+    assert search["best"]["number"] == 0  # the pruned trial is never the winner, whatever its loss
+    assert [h["val_loss"] for h in result.history] == search["results"][0]["val_losses"]
+    assert chosen.training.learning_rate == search["best"]["params"]["training.learning_rate"]
+    # Re-run into the same checkpoints (a killed search, started again): the same trials, resumed
+    # from their checkpoints, the pruned one pruned again at the same epoch.
+    _, again, resumed = search_hyperparameters(config, [data], [split_for(config, data)], tmp_path, PruneOddTrials())
+    assert resumed["results"] == search["results"]
+    assert again.history == result.history
 
 
 def test_online_state_saved_and_restored_continues_exactly(artifact, bars):

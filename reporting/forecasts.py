@@ -1,0 +1,159 @@
+"""Figures of forecasts beside what came true, shared by the backtest and evaluate reports.
+
+A forecast is the model's h-bar log return made at a bar's close; what came true is
+``log(close[t+h] / close[t])`` (``models.features.forward_log_return``), known h bars later. The
+volatility forecast is the std of that h-bar return; what came true is the realized volatility
+over the same h bars (``models.volatility.log_realized_vol``). The rolling IC is the Pearson
+correlation of forecast and outcome over a trailing window of bars.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from models.features import forward_log_return
+from models.volatility import log_realized_vol
+from reporting.page import figure, sample, thin
+
+# Log returns on axes as percentages to 3 significant digits (0.036%), not SI prefixes (360µ).
+RETURN_TICKS = ".3~%"
+HISTOGRAM_BINS = 80
+
+# The decision log's reasons (strategies.decision, strategies.volatility, strategies.safety), by what they mean.
+# Checked in order: a composed reason ("...; volatility gate: ...") goes to its first match.
+REASON_KINDS = [
+    ("volatility gate", "blocked by the volatility gate"),
+    ("minimum bars", "held for the minimum holding time"),
+    ("cannot short", "short signal, but the venue cannot short"),
+    ("quantile band", "blocked by the quantile gate"),
+    ("inside ±", "forecast inside the entry threshold"),
+    ("in flight", "waiting for an order in flight"),
+    ("stop-loss", "stop-loss exit"),
+    ("take-profit", "take-profit exit"),
+    ("kill switch", "drawdown kill switch"),
+    ("not finite", "forecast not finite"),
+    (" > ", "long signal"),
+    (" < -", "short signal"),
+]
+
+
+def point_column(columns) -> str:
+    """The point forecast among a forecaster's outputs: ``prediction``, else the median quantile."""
+    if "prediction" in columns:
+        return "prediction"
+    quantiles = sorted((c for c in columns if re.fullmatch(r"q[0-9.]+", str(c))), key=lambda c: float(c[1:]))
+    if not quantiles:
+        raise ValueError(f"no return forecast among the columns {list(columns)}: expected prediction or q0.5")
+    return "q0.5" if "q0.5" in quantiles else quantiles[len(quantiles) // 2]
+
+
+def realized_returns(close: pd.Series, horizon: int) -> pd.Series:
+    """The h-bar log return after each bar (NaN for the last h)."""
+    return forward_log_return(close.to_frame("close"), horizon)
+
+
+def realized_volatility(close: pd.Series, horizon: int) -> pd.Series:
+    """The realized std of the h-bar log return after each bar (NaN for the last h)."""
+    return pd.Series(np.exp(log_realized_vol(close.to_numpy(dtype=float), horizon)), index=close.index)
+
+
+def reason_kind(reason: str) -> str:
+    for text, kind in REASON_KINDS:
+        if text in reason:
+            return kind
+    return reason.split(":")[0]
+
+
+def forecast_scatter(forecast: pd.Series, realized: pd.Series, threshold: float | None, title: str) -> go.Figure:
+    """Forecast against the outcome, one dot per bar (a sample of them), the entry threshold's lines."""
+    both = sample(pd.DataFrame({"forecast": forecast, "realized": realized}).dropna())
+    fig = figure(title, "forecast (h-bar log return)", "realized (h-bar log return)")
+    fig.update_xaxes(tickformat=RETURN_TICKS)
+    fig.update_yaxes(tickformat=RETURN_TICKS)
+    fig.add_trace(go.Scatter(x=both["forecast"], y=both["realized"], mode="markers", name="bars",
+                             marker={"size": 4, "opacity": 0.35}))
+    if threshold is not None:
+        for x in (-threshold, threshold):
+            fig.add_vline(x=x, line={"color": "firebrick", "dash": "dash"})
+    if len(both) > 2 and both["forecast"].std() > 0:
+        slope, intercept = np.polyfit(both["forecast"], both["realized"], 1)
+        ends = np.array([both["forecast"].min(), both["forecast"].max()])
+        fig.add_trace(go.Scatter(x=ends, y=intercept + slope * ends, mode="lines", name=f"fit, slope {slope:.3g}"))
+    return fig
+
+
+def rolling_ic(pairs: dict[str, tuple[pd.Series, pd.Series]], window: int, title: str) -> go.Figure:
+    """Each forecaster's correlation with the outcome over the last ``window`` bars."""
+    fig = figure(title, "time (UTC)", f"IC over {window} bars")
+    for name, (forecast, realized) in pairs.items():
+        both = pd.DataFrame({"f": forecast, "r": realized}).dropna()
+        ic = both["f"].rolling(window, min_periods=window // 2).corr(both["r"])
+        line = thin(ic.replace([np.inf, -np.inf], np.nan))
+        fig.add_trace(go.Scatter(x=line.index, y=line.to_numpy(), mode="lines", name=name))
+    fig.add_hline(y=0, line={"color": "grey", "dash": "dot"})
+    return fig
+
+
+def ic_window(index: pd.DatetimeIndex) -> int:
+    """A rolling window of about a day of bars, at least 100 and at most a quarter of the bars."""
+    if len(index) < 8:
+        return max(2, len(index))
+    step = pd.Series(index).diff().median()
+    per_day = int(pd.Timedelta(days=1) / step) if step > pd.Timedelta(0) else 100
+    return int(max(min(max(per_day, 100), len(index) // 4), 2))
+
+
+def threshold_histogram(forecast: pd.Series, threshold: float | None, title: str) -> go.Figure:
+    """Where the forecasts fall against the entry threshold: how many could ever trade."""
+    values = forecast.dropna()
+    clear = int((values.abs() > threshold).sum()) if threshold is not None else 0
+    if threshold is not None:
+        title += f": {clear} of {len(values)} forecasts ({clear / max(len(values), 1):.1%}) clear ±{threshold:.6f}"
+    fig = figure(title, "forecast (h-bar log return)", "bars")
+    fig.update_xaxes(tickformat=RETURN_TICKS)
+    # Binned here, not in the browser: 80 bars cost the page nothing, however many forecasts there are.
+    counts, edges = np.histogram(values.to_numpy(), bins=HISTOGRAM_BINS) if len(values) else (np.zeros(0), np.zeros(1))
+    fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name="forecasts"))
+    if threshold is not None:
+        for x, side, where in ((-threshold, "short entry", "top left"), (threshold, "long entry", "top right")):
+            fig.add_vline(x=x, line={"color": "firebrick", "dash": "dash"}, annotation_text=side, annotation_position=where)
+        # Both the forecasts and the threshold in view, however far apart.
+        reach = max(threshold, float(values.abs().max()) if len(values) else 0.0) * 1.1
+        fig.update_xaxes(range=[-reach, reach])
+    return fig
+
+
+def volatility_lines(forecasts: dict[str, pd.Series], realized: pd.Series, title: str, y_title: str) -> go.Figure:
+    """Volatility forecasts and the realized volatility over time."""
+    fig = figure(title, "time (UTC)", y_title)
+    line = thin(realized)
+    fig.add_trace(go.Scatter(x=line.index, y=line.to_numpy(), mode="lines", name="realized", line={"color": "lightgrey"}))
+    for name, forecast in forecasts.items():
+        line = thin(forecast)
+        fig.add_trace(go.Scatter(x=line.index, y=line.to_numpy(), mode="lines", name=f"forecast: {name}"))
+    return fig
+
+
+def reasons_figure(reasons: pd.Series, title: str) -> go.Figure:
+    """How many bars each kind of decision took (the decision log's reasons)."""
+    counts = reasons.map(reason_kind).value_counts().sort_values()
+    fig = figure(title, "bars", "", height=max(250, 60 + 30 * len(counts)))
+    fig.add_trace(go.Bar(x=counts.to_numpy(), y=counts.index.tolist(), orientation="h", name="bars",
+                         text=counts.to_numpy(), textposition="auto"))
+    return fig
+
+
+def gate_figure(volatility: pd.Series, reasons: pd.Series, title: str) -> go.Figure:
+    """The volatility forecast over time, with the bars where the gate kept a new position out."""
+    fig = figure(title, "time (UTC)", "forecast volatility (std of the h-bar log return)")
+    line = thin(volatility)
+    fig.add_trace(go.Scatter(x=line.index, y=line.to_numpy(), mode="lines", name="volatility forecast"))
+    blocked = reasons.str.contains("volatility gate", regex=False)
+    fig.add_trace(go.Scatter(x=volatility.index[blocked.to_numpy()], y=volatility[blocked.to_numpy()].to_numpy(),
+                             mode="markers", name=f"entry blocked by the gate ({int(blocked.sum())})",
+                             marker={"color": "firebrick", "size": 7, "symbol": "x"}))
+    return fig

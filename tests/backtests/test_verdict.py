@@ -1,0 +1,94 @@
+"""The backtest's verdict (backtests.verdict): forecasts scored on the backtest's own rows, and lines that say only that."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.verdict import forecast_check, verdict
+
+HORIZON = 4
+
+
+def predictions(forecast: str, n: int = 600, seed: int = 0, bar_type: str = "BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL") -> pd.DataFrame:
+    """A random walk's closes with a forecast of the next HORIZON bars' log return: the truth plus a
+    little noise ("informed"), pure noise larger than the moves ("noise"), or almost zero ("timid")."""
+    rng = np.random.default_rng(seed)
+    step = rng.normal(0, 0.01 * np.exp(np.sin(np.arange(n) / 50)))  # clustered volatility
+    close = 100 * np.exp(np.cumsum(step))
+    ahead = np.full(n, 0.0)
+    ahead[:-HORIZON] = np.log(close[HORIZON:] / close[:-HORIZON])
+    noise = rng.normal(0, 0.02, n)
+    prediction = {"informed": ahead + 0.1 * noise, "noise": 3 * noise, "timid": 1e-6 * noise}[forecast]
+    index = pd.date_range("2025-06-01", periods=n, freq="h", tz="UTC", name="close_time")
+    # The volatility forecast: the realized one over the next h bars, known in hindsight (a perfect one).
+    realized = pd.Series(step[::-1] ** 2).rolling(HORIZON).sum().to_numpy()[::-1]
+    realized = np.r_[realized[1:], np.nan]
+    volatility = np.sqrt(np.where(np.isfinite(realized), realized, 1e-4))
+    return pd.DataFrame({"close": close, "prediction": prediction, "volatility": volatility, "bar_type": bar_type}, index=index)
+
+
+@pytest.mark.parametrize(("forecast", "judged"), [
+    ("informed", "beats the random walk"),
+    ("noise", "significantly WORSE than the random walk"),
+    ("timid", "not significantly different from the random walk"),
+])
+def test_the_return_forecast_is_judged_by_what_it_measured(tmp_path, forecast, judged):
+    write_report(tmp_path, predictions(forecast))
+    lines = verdict(tmp_path, horizon=HORIZON)
+    assert judged in lines[2]
+
+
+def test_forecasts_are_scored_on_each_instruments_rows_with_an_outcome_only():
+    rows = pd.concat([predictions("informed", n=300), predictions("informed", n=200, seed=1, bar_type="ETHUSDT.BINANCE-1-HOUR-LAST-EXTERNAL")])
+    check = forecast_check(rows, HORIZON)
+    assert check["rows"] == (300 - HORIZON) + (200 - HORIZON)
+    # A volatility forecast that knew the future beats EWMA.
+    assert check["volatility"]["qlike"] < check["volatility"]["qlike_ewma"]
+    assert check["volatility"]["dm_pvalue_vs_ewma"] < 0.05
+
+
+def test_changing_a_bar_after_the_last_scored_row_changes_nothing():
+    rows = predictions("informed", n=300)
+    before = forecast_check(rows, HORIZON)
+    rows.iloc[-1, rows.columns.get_loc("prediction")] = 123.0  # no outcome yet: not scored
+    assert forecast_check(rows, HORIZON) == before
+
+
+def test_the_verdict_says_what_traded_what_it_earned_and_where_the_report_is(tmp_path):
+    write_report(tmp_path, predictions("timid"))
+    lines = verdict(tmp_path, horizon=HORIZON)
+    assert 3 <= len(lines) <= 5
+    assert "never saw" in lines[0] and "lstm 54" in lines[0] and "ridge 103" in lines[0] and "buy_and_hold 0" in lines[0]
+    assert "lstm returned -0.78%" in lines[1] and "buy_and_hold +8.54%" in lines[1]
+    assert "it beat ridge and trailed buy_and_hold" in lines[1]
+    assert "Volatility forecast" in lines[3]
+    assert lines[-1].startswith(f"Report: {tmp_path}/")
+    (tmp_path / "report.html").write_text("<html></html>")
+    assert verdict(tmp_path, horizon=HORIZON)[-1].startswith(f"Report: {tmp_path / 'report.html'} ")
+
+
+def test_an_in_sample_backtest_says_so_and_too_few_rows_are_not_scored(tmp_path):
+    write_report(tmp_path, predictions("informed", n=HORIZON + 3), in_sample=True)
+    lines = verdict(tmp_path, horizon=HORIZON)
+    assert "IN-SAMPLE" in lines[0]
+    assert lines[2].startswith("Too few rows (3)")
+    assert len(lines) == 4
+
+
+def write_report(folder, rows: pd.DataFrame, in_sample: bool = False) -> None:
+    """stats.json as backtests.report writes it (the keys the verdict reads), and predictions.parquet."""
+    def figures(total_return, trades):
+        return {"total_return": total_return, "trades": trades, "fees": 118.2}
+    stats = {
+        **figures(-0.007816, 54),
+        "benchmarks": {"ridge": figures(-0.02, 103), "buy_and_hold": figures(0.08543, 0)},
+        "in_sample": in_sample,
+        "settings": {"model": "not-read", "first_bar_close": rows.index[0].isoformat(),
+                     "last_bar_close": rows.index[-1].isoformat(), "starting_balance": 10_000.0},
+    }
+    (folder / "stats.json").write_text(json.dumps(stats))
+    rows.to_parquet(folder / "predictions.parquet")
