@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from nautilus_trader.model.data import BarType
 
 from marketdata.catalog import load_bars
@@ -27,15 +26,6 @@ INTERVAL = pd.Timedelta(minutes=1)
 TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 3
 REPORT_FILES = ["stats.json", "equity.parquet", "fills.csv", "positions.csv", "predictions.parquet", "equity.png", "trades.png", "windows.json"]
 BENCHMARKS = ["ridge", "lightgbm", "ema_cross", "buy_and_hold", "vol_target_buy_and_hold"]  # the model has the volatility head (the default)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    # A model this small trains no faster on two threads, and far slower on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

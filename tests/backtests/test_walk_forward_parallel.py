@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from backtests.parallel import Workers, map_ordered, project_packages
 from backtests.runner import BacktestSettings
@@ -25,17 +24,9 @@ COMPARED_FILES = ["fills.csv", "positions.csv"]
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One-by-one runs train on one torch thread, as each Ray worker does (backtests.walk_forward: Parallel)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def setup(catalog, tmp_path_factory):
+def setup(catalog, tmp_path_factory, one_thread):
+    # one_thread: one-by-one runs train on one torch thread, as each Ray worker does (backtests.walk_forward: Parallel)
     """A tiny base model and the settings of a walk of WINDOWS windows."""
     base = tmp_path_factory.mktemp("base") / "model"
     train_walk_base(catalog, base)
@@ -77,7 +68,7 @@ def test_two_local_workers_give_the_report_of_one(setup, serial, tmp_path):
     assert_same_report(tmp_path, serial)
 
 
-def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(pooled, tmp_path):  # noqa: F811
+def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(pooled, one_thread, tmp_path):  # noqa: F811
     catalog, model, _ = pooled
     settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=(BAR_TYPE, ETH),
                                 end=pd.Timestamp("2025-05-21 12:00", tz="UTC"), strategy={"entry_threshold": 1e-5})
