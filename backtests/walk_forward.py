@@ -24,6 +24,17 @@ the next window decides afresh. The benchmarks restart per window too: buy-and-h
 (paying the fee again) and the EMA cross rebuilds its averages. The strategy's drawdown kill
 switch measures from each window's start.
 
+Parallel. The windows' models can train at once, as Ray tasks (``workers``, backtests.parallel:
+a local Ray, or a cluster by address); trading stays in this process, window after window as each
+model arrives, because money carries over: window k+1 starts from window k's ending equity, and
+the strategy's drawdown stop and the buy-and-hold's size depend on that equity, so a window
+traded from a fixed equity and rescaled afterwards would not be the same run. A worker trains
+on one torch thread, with the same config and seed, so the report is identical to a one-by-one
+run on one thread (``OMP_NUM_THREADS=1``); one-by-one on more threads, torch sums in another
+order and forecasts differ in the last digits (up to 6e-10 in the README's runs). Workers read
+the catalog and write the models under ``OUT/windows`` by path: on a cluster both must be on a
+filesystem every node sees.
+
 Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
 computed over the stitched equity, fills, positions and predictions (each with a ``window``
 column), plus ``windows.json``: each window's train and test ranges, model, statistics and
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +56,7 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 
 from backtests.feed import BarFeed, joined
+from backtests.parallel import ONE_BY_ONE, Workers, map_ordered, require_shared_path
 from backtests.report import training_overlap, write_report
 from backtests.runner import (
     BacktestSettings,
@@ -92,8 +105,12 @@ def plan_windows(
     return windows
 
 
-def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path) -> dict:
-    """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats."""
+def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path,
+                     workers: Workers = ONE_BY_ONE) -> dict:
+    """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats.
+
+    ``workers``: where the windows' models train (backtests.parallel); by default one by one, here.
+    """
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
     if len(settings.bar_types) > 1:
@@ -115,17 +132,20 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    for window in progress(windows, desc="walk-forward", unit="window"):
+    tested = []
+    for window in windows:
         window_bars = bars.window(window.test_start, window.test_end)
-        if window_bars is None:
+        if window_bars is not None:
+            tested.append((window, window_bars))
+        else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
-            continue
+    models = train_windows(base, settings, [window for window, _ in tested], out, workers)
+    for (window, window_bars), artifact in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         log.info(
             "window %d/%d: train on %s to %s, test on %s to %s",
             window.number, len(windows), window.train_start, window.train_end, window.test_start, window.test_end,
         )
-        model_dir = out / "windows" / f"{window.number:02d}" / "model"
-        artifact = window_model(base, settings, window, model_dir)
+        model_dir = window_dir(out, window)
         runs, stats = trade_window(replace(settings, model_path=model_dir), instrument, window_bars, balances, window.number)
         for name, run in runs.items():
             parts[name].append((window.number, run))
@@ -139,6 +159,31 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     report = write_report(out, joined(traded), stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
+
+
+def window_dir(out: Path, window: Window) -> Path:
+    return out / "windows" / f"{window.number:02d}" / "model"
+
+
+def train_windows(base: TrainConfig, settings: BacktestSettings, windows: list[Window], out: Path,
+                  workers: Workers) -> Iterator[Artifact]:
+    """Each window's model, in window order: trained one by one here, or all at once as Ray tasks.
+
+    Only training runs in parallel: trading stays here, in window order, because each window starts
+    from the equity the last one ended with, and the strategy's sizing and drawdown stop depend on it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    # Workers may run elsewhere, in another directory: they get absolute paths.
+    shared = replace(settings, catalog=Path(settings.catalog).resolve(), model_path=Path(settings.model_path).resolve())
+    calls = [(base, shared, window, window_dir(out, window).resolve()) for window in windows]
+    return map_ordered(train_window, calls, workers)
+
+
+def train_window(base: TrainConfig, settings: BacktestSettings, window: Window, path: Path) -> Artifact:
+    """window_model as a worker runs it: the catalog and the report folder must be where the driver said."""
+    require_shared_path(settings.catalog, "catalog")
+    require_shared_path(path.parent.parent.parent, "report folder")
+    return window_model(base, settings, window, path)
 
 
 def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, path: Path) -> Artifact:

@@ -23,6 +23,7 @@ import pandas as pd
 from nautilus_trader.model.data import BarType
 
 from backtests.feed import BarFeed, joined
+from backtests.parallel import ONE_BY_ONE, Workers
 from backtests.pooled import (
     instrument_fills,
     load_all_inputs,
@@ -36,7 +37,8 @@ from backtests.walk_forward import (
     close_at_window_end,
     plan_windows,
     stitch,
-    window_model,
+    train_windows,
+    window_dir,
 )
 from marketdata.progress import progress
 from models.artifact import load_artifact
@@ -45,8 +47,12 @@ from models.jsonio import write_json
 log = logging.getLogger(__name__)
 
 
-def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path) -> dict:
-    """Retrain a pooled model, trade every instrument in one account, per window; stitch and report."""
+def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path,
+                            workers: Workers = ONE_BY_ONE) -> dict:
+    """Retrain a pooled model, trade every instrument in one account, per window; stitch and report.
+
+    ``workers``: where the windows' models train, as in backtests.walk_forward.train_windows.
+    """
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
     out = Path(out)
@@ -62,13 +68,16 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    for window in progress(windows, desc="walk-forward", unit="window"):
+    tested = []
+    for window in windows:
         window_bars = bars.window(window.test_start, window.test_end)
-        if window_bars is None:
+        if window_bars is not None:
+            tested.append((window, window_bars))
+        else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
-            continue
-        model_dir = out / "windows" / f"{window.number:02d}" / "model"
-        window_model(base, settings, window, model_dir)
+    models = train_windows(base, settings, [window for window, _ in tested], out, workers)
+    for (window, window_bars), _ in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
+        model_dir = window_dir(out, window)
         here = replace(settings, model_path=model_dir, bar_types=window_bars.bar_types, bar_type="")
         trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars.closes]
         runs, stats = trade_pooled_window(here, trading, window_bars, balances, window.number)

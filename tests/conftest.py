@@ -54,6 +54,18 @@ def shared_data() -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for the module: a model this small trains no faster on two, and far slower on a
+    busy two-core machine; and a one-by-one walk-forward then trains as each Ray worker does."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def catalog(tmp_path_factory, shared_data) -> Path:
     """A catalog of the 7-day BTC/USDT 1m fixture, shared by the tests that only read it."""

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from nautilus_trader.model.data import BarType
 
 from marketdata.catalog import load_bars
@@ -17,11 +16,10 @@ from backtests.runner import BacktestSettings, load_inputs, run_strategy
 from backtests.stats import STAT_KEYS, fills_from_nautilus, position_series
 from backtests.walk_forward import Window, close_at_window_end, plan_windows, run_walk_forward, window_model
 from models.artifact import load_artifact
-from models.config import TrainConfig
 from models.predictor import OnlinePredictor, batch_predict
-from models.train import train_model
 from reporting.html import write_report_html
 from tests.conftest import NETWORK_UNITS_TOLERANCE, network_units_gap
+from tests.fakes.training import train_walk_base
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 INTERVAL = pd.Timedelta(minutes=1)
@@ -31,23 +29,10 @@ BENCHMARKS = ["ridge", "lightgbm", "ema_cross", "buy_and_hold", "vol_target_buy_
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # A model this small trains no faster on two threads, and far slower on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def walk(catalog, tmp_path_factory, one_thread):
     """A tiny base model walked forward over three one-day windows; returns (bars, report folder, report)."""
     base = tmp_path_factory.mktemp("base") / "model"
-    train_model(TrainConfig.from_dict({
-        "data": {"catalog": str(catalog), "bar_type": BAR_TYPE},
-        "model": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "burn_in": 16},
-        "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
-    }), base)
+    train_walk_base(catalog, base)
     bars = load_bars(catalog, BAR_TYPE)
     end = bars.index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS) - INTERVAL
     settings = BacktestSettings(model_path=base, catalog=catalog, bar_type=BAR_TYPE, end=end)

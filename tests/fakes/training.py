@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from models.config import TrainConfig
+from models.train import train_model
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 
@@ -15,3 +18,13 @@ def tiny_config(catalog, **training) -> TrainConfig:
                      "device": "cpu", **training},
         "evaluation": {"folds": 2},
     })
+
+
+def train_walk_base(catalog, path: Path) -> Path:
+    """The base model of the walk-forward tests, retrained per window: one epoch of a 1-layer, 8-unit LSTM."""
+    train_model(TrainConfig.from_dict({
+        "data": {"catalog": str(catalog), "bar_type": BAR_TYPE},
+        "model": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "burn_in": 16},
+        "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
+    }), path)
+    return path
