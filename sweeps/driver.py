@@ -21,8 +21,8 @@ trained are reused), nothing else.
 
 Resuming. Run the same command again. Finished trials stay as they are and are not redone. Trials
 left RUNNING by a driver that stopped (Ctrl-C, a crash, ``kill -9``) are marked FAIL with user
-attribute ``orphaned`` and their parameters enqueued as a new trial (user attribute ``retry_of``),
-so none is silently lost. This assumes one driver per study at a time (Ray spreads one driver's
+attribute ``orphaned`` and their parameters enqueued as a new trial (user attribute ``retry_of``;
+not for a trial stopped as it was asked for, before it had parameters), so none is silently lost. This assumes one driver per study at a time (Ray spreads one driver's
 trials over any number of machines). ``trials`` counts the finished trials, orphans left out.
 """
 
@@ -76,7 +76,8 @@ def requeue_orphans(study: optuna.Study) -> list[int]:
     for trial in orphans:
         study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "its driver stopped before it finished")
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        if trial.params:  # none yet: the driver stopped as it asked for the trial, before it ran anything
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
     if orphans:
         log.warning("trials %s were left unfinished by a stopped sweep: marked failed and queued again",
                     [t.number for t in orphans])

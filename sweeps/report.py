@@ -7,7 +7,7 @@ sweep.json, top-level keys:
 - ``trials``: every trial in the study, by number: ``number``, ``state`` (COMPLETE, PRUNED, FAIL,
   RUNNING, WAITING), ``params``, ``objective`` (null unless COMPLETE), ``intermediate`` (the
   per-window values reported, ``{window index: value}``), ``windows`` (per window: ranges, bars, net
-  ``return``), ``daily_returns`` (``{ISO date: return}``), ``stats`` (backtests.stats of the stitched
+  ``return``), ``daily_returns`` (``{UTC date: return}``), ``stats`` (backtests.stats of the stitched
   walk-forward), ``error``, ``orphaned`` and ``retry_of`` where set (sweeps.driver), ``worker``;
 - ``deflated_sharpe``: sweeps.statistics.deflated_sharpe_ratio of the winner's daily returns against
   the per-period (daily, not annualized) Sharpe ratios of every COMPLETE trial; or ``{"error": ...}``;

@@ -10,7 +10,8 @@ What a trial returns (:func:`run_trial`), all JSON values:
 
 - ``windows``: per window, its number, train and test ranges, bars and net ``return`` (equity at
   the window's end / at its start - 1, after fees);
-- ``daily_returns``: the stitched equity's daily returns, ``{ISO date: return}`` (backtests.stats);
+- ``daily_returns``: the stitched equity's daily returns (backtests.stats), ``{UTC date: return}``,
+  the date of the day the return was earned over (a partial day counts as a day);
 - ``stats``: backtests.stats.performance_stats of the stitched run (``sharpe`` annualized by 365);
 - ``objective``: the objective over every window; ``intermediate``: the same over windows 1..k,
   per k (what pruning judges).
@@ -148,7 +149,7 @@ def score(plan: TrialPlan, close: pd.Series, equities: list[pd.Series], fills: l
     return {
         "objective": _number(objective),
         "stats": {key: _number(value) for key, value in stats.items()},
-        "daily_returns": {day.date().isoformat(): float(value) for day, value in daily.items()},
+        "daily_returns": {(day - pd.Timedelta(days=1)).date().isoformat(): float(value) for day, value in daily.items()},
     }
 
 
