@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 from tqdm import tqdm
 
+from backtests.parallel import ONE_BY_ONE, Workers, map_ordered, require_shared_path
 from backtests.report import close_series, training_overlap, write_report
 from backtests.runner import (
     BacktestSettings,
@@ -91,8 +93,12 @@ def plan_windows(
     return windows
 
 
-def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path) -> dict:
-    """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats."""
+def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path,
+                     workers: Workers = ONE_BY_ONE) -> dict:
+    """Retrain, trade and stitch every window; write the report folder and windows.json; return the stats.
+
+    ``workers``: where the windows' models train (backtests.parallel); by default one by one, here.
+    """
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
     if len(settings.bar_types) > 1:
@@ -114,17 +120,20 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+    tested = []
+    for window in windows:
         window_bars = bars[closes.searchsorted(window.test_start) : closes.searchsorted(window.test_end)]
-        if not window_bars:
+        if window_bars:
+            tested.append((window, window_bars))
+        else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
-            continue
+    models = train_windows(base, settings, [window for window, _ in tested], out, workers)
+    for (window, window_bars), artifact in tqdm(zip(tested, models), total=len(tested), desc="walk-forward", unit="window", disable=None):
         log.info(
             "window %d/%d: train on %s to %s, test on %s to %s",
             window.number, len(windows), window.train_start, window.train_end, window.test_start, window.test_end,
         )
-        model_dir = out / "windows" / f"{window.number:02d}" / "model"
-        artifact = window_model(base, settings, window, model_dir)
+        model_dir = window_dir(out, window)
         runs, stats = trade_window(replace(settings, model_path=model_dir), instrument, window_bars, balances, window.number)
         for name, run in runs.items():
             parts[name].append((window.number, run))
@@ -138,6 +147,31 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     report = write_report(out, traded, stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
+
+
+def window_dir(out: Path, window: Window) -> Path:
+    return out / "windows" / f"{window.number:02d}" / "model"
+
+
+def train_windows(base: TrainConfig, settings: BacktestSettings, windows: list[Window], out: Path,
+                  workers: Workers) -> Iterator[Artifact]:
+    """Each window's model, in window order: trained one by one here, or all at once as Ray tasks.
+
+    Only training runs in parallel: trading stays here, in window order, because each window starts
+    from the equity the last one ended with, and the strategy's sizing and drawdown stop depend on it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    # Workers may run elsewhere, in another directory: they get absolute paths.
+    shared = replace(settings, catalog=Path(settings.catalog).resolve(), model_path=Path(settings.model_path).resolve())
+    calls = [(base, shared, window, window_dir(out, window).resolve()) for window in windows]
+    return map_ordered(train_window, calls, workers)
+
+
+def train_window(base: TrainConfig, settings: BacktestSettings, window: Window, path: Path) -> Artifact:
+    """window_model as a worker runs it: the catalog and the report folder must be where the driver said."""
+    require_shared_path(settings.catalog, "catalog")
+    require_shared_path(path.parent.parent.parent, "report folder")
+    return window_model(base, settings, window, path)
 
 
 def window_model(base: TrainConfig, settings: BacktestSettings, window: Window, path: Path) -> Artifact:

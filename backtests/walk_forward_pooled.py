@@ -23,19 +23,24 @@ import pandas as pd
 from nautilus_trader.model.data import Bar, BarType
 from tqdm import tqdm
 
+from backtests.parallel import ONE_BY_ONE, Workers
 from backtests.pooled import instrument_fills, load_all_inputs, pooled_strategies, write_pooled_report
 from backtests.report import close_series, training_overlap
 from backtests.runner import BacktestSettings, StrategyRun, run_strategies
 from backtests.stats import account_equity, account_stats
-from backtests.walk_forward import close_at_window_end, plan_windows, stitch, window_model
+from backtests.walk_forward import close_at_window_end, plan_windows, stitch, train_windows, window_dir
 from models.artifact import load_artifact
 from models.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
 
-def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path) -> dict:
-    """Retrain a pooled model, trade every instrument in one account, per window; stitch and report."""
+def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path,
+                            workers: Workers = ONE_BY_ONE) -> dict:
+    """Retrain a pooled model, trade every instrument in one account, per window; stitch and report.
+
+    ``workers``: where the windows' models train, as in backtests.walk_forward.train_windows.
+    """
     if train_days <= 0 or test_days <= 0:
         raise ValueError(f"--train-days and --test-days must be positive, not {train_days} and {test_days}")
     out = Path(out)
@@ -51,15 +56,18 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), defaultdict(list), [], []
-    for window in tqdm(windows, desc="walk-forward", unit="window", disable=None):
+    tested = []
+    for window in windows:
         window_bars = {b: bars[b][closes[b].searchsorted(window.test_start) : closes[b].searchsorted(window.test_end)]
                        for b in settings.bar_types}
         window_bars = {b: each for b, each in window_bars.items() if each}
-        if not window_bars:
+        if window_bars:
+            tested.append((window, window_bars))
+        else:
             log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
-            continue
-        model_dir = out / "windows" / f"{window.number:02d}" / "model"
-        window_model(base, settings, window, model_dir)
+    models = train_windows(base, settings, [window for window, _ in tested], out, workers)
+    for (window, window_bars), _ in tqdm(zip(tested, models), total=len(tested), desc="walk-forward", unit="window", disable=None):
+        model_dir = window_dir(out, window)
         here = replace(settings, model_path=model_dir, bar_types=tuple(window_bars), bar_type="")
         trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars]
         runs, stats = trade_pooled_window(here, trading, window_bars, balances, window.number)

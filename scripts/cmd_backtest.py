@@ -71,6 +71,18 @@ def register(subparsers) -> None:
     parser.add_argument("--walk-forward", action="store_true", help="retrain on a trailing window before each test window")
     parser.add_argument("--train-days", type=float, default=30.0, help="with --walk-forward: days to train on (default: 30)")
     parser.add_argument("--test-days", type=float, default=7.0, help="with --walk-forward: days per test window (default: 7)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N",
+        help="with --walk-forward: train the windows' models as N tasks at a time on a local Ray started by the "
+             "command (default: the machine's cores; 1: one by one in this process, no Ray); trading stays in window "
+             "order here, so the report is the same whatever N",
+    )
+    parser.add_argument(
+        "--ray-address", metavar="ADDR",
+        help="with --walk-forward: train the windows' models on the Ray cluster at ADDR (e.g. 127.0.0.1:6379, or "
+             "'auto' for the one started on this machine with `ray start`) instead of a local Ray; the catalog and "
+             "--out must be on a filesystem every node sees, under the same path",
+    )
     parser.set_defaults(run=run)
 
 
@@ -104,14 +116,20 @@ def run(args: argparse.Namespace) -> int:
         taker_fee=args.taker_fee,
         strategy=strategy,
     )
+    if (args.workers is not None or args.ray_address) and not args.walk_forward:
+        raise ValueError("--workers and --ray-address spread the windows of --walk-forward; a plain backtest runs here")
+    if args.walk_forward:
+        from backtests.parallel import Workers
+
+        workers = Workers(count=args.workers, address=args.ray_address)
     if args.walk_forward and len(bar_types) > 1:
         from backtests.walk_forward_pooled import run_pooled_walk_forward
 
-        report = run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out)
+        report = run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
     elif args.walk_forward:
         from backtests.walk_forward import run_walk_forward
 
-        report = run_walk_forward(settings, args.train_days, args.test_days, args.out)
+        report = run_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
     elif len(bar_types) > 1:
         from backtests.pooled import run_pooled, write_pooled_report
 

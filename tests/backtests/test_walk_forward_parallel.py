@@ -1,0 +1,124 @@
+"""Walk-forward windows trained as Ray tasks: the same report as one by one, on a local Ray or a real
+cluster by address, and a worker killed mid-window costs that window a retry, nothing else."""
+
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from backtests.parallel import Workers, map_ordered, project_packages
+from backtests.runner import BacktestSettings
+from backtests.walk_forward import Window, run_walk_forward, train_window
+from marketdata.catalog import load_bars
+from models.config import TrainConfig
+from models.train import train_model
+from tests.fakes.ray_cluster import ray_cluster
+
+BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 3
+COMPARED_FILES = ["fills.csv", "positions.csv"]
+
+
+@pytest.fixture(scope="module")
+def setup(catalog, tmp_path_factory):
+    """A tiny base model and the settings of a three-window walk."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker trains
+    base = tmp_path_factory.mktemp("base") / "model"
+    train_model(TrainConfig.from_dict({
+        "data": {"catalog": str(catalog), "bar_type": BAR_TYPE},
+        "model": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0, "burn_in": 16},
+        "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
+    }), base)
+    end = load_bars(catalog, BAR_TYPE).index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS, minutes=-1)
+    yield BacktestSettings(model_path=base, catalog=catalog, bar_type=BAR_TYPE, end=end)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def serial(setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, out)
+    return out
+
+
+def without_timings(value, out: Path):
+    """A report's JSON with run times dropped and its own folder's name made neutral: what must repeat exactly."""
+    if isinstance(value, dict):
+        return {key: without_timings(item, out) for key, item in value.items() if key != "run_seconds"}
+    if isinstance(value, list):
+        return [without_timings(item, out) for item in value]
+    return value.replace(str(out.resolve()), "OUT").replace(str(out), "OUT") if isinstance(value, str) else value
+
+
+def assert_same_report(got: Path, expected: Path):
+    for name in ("stats.json", "windows.json"):
+        assert without_timings(json.loads((got / name).read_text()), got) == without_timings(
+            json.loads((expected / name).read_text()), expected), name
+    for name in COMPARED_FILES:
+        assert (got / name).read_text() == (expected / name).read_text(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(got / "predictions.parquet"), pd.read_parquet(expected / "predictions.parquet"))
+    assert len(json.loads((got / "windows.json").read_text())) == WINDOWS
+
+
+def test_two_local_workers_give_the_report_of_one(setup, serial, tmp_path):
+    run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, tmp_path, Workers(count=2))
+    assert_same_report(tmp_path, serial)
+
+
+def test_a_worker_without_the_catalog_says_it_needs_a_shared_path(setup, tmp_path):
+    missing = replace_catalog(setup, tmp_path / "elsewhere" / "catalog")
+    window = Window(1, *pd.to_datetime(["2025-05-20", "2025-05-22", "2025-05-22", "2025-05-23"], utc=True))
+    with pytest.raises(FileNotFoundError, match=r"catalog .*elsewhere/catalog not found on .*filesystem all the cluster's nodes see"):
+        train_window(None, missing, window, tmp_path / "windows" / "01" / "model")
+
+
+def replace_catalog(settings: BacktestSettings, catalog: Path) -> BacktestSettings:
+    from dataclasses import replace
+
+    return replace(settings, catalog=catalog)
+
+
+def test_workers_name_either_a_count_or_a_cluster():
+    assert Workers(count=1).in_process and not Workers(count=2).in_process
+    assert not Workers(address="auto").in_process and Workers(address="auto").cpus is None
+    with pytest.raises(ValueError, match="not both"):
+        Workers(count=2, address="127.0.0.1:6379")
+    with pytest.raises(ValueError, match="at least 1"):
+        Workers(count=0)
+
+
+def test_one_worker_runs_each_call_here_when_its_result_is_taken():
+    calls = []
+    results = map_ordered(lambda x: calls.append(x) or x * 2, [(1,), (2,)], Workers(count=1))
+    assert next(results) == 2 and calls == [1]  # the second not run before the first is used
+    assert list(results) == [4] and calls == [1, 2]
+
+
+def test_the_project_packages_ship_but_not_the_tests():
+    names = {Path(path).name for path in project_packages()}
+    assert {"marketdata", "models", "strategies", "backtests"} <= names and "tests" not in names
+
+
+@pytest.mark.slow
+def test_a_cluster_by_address_survives_a_worker_killed_mid_window(setup, serial, tmp_path):
+    """A head and a worker node started with `ray start` on loopback, with no PYTHONPATH (the code ships with
+    the job); one window's worker is killed while it trains: the window is retried and the report is whole."""
+    with ray_cluster(worker_nodes=1) as cluster:
+        killed = {}
+
+        def kill():
+            try:
+                killed["pid"] = cluster.kill_task_worker("train_window")
+            except TimeoutError as exc:  # reported by the assertion below
+                killed["error"] = exc
+
+        killer = threading.Thread(target=kill)
+        killer.start()
+        run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, tmp_path, Workers(address=cluster.address))
+        killer.join()
+    assert "pid" in killed, killed.get("error")
+    assert_same_report(tmp_path, serial)
