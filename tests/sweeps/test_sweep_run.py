@@ -23,8 +23,9 @@ REPORT_KEYS = {"best", "trials", "deflated_sharpe", "pbo", "locked_segment", "im
 FINISHED = {"COMPLETE", "PRUNED", "FAIL"}
 
 
-def sweep_command(config, folder, *args):
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+def sweep_command(config, folder, *args, env=None):
+    """`nautilus-lstm sweep` in a subprocess of its own session (so a test can signal it and what it started)."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "scripts.cli", "sweep", str(config), "--out", str(folder), *args],
                             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, text=True)
