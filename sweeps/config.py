@@ -27,7 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from models.config import DEFAULT_CONFIG, TrainConfig
 from strategies.config import strategy_settings
@@ -185,10 +190,11 @@ def _distribution(name: str, value, feature_sets: dict, where: str) -> BaseDistr
         if not value:
             raise ValueError(f"{where}: an empty list of choices")
         if name == "features" and not set(value) <= set(feature_sets):
-            raise ValueError(f"{where}: no [feature_sets.{sorted(set(value) - set(feature_sets))[0]}] table")
+            raise ValueError(f"{where}: no [feature_sets.{min(set(value) - set(feature_sets))}] table")
         return CategoricalDistribution(value)
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: a list of choices or a table {{low, high, log, step}}, not {value!r}")
+        # A ValueError, as all bad input: the CLI reports it without a traceback.
+        raise ValueError(f"{where}: a list of choices or a table {{low, high, log, step}}, not {value!r}")  # noqa: TRY004
     _no_unknown(value, {"low", "high", "log", "step"}, where, "keys")
     if "low" not in value or "high" not in value:
         raise ValueError(f"{where}: a range needs low and high")

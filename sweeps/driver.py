@@ -41,7 +41,13 @@ from tqdm import tqdm
 from backtests.parallel import Workers, ray_session, remote_task
 from sweeps.config import SweepConfig, pruner, sampler
 from sweeps.report import build_report
-from sweeps.trial import TrialPlan, locked_window, plan_trial_windows, run_trial, sweep_range
+from sweeps.trial import (
+    TrialPlan,
+    locked_window,
+    plan_trial_windows,
+    run_trial,
+    sweep_range,
+)
 
 log = logging.getLogger(__name__)
 

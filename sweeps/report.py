@@ -34,7 +34,11 @@ import optuna
 import pandas as pd
 
 from models.jsonio import write_json
-from sweeps.statistics import deflated_sharpe_ratio, probability_of_backtest_overfitting, sharpe_ratios
+from sweeps.statistics import (
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    sharpe_ratios,
+)
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,18 @@ from nautilus_trader.model.data import BarType
 
 from backtests.report import close_series
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
-from backtests.stats import daily_returns, equity_curve, fills_from_nautilus, performance_stats
-from backtests.walk_forward import Window, close_at_window_end, plan_windows, window_model
+from backtests.stats import (
+    daily_returns,
+    equity_curve,
+    fills_from_nautilus,
+    performance_stats,
+)
+from backtests.walk_forward import (
+    Window,
+    close_at_window_end,
+    plan_windows,
+    window_model,
+)
 from models.config import TrainConfig
 from models.features import forward_log_return
 from models.metrics import spearman

@@ -4,7 +4,11 @@ the training config, the strategy settings and the bar type."""
 from pathlib import Path
 
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from sweeps.config import load_sweep_config, sweep_config_from_dict
 

@@ -10,7 +10,8 @@ import pytest
 
 from tests.fakes.ray_cluster import ray_cluster
 from tests.fakes.sweeps import stored_trials, write_tiny_sweep
-from tests.sweeps.test_sweep_run import FINISHED, sweep_command as embedded_sweep_command, wait_for
+from tests.sweeps.test_sweep_run import FINISHED, wait_for
+from tests.sweeps.test_sweep_run import sweep_command as embedded_sweep_command
 
 pytestmark = pytest.mark.slow
 

@@ -58,7 +58,7 @@ def resumed(catalog, tmp_path_factory):
 
 
 def test_the_report_has_its_keys_and_every_trial(resumed):
-    first, _, second, folder = resumed
+    _, _, second, folder = resumed
     assert REPORT_KEYS <= set(second)
     assert json.loads((folder / "sweep.json").read_text())["trials"] == json.loads(json.dumps(second["trials"]))
     assert [t["number"] for t in second["trials"]] == [0, 1, 2]
@@ -76,7 +76,7 @@ def test_the_report_has_its_keys_and_every_trial(resumed):
 
 
 def test_a_resumed_sweep_keeps_finished_trials_and_runs_only_the_rest(resumed):
-    first, times, second, folder = resumed
+    first, times, _, folder = resumed
     assert len(first["trials"]) == 2 and set(times) == {0, 1}
     after = stored_trials(folder / "study.db")
     assert {n: after[n] for n in times} == times  # same states, same completion times: not redone
