@@ -3,25 +3,25 @@
 sweep.json, top-level keys:
 
 - ``objective``, ``direction``, ``storage``, ``range``: ``{first_bar_close, locked_start, end}``;
-- ``best``: the winning trial (the best COMPLETE objective): ``number``, ``params``, ``objective``;
-- ``trials``: every trial in the study, by number: ``number``, ``state`` (COMPLETE, PRUNED, FAIL,
-  RUNNING, WAITING), ``params``, ``objective`` (null unless COMPLETE), ``intermediate`` (the
+- ``best``: the winning trial (the best complete objective): ``number``, ``params``, ``objective``;
+- ``trials``: every trial in the study, by number: ``number``, ``state`` (complete, pruned, failed,
+  running, waiting), ``params``, ``objective`` (null unless complete), ``intermediate`` (the
   per-window values reported, ``{window index: value}``), ``windows`` (per window: ranges, bars, net
   ``return``), ``daily_returns`` (``{UTC date: return}``), ``stats`` (backtests.stats of the stitched
   walk-forward), ``error``, ``orphaned`` and ``retry_of`` where set (sweeps.driver), ``worker``;
 - ``deflated_sharpe``: sweeps.statistics.deflated_sharpe_ratio of the winner's daily returns against
-  the per-period (daily, not annualized) Sharpe ratios of every COMPLETE trial; or ``{"error": ...}``;
-- ``pbo``: sweeps.statistics.probability_of_backtest_overfitting of the days x COMPLETE trials
+  the per-period (daily, not annualized) Sharpe ratios of every complete trial; or ``{"error": ...}``;
+- ``pbo``: sweeps.statistics.probability_of_backtest_overfitting of the days x complete trials
   matrix of daily returns (the days every such trial traded), with ``splits`` the largest even
   number <= min(16, days // 2), so each half holds at least two days per group; or ``{"error": ...}``;
 - ``locked_segment``: the winner retrained on the ``train_days`` before the locked segment and
   traded on it once: ``window``, ``objective``, ``stats``, ``daily_returns``, beside ``in_sweep``
   (the winner's walk-forward objective and stats);
-- ``importances``: optuna.importance.get_param_importances (with >= 2 COMPLETE trials; else an error);
+- ``importances``: optuna.importance.get_param_importances (with >= 2 complete trials; else an error);
 - ``verdict``: one line: whether the winner survives deflation, and the locked result beside it.
 
-Plots: ``leaderboard.png`` (COMPLETE trials' objectives, best first) and ``window_returns.png``
-(each COMPLETE trial's net return per window).
+Plots: ``leaderboard.png`` (complete trials' objectives, best first) and ``window_returns.png``
+(each complete trial's net return per window).
 """
 
 from __future__ import annotations
@@ -43,13 +43,16 @@ from sweeps.statistics import (
 log = logging.getLogger(__name__)
 
 MAX_SPLITS = 16
+STATES = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned",
+          optuna.trial.TrialState.FAIL: "failed", optuna.trial.TrialState.RUNNING: "running",
+          optuna.trial.TrialState.WAITING: "waiting"}
 
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
     result = trial.user_attrs.get("result", {})
     return {
         "number": trial.number,
-        "state": trial.state.name,
+        "state": STATES[trial.state],
         "params": trial.params,
         "objective": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
         "intermediate": {str(step): value for step, value in sorted(trial.intermediate_values.items())},
@@ -116,7 +119,7 @@ def verdict(objective: str, best: dict | None, deflated: dict, locked: dict | No
 def build_report(study: optuna.Study, config, planner, folder: Path, locked: dict | None, url: str) -> dict:
     """sweep.json's content; ``locked``: the winner's locked-segment run (None without a winner)."""
     trials = [trial_record(t) for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    complete = [t for t in trials if t["state"] == "complete"]
     best = None
     if complete:
         winner = study.best_trial
@@ -143,7 +146,7 @@ def build_report(study: optuna.Study, config, planner, folder: Path, locked: dic
 
 
 def plot_report(complete: list[dict], objective: str, larger_is_better: bool, folder: Path) -> None:
-    """leaderboard.png and window_returns.png of the COMPLETE trials."""
+    """leaderboard.png and window_returns.png of the complete trials."""
     import matplotlib
 
     matplotlib.use("Agg")

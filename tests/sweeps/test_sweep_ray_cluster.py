@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.ray_cluster import ray_cluster
 from tests.fakes.sweeps import stored_trials, write_tiny_sweep
-from tests.sweeps.test_sweep_run import FINISHED, wait_for
+from tests.sweeps.test_sweep_run import REPORTED, wait_for
 from tests.sweeps.test_sweep_run import sweep_command as embedded_sweep_command
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_and_resumes_after_an_
         assert driver.returncode == 0, output[-3000:]
         report = json.loads((folder / "sweep.json").read_text())
         # The killed worker cost its trial a retry, nothing else: three trials, all complete.
-        assert [(t["number"], t["state"]) for t in report["trials"]] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+        assert [(t["number"], t["state"]) for t in report["trials"]] == [(0, "complete"), (1, "complete"), (2, "complete")]
         assert not [t for t in report["trials"] if t["worker"].endswith(f":{killed}")]  # re-run by another process
         assert report["locked_segment"]["window"]["bars"] > 0
         finished = stored_trials(folder / "study.db")
@@ -51,7 +51,7 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_and_resumes_after_an_
     after = stored_trials(folder / "study.db")
     assert {n: after[n] for n in finished} == finished  # the first three neither redone nor changed
     report = json.loads((folder / "sweep.json").read_text())
-    assert all(t["state"] in FINISHED for t in report["trials"])
+    assert all(t["state"] in REPORTED for t in report["trials"])
     counted = [t for t in report["trials"] if "orphaned" not in t]
     assert len(counted) == 4
     orphans = [t for t in report["trials"] if "orphaned" in t]

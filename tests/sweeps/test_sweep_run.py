@@ -20,7 +20,8 @@ from tests.fakes.sweeps import stored_trials, write_tiny_sweep
 pytestmark = pytest.mark.slow
 
 REPORT_KEYS = {"best", "trials", "deflated_sharpe", "pbo", "locked_segment", "importances", "verdict"}
-FINISHED = {"COMPLETE", "PRUNED", "FAIL"}
+FINISHED = {"COMPLETE", "PRUNED", "FAIL"}  # as Optuna stores them
+REPORTED = {"complete", "pruned", "failed"}  # as sweep.json names them
 
 
 def sweep_command(config, folder, *args, env=None):
@@ -62,8 +63,8 @@ def test_the_report_has_its_keys_and_every_trial(resumed):
     assert REPORT_KEYS <= set(second)
     assert json.loads((folder / "sweep.json").read_text())["trials"] == json.loads(json.dumps(second["trials"]))
     assert [t["number"] for t in second["trials"]] == [0, 1, 2]
-    assert all(t["state"] in FINISHED for t in second["trials"])
-    complete = [t for t in second["trials"] if t["state"] == "COMPLETE"]
+    assert all(t["state"] in REPORTED for t in second["trials"])
+    complete = [t for t in second["trials"] if t["state"] == "complete"]
     assert complete, [t.get("error") for t in second["trials"]]
     for trial in complete:
         assert [w["window"] for w in trial["windows"]] == [1, 2, 3]
@@ -115,9 +116,9 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_redone(catalog, tmp_path):
     after = stored_trials(folder / "study.db")
     assert {n: after[n] for n in done_before} == done_before
     trials = {t["number"]: t for t in report["trials"]}
-    assert all(t["state"] in FINISHED for t in trials.values())
+    assert all(t["state"] in REPORTED for t in trials.values())
     for number in unfinished:  # orphaned: failed, and their parameters run again as a new trial
-        assert trials[number]["state"] == "FAIL" and "orphaned" in trials[number]
+        assert trials[number]["state"] == "failed" and "orphaned" in trials[number]
         retries = [t["params"] for t in trials.values() if t.get("retry_of") == number]
         # A trial stopped as it was asked for has no parameters yet: nothing to run again.
         assert retries == ([trials[number]["params"]] if trials[number]["params"] else [])
