@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from models.config import DEFAULT_CONFIG, TrainConfig
+from models.config import DEFAULT_CONFIG, TrainConfig, read_toml
 from strategies.config import strategy_settings
 
 OBJECTIVES = {"sharpe": "maximize", "ic": "maximize", "qlike": "minimize"}
@@ -124,13 +123,7 @@ class SweepConfig:
 def load_sweep_config(path: Path) -> SweepConfig:
     """Read and check a sweep TOML file; errors name the file, the section and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no sweep config at {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return sweep_config_from_dict(raw, str(path), base_dir=path.parent)
+    return sweep_config_from_dict(read_toml(path, "sweep config"), str(path), base_dir=path.parent)
 
 
 def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -> SweepConfig:
@@ -172,10 +165,7 @@ def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -
 def _train_config(raw: dict, data: DataSection, where: str, base_dir: Path) -> TrainConfig:
     """The base training config: its file (or the shipped default) with the [train.*] tables over it."""
     file = raw.pop("config", "")
-    path = (base_dir / file) if file else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ValueError(f"{where}: config: no training config at {path}")
-    base = tomllib.loads(path.read_text())
+    base = read_toml((base_dir / file) if file else DEFAULT_CONFIG, f"{where} config: training config")
     _no_unknown(raw, {"model", "training", "features"}, where, "tables")
     for name, table in raw.items():
         base[name] = table if name == "features" else {**base.get(name, {}), **table}
