@@ -16,7 +16,7 @@
 - ``[space]``: the search space, one key per parameter of ``PARAMETERS``: a list is a categorical
   choice (``"off"`` is None where the field takes None), a table ``{low, high, log, step}`` a range
   (integers when low and high are). ``features`` chooses among named ``[feature_sets.NAME]`` tables
-  (models.features.FeatureSpec fields; an empty table is the default set).
+  (models.features.FeatureSpec fields, the rest at their defaults; an empty table is the default set).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from optuna.distributions import (
 )
 
 from models.config import DEFAULT_CONFIG, TrainConfig, read_toml
+from models.features import FeatureSpec
 from strategies.config import strategy_settings
 
 OBJECTIVES = {"sharpe": "maximize", "ic": "maximize", "qlike": "minimize"}
@@ -138,7 +139,8 @@ def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -
     data = _section(DataSection, data, f"{source} [data]")
     walk = _section(WalkForwardSection, raw.get("walk_forward", {}), f"{source} [walk_forward]")
     train = _train_config(dict(raw.get("train", {})), data, f"{source} [train]", base_dir)
-    feature_sets = {name: dict(table) for name, table in raw.get("feature_sets", {}).items()}
+    feature_sets = {name: _feature_set(table, f"{source} [feature_sets.{name}]")
+                    for name, table in raw.get("feature_sets", {}).items()}
     strategy = dict(raw.get("strategy", {}))
     try:
         strategy_settings(strategy)
@@ -171,6 +173,17 @@ def _train_config(raw: dict, data: DataSection, where: str, base_dir: Path) -> T
         base[name] = table if name == "features" else {**base.get(name, {}), **table}
     base["data"] = {"catalog": data.catalog, "bar_types": list(data.bar_types)}
     return TrainConfig.from_dict(base, source=where)
+
+
+def _feature_set(table: dict, where: str) -> dict:
+    """A [feature_sets.NAME] table as the training config's [features] holds it: every field, with the
+    version (models.features.FeatureSpec.to_dict); an empty table stays empty (the default set)."""
+    if not table:
+        return {}
+    try:
+        return FeatureSpec(**table).to_dict()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _distribution(name: str, value, feature_sets: dict, where: str) -> BaseDistribution:

@@ -10,6 +10,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from models.features import FeatureSpec
 from sweeps.config import load_sweep_config, sweep_config_from_dict
 
 BASE = {"data": {"catalog": "cat", "bar_type": "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"}}
@@ -33,6 +34,8 @@ def config(**sections):
     ({"space": {"features": ["short"]}}, "[space] features: no [feature_sets.short] table"),
     ({"strategy": {"entry_margn": 0.001}}, "[strategy]: bad [strategy] settings: LSTMStrategyConfig has no ['entry_margn']"),
     ({"train": {"modle": {}}}, "[train]: unknown tables ['modle']"),
+    ({"feature_sets": {"short": {"return_lag": [1]}}}, "[feature_sets.short]: "),
+    ({"feature_sets": {"short": {"return_lags": [0]}}}, "[feature_sets.short]: return_lags must hold distinct positive"),
     ({"train": {"model": {"hidden_size": "big"}}}, "[train] [model]: hidden_size must be int"),
 ])
 def test_a_bad_config_is_refused_naming_the_section_and_field(sections, message):
@@ -68,7 +71,7 @@ def test_a_trials_parameters_land_in_the_training_config_the_rule_and_the_bar_ty
     assert (train.model.architecture, train.model.hidden_size) == ("alstm", 8)
     assert (train.training.learning_rate, train.training.sequence_length, train.training.horizon) == (0.01, 96, 30)
     assert train.training.max_epochs == 2  # the base config's, kept
-    assert train.features == {"return_lags": [1, 5]}
+    assert train.features == FeatureSpec(return_lags=(1, 5)).to_dict()  # the rest at their defaults, versioned
     assert train.data.bar_types == (hourly,) and bar_type == hourly and train.data.catalog == "cat"
     assert strategy == {"order_notional": 500.0, "entry_margin": 0.001, "target_volatility": None,
                         "volatility_gate": None, "min_holding_bars": 10}
