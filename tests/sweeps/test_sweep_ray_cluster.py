@@ -39,8 +39,8 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_and_resumes_after_an_
         # Interrupted (Ctrl-C) while its fourth trial runs, then the same command again.
         config = write_tiny_sweep(tmp_path, catalog, trials=4)
         driver = sweep_command(config, folder, "--ray-address", cluster.address)
-        wait_for(lambda: any(n >= 3 and state == "RUNNING" for n, (state, _) in stored_trials(folder / "study.db").items()),
-                 300, "a fourth trial running")
+        # Its task has begun training (so the trial has its parameters): interrupt it mid-trial.
+        wait_for(lambda: (folder / "trials" / "0003" / "windows").exists(), 300, "a fourth trial running")
         os.killpg(driver.pid, signal.SIGINT)
         output, _ = driver.communicate(timeout=120)
         assert driver.returncode == 130, output[-3000:]
