@@ -36,9 +36,9 @@ from pathlib import Path
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
-from tqdm import tqdm
 
 from backtests.parallel import Workers, ray_session, remote_task
+from marketdata.progress import progress
 from sweeps.config import SweepConfig, pruner, sampler
 from sweeps.report import build_report
 from sweeps.trial import (
@@ -170,8 +170,7 @@ def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folde
 
     url, target = config.storage_url(folder), config.sweep.trials
     in_flight: dict = {}
-    with tqdm(total=target, initial=min(sum(counts(study).values()), target), desc="sweep", unit="trial",
-              disable=None) as bar:
+    with progress(total=target, desc="sweep", unit="trial") as bar:
         task = remote_task(trial_task)
         show_progress(bar, study, in_flight)
         while True:
@@ -193,7 +192,6 @@ def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folde
                 except ray.exceptions.RayError as exc:  # the trial raised, or its worker died past the retries
                     result = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
                 finish(study, trial, result)
-            bar.n = min(sum(counts(study).values()), target)
             show_progress(bar, study, in_flight)
 
 
@@ -222,14 +220,10 @@ def slots(workers: Workers) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def show_progress(bar: tqdm, study: optuna.Study, in_flight: dict) -> None:
+def show_progress(bar, study: optuna.Study, in_flight: dict) -> None:
+    """The bar at the trials finished, with done (complete) / running / pruned / failed and the best so far."""
     tally = counts(study)
-    best = None
-    if tally["complete"]:
-        best = f"{study.best_value:.4g} (#{study.best_trial.number})"
+    best = f"{study.best_value:.4g} (#{study.best_trial.number})" if tally["complete"] else "-"
     bar.set_postfix(done=tally["complete"], running=len(in_flight), pruned=tally["pruned"], failed=tally["failed"],
-                    best=best or "-", refresh=True)
-    if bar.disable:  # not a terminal: one plain line per change
-        log.info("sweep: %d/%d finished (%d complete, %d pruned, %d failed), %d running, best %s",
-                 sum(tally.values()), bar.total, tally["complete"], tally["pruned"], tally["failed"], len(in_flight),
-                 best or "-")
+                    best=best)
+    bar.update(min(sum(tally.values()), bar.total) - bar.n)
