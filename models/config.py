@@ -138,13 +138,18 @@ class TrainConfig:
 def load_config(path: Path | None = None) -> TrainConfig:
     """Read a TOML config (the shipped default when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_CONFIG
+    return TrainConfig.from_dict(read_toml(path), source=str(path))
+
+
+def read_toml(path: Path, what: str = "config") -> dict:
+    """A TOML file's tables, or a ValueError naming the file: missing, or not valid TOML."""
+    path = Path(path)
     if not path.is_file():
-        raise ValueError(f"no config file at {path}")
+        raise ValueError(f"no {what} file at {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return TrainConfig.from_dict(raw, source=str(path))
 
 
 # Fields a section's dataclass has that the file does not set (training fills them in).

@@ -13,9 +13,19 @@ import sys
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from scripts import cmd_backtest, cmd_download, cmd_evaluate, cmd_import_klines, cmd_live, cmd_paper, cmd_report, cmd_train
+from scripts import (
+    cmd_backtest,
+    cmd_download,
+    cmd_evaluate,
+    cmd_import_klines,
+    cmd_live,
+    cmd_paper,
+    cmd_report,
+    cmd_sweep,
+    cmd_train,
+)
 
-SUBCOMMANDS = [cmd_download, cmd_import_klines, cmd_train, cmd_evaluate, cmd_backtest, cmd_report, cmd_paper, cmd_live]
+SUBCOMMANDS = [cmd_download, cmd_import_klines, cmd_train, cmd_evaluate, cmd_backtest, cmd_sweep, cmd_report, cmd_paper, cmd_live]
 
 log = logging.getLogger("nautilus_lstm")
 

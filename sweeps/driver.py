@@ -1,0 +1,229 @@
+"""The sweep's driver: Optuna asks, Ray runs trials, Optuna is told; a stopped sweep resumes.
+
+Searching. One Optuna study in RDB storage (``SweepConfig.storage_url``: a SQLite file in the sweep
+folder by default, or any SQLAlchemy URL, e.g. PostgreSQL for workers on several machines). TPE,
+seeded, samples every parameter at ``study.ask``; up to ``workers`` trials are in flight at once
+(ask/tell), and the sampler's ``constant_liar`` keeps them apart.
+
+Running. Each trial is one Ray task (backtests.parallel: one CPU, one torch thread, retried if its
+worker process dies) running :func:`sweeps.trial.run_trial`. The task reports each window's
+intermediate value itself, through the shared storage (``optuna.load_study`` and the trial's id):
+that needs no channel back to the driver, and works from any worker process or machine that can
+reach the storage (SQLite: a filesystem all of them see; a timeout of 60 s rides out the locks of
+concurrent writers). When the median pruner says so the task stops and the driver marks the trial
+PRUNED. The driver alone tells Optuna a trial's end, and stores its result (windows, daily returns,
+statistics) as the trial's user attribute ``result``, so the report is rebuilt from storage alone.
+
+Accounting. A trial ends COMPLETE, PRUNED, or FAIL (its error in user attribute ``error``: an
+exception in the trial, a worker that died more often than Ray retries, or an undefined objective).
+A worker process killed mid-trial costs that trial a retry (the task runs again; windows already
+trained are reused), nothing else.
+
+Resuming. Run the same command again. Finished trials stay as they are and are not redone. Trials
+left RUNNING by a driver that stopped (Ctrl-C, a crash, ``kill -9``) are marked FAIL with user
+attribute ``orphaned`` and their parameters enqueued as a new trial (user attribute ``retry_of``;
+not for a trial stopped as it was asked for, before it had parameters), so none is silently lost. This assumes one driver per study at a time (Ray spreads one driver's
+trials over any number of machines). ``trials`` counts the finished trials, orphans left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from backtests.parallel import Workers, ray_session, remote_task
+from marketdata.progress import progress
+from sweeps.config import SweepConfig, pruner, sampler
+from sweeps.report import build_report
+from sweeps.trial import (
+    TrialPlan,
+    locked_window,
+    plan_trial_windows,
+    run_trial,
+    sweep_range,
+)
+
+log = logging.getLogger(__name__)
+
+SQLITE_TIMEOUT_S = 60
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``; SQLite waits out other writers' locks instead of failing."""
+    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def open_study(config: SweepConfig, folder: Path) -> optuna.Study:
+    """The sweep's study, created or loaded; a study made from another config is refused."""
+    study = optuna.create_study(
+        study_name=config.sweep.study, storage=open_storage(config.storage_url(folder)), sampler=sampler(config),
+        pruner=pruner(config), direction=config.direction, load_if_exists=True,
+    )
+    fingerprint = {"objective": config.sweep.objective, "space": sorted(config.space)}
+    stored = study.user_attrs.get("config")
+    if stored is None:
+        study.set_user_attr("config", fingerprint)
+    elif stored != fingerprint:
+        raise ValueError(f"{config.source}: study {config.sweep.study!r} in {config.storage_url(folder)} was made by "
+                         f"another config ({stored}, not {fingerprint}): use another folder or [sweep] study")
+    return study
+
+
+def requeue_orphans(study: optuna.Study) -> list[int]:
+    """Mark trials left RUNNING by a stopped driver FAIL (``orphaned``) and enqueue their parameters again."""
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "its driver stopped before it finished")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if trial.params:  # none yet: the driver stopped as it asked for the trial, before it ran anything
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    if orphans:
+        log.warning("trials %s were left unfinished by a stopped sweep: marked failed and queued again",
+                    [t.number for t in orphans])
+    return [t.number for t in orphans]
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Finished trials by state, orphans left out (their parameters run again as new trials)."""
+    tally = {"complete": 0, "pruned": 0, "failed": 0}
+    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+    for trial in study.get_trials(deepcopy=False, states=tuple(names)):
+        if "orphaned" not in trial.user_attrs:
+            tally[names[trial.state]] += 1
+    return tally
+
+
+class Planner:
+    """Turns a trial's parameters into its TrialPlan: the sweep's range and locked segment fixed once."""
+
+    def __init__(self, config: SweepConfig, folder: Path):
+        self.config, self.folder = config, Path(folder)
+        bar_types = set(config.data.bar_types) | set(getattr(config.space.get("bar_type"), "choices", ()))
+        ranges = [sweep_range(config.data.catalog, b, config.data.start, config.data.end) for b in sorted(bar_types)]
+        self.first = max(first for first, _ in ranges)  # the range every bar type covers
+        self.end = min(end for _, end in ranges)
+        self.locked_start = self.end - pd.Timedelta(days=config.walk_forward.locked_days)
+
+    def plan(self, params: dict, out: Path) -> TrialPlan:
+        train, strategy, bar_type = self.config.trial_config(params)
+        walk = self.config.walk_forward
+        windows = plan_trial_windows(train, bar_type, self.first, self.locked_start, walk.train_days, walk.test_days)
+        return TrialPlan(train, strategy, bar_type, windows, self.config.sweep.objective, out)
+
+
+def trial_task(plan: TrialPlan, config: SweepConfig, storage_url: str, trial_id: int) -> dict:
+    """Run one trial in a Ray worker, reporting per-window values to the study (which may prune it)."""
+    study = optuna.load_study(study_name=config.sweep.study, storage=open_storage(storage_url), pruner=pruner(config))
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+
+    def report(value: float, step: int) -> None:
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    try:
+        return {"state": "complete", **run_trial(plan, report)}
+    except optuna.TrialPruned:
+        return {"state": "pruned"}
+
+
+def run_sweep(config: SweepConfig, folder: Path, workers: Workers) -> dict:
+    """Run trials until ``config.sweep.trials`` have finished, the winner on the locked segment, and
+    write the report (sweeps.report); return it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(config, folder)
+    requeue_orphans(study)
+    planner = Planner(config, folder)
+    with ray_session(workers):
+        run_trials(study, config, planner, folder, workers)
+        locked = None
+        if counts(study)["complete"]:
+            locked = run_locked(planner, study.best_trial.params, folder)
+    return build_report(study, config, planner, folder, locked, config.storage_url(folder))
+
+
+def run_locked(planner: Planner, params: dict, folder: Path) -> dict:
+    """The winner trained on the train_days before the locked segment and traded on it, once."""
+    import ray
+
+    train, strategy, bar_type = planner.config.trial_config(params)
+    window = locked_window(train, bar_type, planner.locked_start, planner.end, planner.config.walk_forward.train_days)
+    plan = TrialPlan(train, strategy, bar_type, (window,), planner.config.sweep.objective, folder / "locked")
+    log.info("the winner on the locked segment, %s to %s", window.test_start, window.test_end)
+    result = ray.get(remote_task(run_trial).remote(plan))
+    return {"window": result["windows"][0], "objective": result["objective"], "stats": result["stats"],
+            "daily_returns": result["daily_returns"]}
+
+
+def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folder: Path, workers: Workers) -> None:
+    """Ask, run on Ray and tell until ``config.sweep.trials`` trials have finished."""
+    import ray
+
+    url, target = config.storage_url(folder), config.sweep.trials
+    in_flight: dict = {}
+    with progress(total=target, desc="sweep", unit="trial") as bar:
+        task = remote_task(trial_task)
+        show_progress(bar, study, in_flight)
+        while True:
+            while len(in_flight) < slots(workers) and sum(counts(study).values()) + len(in_flight) < target:
+                trial = study.ask(config.space)
+                try:
+                    plan = planner.plan(trial.params, folder / "trials" / f"{trial.number:04d}")
+                except ValueError as exc:
+                    finish(study, trial, {"state": "failed", "error": str(exc)})
+                    continue
+                in_flight[task.remote(plan, config, url, trial._trial_id)] = trial
+            if not in_flight:
+                break
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                trial = in_flight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the trial raised, or its worker died past the retries
+                    result = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                finish(study, trial, result)
+            show_progress(bar, study, in_flight)
+
+
+def finish(study: optuna.Study, trial: optuna.Trial, result: dict) -> None:
+    """Store a trial's result and tell Optuna how it ended."""
+    state = result.pop("state")
+    if state == "complete" and result["objective"] is None:
+        state, result["error"] = "failed", "the objective is undefined (NaN) for this trial"
+    if "error" in result:
+        trial.set_user_attr("error", result.pop("error"))
+        log.warning("trial %d failed: %s", trial.number, trial.user_attrs["error"])
+    if result:
+        trial.set_user_attr("result", result)
+    if state == "complete":
+        study.tell(trial, result["objective"])
+    else:
+        study.tell(trial, state=TrialState.PRUNED if state == "pruned" else TrialState.FAIL)
+
+
+def slots(workers: Workers) -> int:
+    """Trials in flight at once: the embedded Ray's CPUs, or the cluster's."""
+    if workers.cpus is not None:
+        return workers.cpus
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def show_progress(bar, study: optuna.Study, in_flight: dict) -> None:
+    """The bar at the trials finished, with done (complete) / running / pruned / failed and the best so far."""
+    tally = counts(study)
+    best = f"{study.best_value:.4g} (#{study.best_trial.number})" if tally["complete"] else "-"
+    bar.set_postfix(done=tally["complete"], running=len(in_flight), pruned=tally["pruned"], failed=tally["failed"],
+                    best=best)
+    bar.update(min(sum(tally.values()), bar.total) - bar.n)

@@ -1,0 +1,55 @@
+"""A tiny sweep for tests: three half-day walk-forward windows and a half-day locked segment of the
+7-day fixture's first three days, a model that trains in a second or two per window."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tests.fakes.training import BAR_TYPE
+
+TINY_SWEEP = """
+[sweep]
+trials = {trials}
+objective = "{objective}"
+seed = 0
+
+[data]
+catalog = "{catalog}"
+bar_type = "{bar_type}"
+end = "2025-05-23T00:00"
+
+[walk_forward]
+train_days = 1.0
+test_days = 0.5
+locked_days = 0.5
+
+[train.model]
+hidden_size = 8
+num_layers = 1
+dropout = 0.0
+burn_in = 16
+
+[train.training]
+horizon = 5
+sequence_length = 128
+max_epochs = 1
+device = "cpu"
+
+[space]
+hidden_size = [4, 8]
+learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
+"""
+
+
+def write_tiny_sweep(folder: Path, catalog: Path, trials: int = 3, objective: str = "ic") -> Path:
+    path = Path(folder) / "sweep.toml"
+    path.write_text(TINY_SWEEP.format(trials=trials, objective=objective, catalog=catalog, bar_type=BAR_TYPE))
+    return path
+
+
+def stored_trials(study_db: Path) -> dict[int, tuple[str, str | None]]:
+    """Each stored trial's number: (state, completion time), read straight from the SQLite file."""
+    with sqlite3.connect(study_db) as db:
+        rows = db.execute("SELECT number, state, datetime_complete FROM trials").fetchall()
+    return {number: (state, complete) for number, state, complete in rows}
