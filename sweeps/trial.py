@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 from nautilus_trader.model.data import BarType
 
-from backtests.report import close_series
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from backtests.stats import (
     daily_returns,
@@ -83,7 +82,7 @@ def sweep_range(catalog: str, bar_type: str, start: str, end: str) -> tuple[pd.T
                                 start=pd.Timestamp(start, tz="UTC") if start else None,
                                 end=pd.Timestamp(end, tz="UTC") if end else None)
     _, bars = load_inputs(settings)
-    closes = close_series(bars).index
+    closes = bars.close().index
     return closes[0], closes[-1] + interval
 
 
@@ -111,18 +110,18 @@ def run_trial(plan: TrialPlan, report: Callable[[float, int], None] | None = Non
     raise optuna.TrialPruned). Returns the dict described in the module docstring."""
     settings = plan.settings
     instrument, bars = load_inputs(settings)
-    close = close_series(bars)
+    close = bars.close()
     balance = settings.starting_balance
     equities, fills, predictions, windows, intermediate = [], [], [], [], []
     for window in plan.windows:
-        window_bars = bars[close.index.searchsorted(window.test_start): close.index.searchsorted(window.test_end)]
-        if not window_bars:
+        window_bars = bars.window(window.test_start, window.test_end)
+        if window_bars is None:
             continue
         model_dir = plan.out / "windows" / f"{window.number:02d}" / "model"
         window_model(plan.train, settings, window, model_dir)
         traded = replace(settings, model_path=model_dir, starting_balance=balance)
         run = run_strategy("lstm", lstm_strategy(traded), traded, instrument, window_bars)
-        window_close = close_series(window_bars)
+        window_close = window_bars.close()
         window_fills = fills_from_nautilus(close_at_window_end(run.fills, window_close, instrument, window.number))
         equity = equity_curve(window_fills, window_close, balance)
         equities.append(equity)

@@ -54,3 +54,12 @@ def test_no_second_copies():
     assert not [p for p, t in text.items() if "_Legacy" in t], "legacy copies of the code are measured against git history instead"
     configs = [p for p, t in text.items() if "class ModelConfig" in t or "class LSTMConfig" in t]
     assert [str(p.relative_to(PROJECT_ROOT)) for p in configs] == ["models/network.py"]
+
+
+def test_no_test_module_shadows_a_room():
+    """pytest puts each test folder on sys.path (prepend mode), so tests/fakes/sweeps.py would hide
+    the sweeps package from every test collected after it; test basenames must be unique for the same reason."""
+    names = [path.stem for path in (PROJECT_ROOT / "tests").rglob("*.py") if path.stem not in ("__init__", "conftest")]
+    assert not set(names) & set(ROOMS), f"test modules named like a room: {sorted(set(names) & set(ROOMS))}"
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    assert not repeated, f"test module basenames used twice: {repeated}"

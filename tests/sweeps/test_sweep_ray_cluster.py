@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from tests.fakes.ray_cluster import ray_cluster
-from tests.fakes.sweeps import stored_trials, write_tiny_sweep
+from tests.fakes.sweep_runs import stored_trials, write_tiny_sweep
 from tests.sweeps.test_sweep_run import REPORTED, wait_for
 from tests.sweeps.test_sweep_run import sweep_command as embedded_sweep_command
 

@@ -15,7 +15,7 @@ from backtests.parallel import Workers
 from sweeps.config import load_sweep_config
 from sweeps.driver import run_sweep
 from tests.conftest import PROJECT_ROOT
-from tests.fakes.sweeps import stored_trials, write_tiny_sweep
+from tests.fakes.sweep_runs import stored_trials, write_tiny_sweep
 
 pytestmark = pytest.mark.slow
 
