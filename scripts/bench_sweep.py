@@ -8,7 +8,8 @@ window's model trained on the two days before it, on the file's first 4.5 days (
 the locked segment), objective Sharpe, no pruning (so both runs do the same work: TPE's first
 trials are seeded random draws, the same parameters in both). A trial is about 3 s of one core's
 work on an idle 2-core AMD EPYC; a fresh Ray worker costs about 7.5 s to start (importing torch and
-Nautilus) and 2.5 s more on its first trial (torch's first training step), paid once per worker.
+Nautilus) and 2.5 s more on its first trial (torch's first optimizer imports torch._dynamo), paid
+once per worker.
 
 Before either run, one trial runs here, untimed (``warmup_seconds``): it fills numba's on-disk
 cache of the per-bar kernels, so that neither timed run compiles them (after a sweep's first run on
