@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from backtests import parallel
 from backtests.parallel import Workers, map_ordered, project_packages
 from backtests.runner import BacktestSettings
 from backtests.walk_forward import Window, run_walk_forward, train_window
@@ -113,6 +114,13 @@ def test_one_worker_runs_each_call_here_when_its_result_is_taken():
 def test_the_project_packages_ship_but_not_the_tests():
     names = {Path(path).name for path in project_packages()}
     assert {"marketdata", "models", "strategies", "backtests"} <= names and "tests" not in names
+
+
+def test_local_workers_import_this_checkout_wherever_the_command_runs(tmp_path, monkeypatch):
+    """Not a py_modules copy of it: numba's on-disk cache beside these sources then serves every worker and run."""
+    monkeypatch.chdir(tmp_path)  # Ray puts the driver's folder on its workers' path; here it is not the checkout
+    files = map_ordered(lambda: __import__("backtests.parallel", fromlist=["parallel"]).__file__, [()], Workers(count=2))
+    assert list(files) == [parallel.__file__]
 
 
 @pytest.mark.slow
