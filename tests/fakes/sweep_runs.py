@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +17,7 @@ seed = 0
 
 [data]
 catalog = "{catalog}"
-bar_type = "{bar_type}"
+{bar_types}
 end = "2025-05-23T00:00"
 
 [walk_forward]
@@ -42,9 +43,12 @@ learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
 """
 
 
-def write_tiny_sweep(folder: Path, catalog: Path, trials: int = 3, objective: str = "ic") -> Path:
+def write_tiny_sweep(folder: Path, catalog: Path, trials: int = 3, objective: str = "ic",
+                     bar_types: tuple[str, ...] = (BAR_TYPE,)) -> Path:
+    """The tiny sweep's TOML in ``folder``; several ``bar_types``: a pooled sweep of them."""
     path = Path(folder) / "sweep.toml"
-    path.write_text(TINY_SWEEP.format(trials=trials, objective=objective, catalog=catalog, bar_type=BAR_TYPE))
+    data = f'bar_type = "{bar_types[0]}"' if len(bar_types) == 1 else f"bar_types = {json.dumps(list(bar_types))}"
+    path.write_text(TINY_SWEEP.format(trials=trials, objective=objective, catalog=catalog, bar_types=data))
     return path
 
 
