@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pandas as pd
+
 from tests.fakes.training import BAR_TYPE
 
 TINY_SWEEP = """
@@ -57,3 +59,17 @@ def stored_trials(study_db: Path) -> dict[int, tuple[str, str | None]]:
     with sqlite3.connect(study_db) as db:
         rows = db.execute("SELECT number, state, datetime_complete FROM trials").fetchall()
     return {number: (state, complete) for number, state, complete in rows}
+
+
+def assert_locked_segment_unseen(report: dict) -> dict:
+    """No trial's window or daily return reaches the locked segment, and the winner's locked run starts
+    there, trained before it; returns that run's window."""
+    locked_start = pd.Timestamp(report["range"]["locked_start"])
+    for trial in report["trials"]:
+        for window in trial["windows"]:
+            assert pd.Timestamp(window["test_end"]) <= locked_start and pd.Timestamp(window["train_end"]) < locked_start
+        assert all(pd.Timestamp(day, tz="UTC") < locked_start for day in trial["daily_returns"])
+    locked = report["locked_segment"]["window"]
+    assert pd.Timestamp(locked["test_start"]) == locked_start
+    assert pd.Timestamp(locked["train_end"]) < locked_start and locked["bars"] > 0
+    return locked

@@ -90,6 +90,9 @@ def test_storage_defaults_to_a_sqlite_file_in_the_sweep_folder(tmp_path):
     assert config(sweep={"storage": "postgresql://h/db"}).storage_url(tmp_path) == "postgresql://h/db"
 
 
-def test_the_shipped_example_loads():
-    example = load_sweep_config(Path(__file__).resolve().parents[2] / "sweeps" / "example.toml")
-    assert example.sweep.objective == "sharpe" and example.space
+@pytest.mark.parametrize("name", ["example.toml", "btc_1m.toml", "btc_eth_1h.toml"])
+def test_the_shipped_sweeps_load_and_never_enter_below_costs(name):
+    shipped = load_sweep_config(Path(__file__).resolve().parents[2] / "sweeps" / name)
+    assert shipped.sweep.objective == "sharpe" and shipped.space
+    assert shipped.space["entry_margin"].low >= 0.0  # a margin over the round-trip fee, never under it
+    assert "entry_threshold" not in shipped.strategy
