@@ -80,7 +80,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
         model_dir = window_dir(out, window)
         here = replace(settings, model_path=model_dir, bar_types=window_bars.bar_types, bar_type="")
         trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars.closes]
-        runs, stats = trade_pooled_window(here, trading, window_bars, balances, window.number)
+        runs, stats, _ = trade_pooled_window(here, trading, window_bars, balances, window.number)
         for name, run in runs.items():
             parts[name].append((window.number, run))
             balances[name] = stats[name]["ending_equity"]
@@ -106,11 +106,16 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
 
 def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: BarFeed, balances: dict[str, float],
-                        number: int) -> tuple[dict[str, StrategyRun], dict[str, dict]]:
-    """Every strategy over the window in one account from its carried balance; open positions closed at the end."""
+                        number: int, names: tuple[str, ...] | None = None,
+                        ) -> tuple[dict[str, StrategyRun], dict[str, dict], dict[str, pd.Series]]:
+    """Every strategy (or those ``names``: a sweep's trial trades the LSTM alone) over the window in one
+    account from its carried balance; open positions closed at the end. Returns each one's run, its
+    account statistics and its account equity at every bar close."""
     closes = {str(i.id): bars.close(b) for i, b in zip(instruments, settings.bar_types)}
-    runs, stats = {}, {}
+    runs, stats, equities = {}, {}, {}
     for name, group in pooled_strategies(settings, instruments, bars).items():
+        if names is not None and name not in names:
+            continue
         balance = balances[name]
         run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, bars)
         closed = [close_at_window_end(run.fills[run.fills["instrument_id"] == str(i.id)], closes[str(i.id)], i, number)
@@ -119,7 +124,7 @@ def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: Bar
         fills = {key: instrument_fills(run.fills, key) for key in closes}
         equity = account_equity(fills, closes, balance)
         aligned = {key: close.reindex(equity.index).ffill().bfill() for key, close in closes.items()}
-        runs[name] = run
+        runs[name], equities[name] = run, equity
         stats[name] = {"starting_balance": balance, "ending_equity": float(equity.iloc[-1]),
                        **account_stats(equity, fills, aligned, balance, run.seconds)}
-    return runs, stats
+    return runs, stats, equities

@@ -13,7 +13,9 @@ def register(subparsers) -> None:
         description=(
             "Search the config's space with Optuna (TPE, pruning on per-window values): each trial is one Ray task "
             "running a walk-forward backtest (retrain per window, trade out of sample, net of fees) on windows that "
-            "end before a final locked segment, scored by the objective (Sharpe, IC or volatility QLIKE). At the end "
+            "end before a final locked segment, scored by the objective (Sharpe, IC or volatility QLIKE). Several "
+            "instruments in [data] bar_types make every trial pooled: one model on all of them per window, all traded "
+            "in one account, the Sharpe ratio the account's. At the end "
             "the winner is retrained before the locked segment and trades it once. Writes FOLDER/sweep.json (best, "
             "trials, deflated_sharpe, pbo, locked_segment, importances, verdict), leaderboard.png and "
             "window_returns.png; the study lives in FOLDER/study.db (or [sweep] storage). Run the same command "
@@ -23,6 +25,7 @@ def register(subparsers) -> None:
         epilog=(
             "examples:\n"
             "  nautilus-lstm sweep sweeps/example.toml --out reports/sweep-example --workers 2\n"
+            "  nautilus-lstm sweep sweeps/btc_eth_1h.toml --out reports/sweep-btc-eth-1h --workers 2   # pooled BTC+ETH\n"
             "  ray start --head --port 6379 --num-cpus 8   # then, on each other machine: ray start --address HEAD:6379\n"
             "  nautilus-lstm sweep my-sweep.toml --out /shared/sweeps/run1 --ray-address HEAD:6379\n"
             "  optuna-dashboard sqlite:///reports/sweep-example/study.db   # watch or browse the study"

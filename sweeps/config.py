@@ -6,7 +6,9 @@
   minimized), ``seed`` (TPE's), ``pruning`` (Optuna's median pruner on per-window values),
   ``storage`` (any SQLAlchemy URL; empty: ``sqlite:///<sweep folder>/study.db``), ``study`` (its name
   in the storage).
-- ``[data]``: ``catalog``, ``bar_type`` (or ``bar_types``, searched over), ``start``, ``end``.
+- ``[data]``: ``catalog``, ``bar_type`` (one instrument; ``[space] bar_type`` may choose it instead) or
+  ``bar_types`` (several: pooled, as in a training config: each trial trains one model on every
+  instrument per window and trades them all in one account, sweeps.trial), ``start``, ``end``.
 - ``[walk_forward]``: ``train_days``, ``test_days``, ``locked_days``: the last ``locked_days`` of the
   range are the locked segment, never seen by a trial; the winner is trained on the ``train_days``
   before it and trades it once, at the end.
@@ -102,8 +104,9 @@ class SweepConfig:
     def storage_url(self, folder: Path) -> str:
         return self.sweep.storage or f"sqlite:///{Path(folder).resolve() / 'study.db'}"
 
-    def trial_config(self, params: dict) -> tuple[TrainConfig, dict, str]:
-        """The training config, the strategy settings and the bar type of a trial's parameters."""
+    def trial_config(self, params: dict) -> tuple[TrainConfig, dict, tuple[str, ...]]:
+        """The training config, the strategy settings and the bar types (one, or several pooled) of a
+        trial's parameters."""
         sections: dict[str, dict] = {"train.model": {}, "train.training": {}, "data": {}, "strategy": dict(self.strategy)}
         features = self.train.features
         for name, value in params.items():
@@ -112,13 +115,13 @@ class SweepConfig:
                 features = self.feature_sets[value]
             else:
                 sections[where][key] = None if value == OFF else value
-        bar_type = sections["data"].get("bar_type", self.data.bar_types[0])
+        bar_types = (sections["data"]["bar_type"],) if "bar_type" in sections["data"] else self.data.bar_types
         train = dataclasses.replace(self.train, features=dict(features))
         train = train.override(model=sections["train.model"], training=sections["train.training"],
-                               data={"catalog": self.data.catalog, "bar_types": (bar_type,)})
+                               data={"catalog": self.data.catalog, "bar_types": bar_types})
         strategy = sections["strategy"]
         strategy_settings(strategy)  # an unknown name fails here, before any trial runs
-        return train, strategy, bar_type
+        return train, strategy, bar_types
 
 
 def load_sweep_config(path: Path) -> SweepConfig:
@@ -151,6 +154,8 @@ def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -
         (sweep.objective in OBJECTIVES, f"[sweep] objective must be one of {sorted(OBJECTIVES)}, not {sweep.objective!r}"),
         (bool(sweep.study), "[sweep] study must name the study"),
         (len(data.bar_types) >= 1, "[data] bar_types must name a bar type"),
+        (len(data.bar_types) == 1 or "bar_type" not in raw.get("space", {}),
+         "[space] bar_type chooses one instrument, but [data] bar_types pools several: set one or the other"),
         (walk.train_days > 0 and walk.test_days > 0, "[walk_forward] train_days and test_days must be > 0"),
         (walk.locked_days > 0, "[walk_forward] locked_days must be > 0: the winner is judged on a segment no trial saw"),
     ]

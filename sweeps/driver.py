@@ -112,10 +112,10 @@ class Planner:
         self.locked_start = self.end - pd.Timedelta(days=config.walk_forward.locked_days)
 
     def plan(self, params: dict, out: Path) -> TrialPlan:
-        train, strategy, bar_type = self.config.trial_config(params)
+        train, strategy, bar_types = self.config.trial_config(params)
         walk = self.config.walk_forward
-        windows = plan_trial_windows(train, bar_type, self.first, self.locked_start, walk.train_days, walk.test_days)
-        return TrialPlan(train, strategy, bar_type, windows, self.config.sweep.objective, out)
+        windows = plan_trial_windows(train, bar_types[0], self.first, self.locked_start, walk.train_days, walk.test_days)
+        return TrialPlan(train, strategy, bar_types, windows, self.config.sweep.objective, out)
 
 
 def trial_task(plan: TrialPlan, config: SweepConfig, storage_url: str, trial_id: int) -> dict:
@@ -155,9 +155,9 @@ def run_locked(planner: Planner, params: dict, folder: Path) -> dict:
     """The winner trained on the train_days before the locked segment and traded on it, once."""
     import ray
 
-    train, strategy, bar_type = planner.config.trial_config(params)
-    window = locked_window(train, bar_type, planner.locked_start, planner.end, planner.config.walk_forward.train_days)
-    plan = TrialPlan(train, strategy, bar_type, (window,), planner.config.sweep.objective, folder / "locked")
+    train, strategy, bar_types = planner.config.trial_config(params)
+    window = locked_window(train, bar_types[0], planner.locked_start, planner.end, planner.config.walk_forward.train_days)
+    plan = TrialPlan(train, strategy, bar_types, (window,), planner.config.sweep.objective, folder / "locked")
     log.info("the winner on the locked segment, %s to %s", window.test_start, window.test_end)
     result = ray.get(remote_task(run_trial).remote(plan))
     return {"window": result["windows"][0], "objective": result["objective"], "stats": result["stats"],

@@ -6,9 +6,15 @@ windows planned as ``backtests.walk_forward`` plans them, each window's model re
 and its open position closed at the window's end (``close_at_window_end``). The bars loaded end
 where the windows end: a trial's backtest, features and objective never read a bar after it.
 
+Pooled. A trial of several bar types (``[data] bar_types``) trains one pooled model per window on
+every instrument (models.pooling) and trades them all in one engine and one account, an LSTMStrategy
+per instrument (``backtests.walk_forward_pooled.trade_pooled_window``); its equity, statistics and
+Sharpe ratio are the account's (``backtests.stats.account_stats``), its IC and QLIKE pool every
+instrument's forecasts, each against its own instrument's realized return.
+
 What a trial returns (:func:`run_trial`), all JSON values:
 
-- ``windows``: per window, its number, train and test ranges, bars and net ``return`` (equity at
+- ``windows``: per window, its number, train and test ranges, bars (of every instrument) and net ``return`` (equity at
   the window's end / at its start - 1, after fees);
 - ``daily_returns``: the stitched equity's daily returns (backtests.stats), ``{UTC date: return}``,
   the date of the day the return was earned over (a partial day counts as a day);
@@ -33,10 +39,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from nautilus_trader.model.data import BarType
+from nautilus_trader.model.instruments import Instrument
 
+from backtests.feed import BarFeed
+from backtests.pooled import instrument_fills, load_all_inputs
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from backtests.stats import (
+    account_stats,
     daily_returns,
+    empty_fills,
     equity_curve,
     fills_from_nautilus,
     performance_stats,
@@ -47,6 +58,7 @@ from backtests.walk_forward import (
     plan_windows,
     window_model,
 )
+from backtests.walk_forward_pooled import trade_pooled_window
 from models.config import TrainConfig
 from models.features import forward_log_return
 from models.metrics import spearman
@@ -61,7 +73,7 @@ class TrialPlan:
 
     train: TrainConfig
     strategy: dict
-    bar_type: str
+    bar_types: tuple[str, ...]  # one instrument, or several pooled in one account
     windows: tuple[Window, ...]
     objective: str
     out: Path
@@ -69,9 +81,19 @@ class TrialPlan:
     @property
     def settings(self) -> BacktestSettings:
         """The bars from the first window's test start to its last one's end (excluded)."""
-        return BacktestSettings(model_path=self.out, catalog=Path(self.train.data.catalog), bar_type=self.bar_type,
+        return BacktestSettings(model_path=self.out, catalog=Path(self.train.data.catalog), bar_types=self.bar_types,
                                 start=self.windows[0].test_start, end=self.windows[-1].test_end - _NS,
                                 strategy=self.strategy)
+
+
+@dataclass
+class WindowRun:
+    """What one traded window leaves for the score: the account's equity at each bar close, each
+    instrument's fills table (by instrument id) and the forecasts (a ``bar_type`` column when pooled)."""
+
+    equity: pd.Series
+    fills: dict[str, pd.DataFrame]
+    predictions: pd.DataFrame
 
 
 def sweep_range(catalog: str, bar_type: str, start: str, end: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -109,52 +131,72 @@ def run_trial(plan: TrialPlan, report: Callable[[float, int], None] | None = Non
     """Walk ``plan``'s windows; after each, ``report(objective so far, window index)`` (which may
     raise optuna.TrialPruned). Returns the dict described in the module docstring."""
     settings = plan.settings
-    instrument, bars = load_inputs(settings)
-    close = bars.close()
+    instruments, bars = load_all_inputs(settings)
+    trade = trade_pooled if len(plan.bar_types) > 1 else trade_alone
     balance = settings.starting_balance
-    equities, fills, predictions, windows, intermediate = [], [], [], [], []
+    traded, windows, intermediate = [], [], []
     for window in plan.windows:
         window_bars = bars.window(window.test_start, window.test_end)
         if window_bars is None:
             continue
         model_dir = plan.out / "windows" / f"{window.number:02d}" / "model"
         window_model(plan.train, settings, window, model_dir)
-        traded = replace(settings, model_path=model_dir, starting_balance=balance)
-        run = run_strategy("lstm", lstm_strategy(traded), traded, instrument, window_bars)
-        window_close = window_bars.close()
-        window_fills = fills_from_nautilus(close_at_window_end(run.fills, window_close, instrument, window.number))
-        equity = equity_curve(window_fills, window_close, balance)
-        equities.append(equity)
-        fills.append(window_fills)
-        predictions.append(run.predictions)
-        windows.append(window_record(window, len(window_bars), float(equity.iloc[-1]) / balance - 1.0))
-        balance = float(equity.iloc[-1])
-        scores = score(plan, close, equities, fills, predictions, settings.starting_balance)
+        run = trade(replace(settings, model_path=model_dir, starting_balance=balance), instruments, window_bars,
+                    window.number)
+        traded.append(run)
+        windows.append(window_record(window, len(window_bars), float(run.equity.iloc[-1]) / balance - 1.0))
+        balance = float(run.equity.iloc[-1])
+        scores = score(plan, bars, traded, settings.starting_balance)
         intermediate.append(scores["objective"])
         if report is not None and scores["objective"] is not None:
             report(scores["objective"], len(windows) - 1)
     if not windows:
-        raise ValueError(f"no bars of {plan.bar_type} in any window of the trial")
-    return {"windows": windows, "intermediate": intermediate, **score(plan, close, equities, fills, predictions,
-                                                                      settings.starting_balance)}
+        raise ValueError(f"no bars of {', '.join(plan.bar_types)} in any window of the trial")
+    return {"windows": windows, "intermediate": intermediate, **score(plan, bars, traded, settings.starting_balance)}
 
 
-def score(plan: TrialPlan, close: pd.Series, equities: list[pd.Series], fills: list[pd.DataFrame],
-          predictions: list[pd.DataFrame], start: float) -> dict:
+def trade_alone(settings: BacktestSettings, instruments: list[Instrument], bars: BarFeed, number: int) -> WindowRun:
+    """One instrument's LSTMStrategy over the window, its open position closed at the end."""
+    (instrument,) = instruments
+    run = run_strategy("lstm", lstm_strategy(settings), settings, instrument, bars)
+    close = bars.close()
+    fills = fills_from_nautilus(close_at_window_end(run.fills, close, instrument, number))
+    return WindowRun(equity_curve(fills, close, settings.starting_balance), {str(instrument.id): fills}, run.predictions)
+
+
+def trade_pooled(settings: BacktestSettings, instruments: list[Instrument], bars: BarFeed, number: int) -> WindowRun:
+    """An LSTMStrategy per instrument with bars in the window, all in one account (an instrument without
+    bars there sits the window out, as in backtests.walk_forward_pooled)."""
+    here = replace(settings, bar_types=bars.bar_types, bar_type="")
+    trading = [i for i, b in zip(instruments, settings.bar_types) if b in bars.closes]
+    runs, _, equities = trade_pooled_window(here, trading, bars, {"lstm": settings.starting_balance}, number, ("lstm",))
+    run = runs["lstm"]
+    # run_strategies names each row's bar type only when several strategies ran.
+    predictions = run.predictions if "bar_type" in run.predictions else run.predictions.assign(bar_type=bars.bar_types[0])
+    return WindowRun(equities["lstm"], {str(i.id): instrument_fills(run.fills, str(i.id)) for i in trading}, predictions)
+
+
+def score(plan: TrialPlan, bars: BarFeed, traded: list[WindowRun], start: float) -> dict:
     """The stitched run's statistics, daily returns and objective over the windows so far."""
-    equity = pd.concat(equities)
-    traded_close = close.loc[equity.index]
-    all_fills = pd.concat(fills)
-    stats = performance_stats(equity, all_fills, traded_close, 0.0)
+    equity = pd.concat([run.equity for run in traded])
+    closes = {b: bars.close(b) for b in plan.bar_types}
+    ids = {str(BarType.from_str(b).instrument_id): b for b in plan.bar_types}
+    fills = {key: pd.concat([run.fills[key] for run in traded if key in run.fills] or [empty_fills()]) for key in ids}
+    if len(ids) == 1:
+        (only,) = fills.values()
+        stats = performance_stats(equity, only, bars.close().loc[equity.index], 0.0)
+    else:
+        aligned = {key: closes[b].reindex(equity.index).ffill().bfill() for key, b in ids.items()}
+        stats = account_stats(equity, fills, aligned, start, 0.0)
     daily = daily_returns(equity, start)
-    frame = pd.concat(predictions)
+    frame = pd.concat([run.predictions for run in traded])
     if plan.objective == "sharpe":
         # A rule that never traded earned exactly nothing each day: Sharpe 0, not undefined.
         objective = 0.0 if stats["turnover"] == 0 and not daily.any() else stats["sharpe"]
     elif plan.objective == "ic":
-        objective = forecast_ic(frame, close, plan.train.training.horizon)
+        objective = forecast_ic(frame, closes, plan.train.training.horizon)
     else:
-        objective = forecast_qlike(frame, close, plan.train.training.horizon)
+        objective = forecast_qlike(frame, closes, plan.train.training.horizon)
     return {
         "objective": _number(objective),
         "stats": {key: _number(value) for key, value in stats.items()},
@@ -162,25 +204,42 @@ def score(plan: TrialPlan, close: pd.Series, equities: list[pd.Series], fills: l
     }
 
 
-def forecast_ic(predictions: pd.DataFrame, close: pd.Series, horizon: int) -> float:
-    """Spearman correlation of the point forecast with the realized h-bar log return (known rows only)."""
-    realized = forward_log_return(close.to_frame("close"), horizon).reindex(predictions.index)
-    known = realized.notna().to_numpy() & predictions["prediction"].notna().to_numpy()
+def per_instrument(predictions: pd.DataFrame, closes: dict[str, pd.Series]) -> list[tuple[pd.DataFrame, pd.Series]]:
+    """Each instrument's forecast rows with its closes: by the ``bar_type`` column when there are several."""
+    if len(closes) == 1:
+        return [(predictions, next(iter(closes.values())))]
+    return [(predictions[predictions["bar_type"] == bar_type], close) for bar_type, close in closes.items()]
+
+
+def forecast_ic(predictions: pd.DataFrame, closes: dict[str, pd.Series], horizon: int) -> float:
+    """Spearman correlation of the point forecast with the realized h-bar log return (known rows only),
+    over every instrument's rows, each against its own closes (``closes``: by bar type)."""
+    forecasts, realized = [], []
+    for rows, close in per_instrument(predictions, closes):
+        forecasts.append(rows["prediction"].to_numpy(dtype=float))
+        realized.append(forward_log_return(close.to_frame("close"), horizon).reindex(rows.index).to_numpy(dtype=float))
+    forecast, target = np.concatenate(forecasts), np.concatenate(realized)
+    known = np.isfinite(target) & np.isfinite(forecast)
     if known.sum() < 3:
         return math.nan
-    return spearman(predictions["prediction"].to_numpy()[known], realized.to_numpy()[known])
+    return spearman(forecast[known], target[known])
 
 
-def forecast_qlike(predictions: pd.DataFrame, close: pd.Series, horizon: int) -> float:
-    """Mean QLIKE of the volatility forecast (std of the h-bar return) against the log realized volatility."""
+def forecast_qlike(predictions: pd.DataFrame, closes: dict[str, pd.Series], horizon: int) -> float:
+    """Mean QLIKE of the volatility forecast (std of the h-bar return) against the log realized volatility,
+    over every instrument's rows (``closes``: by bar type)."""
     if "volatility" not in predictions:
         raise ValueError("objective qlike needs a model with the volatility head ([model] volatility_head = true)")
-    target = pd.Series(log_realized_vol(close.to_numpy(), horizon), index=close.index).reindex(predictions.index)
-    forecast = np.log(predictions["volatility"].to_numpy(dtype=float))
-    known = np.isfinite(target.to_numpy()) & np.isfinite(forecast)
+    forecasts, realized = [], []
+    for rows, close in per_instrument(predictions, closes):
+        forecasts.append(np.log(rows["volatility"].to_numpy(dtype=float)))
+        target = pd.Series(log_realized_vol(close.to_numpy(), horizon), index=close.index)
+        realized.append(target.reindex(rows.index).to_numpy(dtype=float))
+    forecast, target = np.concatenate(forecasts), np.concatenate(realized)
+    known = np.isfinite(target) & np.isfinite(forecast)
     if not known.any():
         return math.nan
-    return float(np.mean(qlike_loss(target.to_numpy()[known], forecast[known])))
+    return float(np.mean(qlike_loss(target[known], forecast[known])))
 
 
 def window_record(window: Window, bars: int, net_return: float) -> dict:

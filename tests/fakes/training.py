@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
+from marketdata.history import import_klines
 from models.config import TrainConfig
 from models.train import train_model
 
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+ETH = "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 
 
 def tiny_config(catalog, **training) -> TrainConfig:
@@ -28,3 +31,19 @@ def train_walk_base(catalog, path: Path) -> Path:
         "training": {"horizon": 5, "sequence_length": 128, "max_epochs": 1, "device": "cpu"},
     }), path)
     return path
+
+
+def pooled_catalog(root: Path, shared_data: Path, eth_days: int = 3) -> Path:
+    """A catalog of the 7-day BTC fixture and the first ``eth_days`` days of ETH's 1m file (both spot)."""
+    from tests.conftest import ETH_1M, FIXTURE_7D
+
+    eth = root / "eth.csv.gz"
+    with gzip.open(shared_data / ETH_1M, "rt") as src, gzip.open(eth, "wt") as dst:
+        for number, line in enumerate(src):
+            if number > eth_days * 1440:
+                break
+            dst.write(line)
+    catalog = root / "catalog"
+    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    import_klines(eth, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    return catalog

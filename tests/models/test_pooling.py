@@ -1,7 +1,6 @@
 """Pooled multi-asset training: per-instrument scaling, the instrument one-hot, one artifact
 driving several instruments, streaming equal to batch per instrument."""
 
-import gzip
 import json
 
 import numpy as np
@@ -9,7 +8,6 @@ import pandas as pd
 import pytest
 
 from marketdata.catalog import load_bars
-from marketdata.history import import_klines
 from models.artifact import MANIFEST, ArtifactError, load_artifact
 from models.baselines import LightGBMForecast, RidgeForecast
 from models.config import TrainConfig
@@ -19,10 +17,9 @@ from models.predictor import OnlineLightGBM, OnlinePredictor, batch_predict
 from models.splits import min_gap, train_val_split
 from models.train import load_datasets, train_model
 from scripts.cli import main
-from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE
-from tests.fakes.training import BAR_TYPE, tiny_config
+from tests.conftest import NETWORK_UNITS_TOLERANCE
+from tests.fakes.training import BAR_TYPE, ETH, pooled_catalog, tiny_config
 
-ETH = "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 ETH_DAYS = 3
 TRAIN_END = "2025-05-21 11:00"  # the pooled backtest trades the day after it, out of sample
 
@@ -32,15 +29,7 @@ def pooled(tmp_path_factory, shared_data):
     """A catalog of the 7-day BTC fixture and the first days of ETH's 1m file (both spot), and a
     tiny model pooled over the two."""
     root = tmp_path_factory.mktemp("pooled")
-    eth = root / "eth.csv.gz"
-    with gzip.open(shared_data / ETH_1M, "rt") as src, gzip.open(eth, "wt") as dst:
-        for number, line in enumerate(src):
-            if number > ETH_DAYS * 1440:
-                break
-            dst.write(line)
-    catalog = root / "catalog"
-    import_klines(shared_data / FIXTURE_7D, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
-    import_klines(eth, exchange="binance", symbol="ETH/USDT", timeframe="1m", market="spot", catalog_path=catalog)
+    catalog = pooled_catalog(root, shared_data, ETH_DAYS)
     # A return head alone: one epoch of it gives forecasts of both signs, which the pooled backtest needs to trade.
     config = tiny_config(catalog, max_epochs=1).override(data={"bar_types": [BAR_TYPE, ETH], "end": TRAIN_END}, model={"volatility_head": False})
     train_model(config, root / "model")

@@ -63,7 +63,7 @@ def test_a_trials_parameters_land_in_the_training_config_the_rule_and_the_bar_ty
                "horizon": [30], "features": ["short", "default"], "bar_type": [hourly], "entry_margin": [0.001],
                "target_volatility": ["off", 0.5], "volatility_gate": ["off"], "min_holding_bars": [10]},
     )
-    train, strategy, bar_type = sweep.trial_config({
+    train, strategy, bar_types = sweep.trial_config({
         "architecture": "alstm", "hidden_size": 8, "learning_rate": 0.01, "sequence_length": 96, "horizon": 30,
         "features": "short", "bar_type": hourly, "entry_margin": 0.001, "target_volatility": "off",
         "volatility_gate": "off", "min_holding_bars": 10,
@@ -72,16 +72,27 @@ def test_a_trials_parameters_land_in_the_training_config_the_rule_and_the_bar_ty
     assert (train.training.learning_rate, train.training.sequence_length, train.training.horizon) == (0.01, 96, 30)
     assert train.training.max_epochs == 2  # the base config's, kept
     assert train.features == FeatureSpec(return_lags=(1, 5)).to_dict()  # the rest at their defaults, versioned
-    assert train.data.bar_types == (hourly,) and bar_type == hourly and train.data.catalog == "cat"
+    assert train.data.bar_types == (hourly,) and bar_types == (hourly,) and train.data.catalog == "cat"
     assert strategy == {"order_notional": 500.0, "entry_margin": 0.001, "target_volatility": None,
                         "volatility_gate": None, "min_holding_bars": 10}
 
+
+def test_several_data_bar_types_make_every_trial_pooled_and_refuse_a_searched_bar_type():
+    pair = ["BTCUSDT.BINANCE-1-HOUR-LAST-EXTERNAL", "ETHUSDT.BINANCE-1-HOUR-LAST-EXTERNAL"]
+    sweep = sweep_config_from_dict({"data": {"catalog": "cat", "bar_types": pair}, "space": {"hidden_size": [8]}}, "s.toml")
+    train, _, bar_types = sweep.trial_config({"hidden_size": 8})
+    assert bar_types == tuple(pair) and train.data.bar_types == tuple(pair)
+    with pytest.raises(ValueError, match=r"s.toml: \[space\] bar_type chooses one instrument"):
+        sweep_config_from_dict({"data": {"catalog": "cat", "bar_types": pair}, "space": {"bar_type": [pair[0]]}}, "s.toml")
 
 def test_storage_defaults_to_a_sqlite_file_in_the_sweep_folder(tmp_path):
     assert config().storage_url(tmp_path) == f"sqlite:///{tmp_path.resolve()}/study.db"
     assert config(sweep={"storage": "postgresql://h/db"}).storage_url(tmp_path) == "postgresql://h/db"
 
 
-def test_the_shipped_example_loads():
-    example = load_sweep_config(Path(__file__).resolve().parents[2] / "sweeps" / "example.toml")
-    assert example.sweep.objective == "sharpe" and example.space
+@pytest.mark.parametrize("name", ["example.toml", "btc_1m.toml", "btc_eth_1h.toml"])
+def test_the_shipped_sweeps_load_and_never_enter_below_costs(name):
+    shipped = load_sweep_config(Path(__file__).resolve().parents[2] / "sweeps" / name)
+    assert shipped.sweep.objective == "sharpe" and shipped.space
+    assert shipped.space["entry_margin"].low >= 0.0  # a margin over the round-trip fee, never under it
+    assert "entry_threshold" not in shipped.strategy

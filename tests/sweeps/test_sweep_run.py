@@ -8,14 +8,17 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 
 from backtests.parallel import Workers
 from sweeps.config import load_sweep_config
 from sweeps.driver import run_sweep
 from tests.conftest import PROJECT_ROOT
-from tests.fakes.sweep_runs import stored_trials, write_tiny_sweep
+from tests.fakes.sweep_runs import (
+    assert_locked_segment_unseen,
+    stored_trials,
+    write_tiny_sweep,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -86,14 +89,7 @@ def test_a_resumed_sweep_keeps_finished_trials_and_runs_only_the_rest(resumed):
 
 def test_no_trial_sees_the_locked_segment(resumed):
     _, _, report, _ = resumed
-    locked_start = pd.Timestamp(report["range"]["locked_start"])
-    for trial in report["trials"]:
-        for window in trial["windows"]:
-            assert pd.Timestamp(window["test_end"]) <= locked_start and pd.Timestamp(window["train_end"]) < locked_start
-        assert all(pd.Timestamp(day, tz="UTC") < locked_start for day in trial["daily_returns"])
-    locked = report["locked_segment"]["window"]
-    assert pd.Timestamp(locked["test_start"]) == locked_start
-    assert pd.Timestamp(locked["train_end"]) < locked_start and locked["bars"] > 0
+    assert_locked_segment_unseen(report)
 
 
 def test_a_killed_driver_resumes_with_nothing_lost_or_redone(catalog, tmp_path):

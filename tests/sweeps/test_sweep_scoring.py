@@ -11,6 +11,7 @@ from sweeps.statistics import deflated_sharpe_ratio, sharpe_ratios
 from sweeps.trial import forecast_ic, forecast_qlike
 
 HORIZON = 3
+BAR, OTHER = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL", "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 
 
 @pytest.fixture
@@ -23,18 +24,32 @@ def close():
 def test_ic_of_the_realized_return_itself_is_one_and_the_unknown_tail_is_left_out(close):
     realized = np.log(close.shift(-HORIZON) / close)
     frame = pd.DataFrame({"prediction": realized.fillna(123.0)}, index=close.index)  # the tail's value is junk
-    assert forecast_ic(frame, close, HORIZON) == pytest.approx(1.0)
-    assert forecast_ic(frame.assign(prediction=-frame["prediction"]), close, HORIZON) == pytest.approx(-1.0)
+    assert forecast_ic(frame, {BAR: close}, HORIZON) == pytest.approx(1.0)
+    assert forecast_ic(frame.assign(prediction=-frame["prediction"]), {BAR: close}, HORIZON) == pytest.approx(-1.0)
 
 
 def test_qlike_of_the_realized_volatility_itself_is_zero_and_positive_otherwise(close):
     realized = np.exp(log_realized_vol(close.to_numpy(), HORIZON))
     frame = pd.DataFrame({"volatility": realized}, index=close.index)
-    assert forecast_qlike(frame, close, HORIZON) == pytest.approx(0.0, abs=1e-12)
-    assert forecast_qlike(frame * 2, close, HORIZON) > 0
+    assert forecast_qlike(frame, {BAR: close}, HORIZON) == pytest.approx(0.0, abs=1e-12)
+    assert forecast_qlike(frame * 2, {BAR: close}, HORIZON) > 0
     with pytest.raises(ValueError, match="volatility head"):
-        forecast_qlike(frame.rename(columns={"volatility": "prediction"}), close, HORIZON)
+        forecast_qlike(frame.rename(columns={"volatility": "prediction"}), {BAR: close}, HORIZON)
 
+
+def test_pooled_ic_scores_each_instruments_rows_against_its_own_closes(close):
+    other = close.iloc[::-1].set_axis(close.index) * 30  # another path on the same bar closes
+    frames = []
+    for bar_type, each in ((BAR, close), (OTHER, other)):
+        realized = np.log(each.shift(-HORIZON) / each)
+        frames.append(pd.DataFrame({"prediction": realized, "bar_type": bar_type}, index=each.index))
+    pooled = pd.concat(frames)
+    assert forecast_ic(pooled, {BAR: close, OTHER: other}, HORIZON) == pytest.approx(1.0)
+    swapped = pooled.assign(bar_type=pooled["bar_type"].map({BAR: OTHER, OTHER: BAR}))  # each row against the wrong closes
+    assert forecast_ic(swapped, {BAR: close, OTHER: other}, HORIZON) < 0.5
+    realized_vol = {b: np.exp(log_realized_vol(c.to_numpy(), HORIZON)) for b, c in ((BAR, close), (OTHER, other))}
+    vol = pd.concat([pd.DataFrame({"volatility": v, "bar_type": b}, index=close.index) for b, v in realized_vol.items()])
+    assert forecast_qlike(vol, {BAR: close, OTHER: other}, HORIZON) == pytest.approx(0.0, abs=1e-12)
 
 def trials(days: int, count: int = 3):
     rng = np.random.default_rng(1)
