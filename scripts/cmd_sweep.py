@@ -17,7 +17,7 @@ def register(subparsers) -> None:
             "instruments in [data] bar_types make every trial pooled: one model on all of them per window, all traded "
             "in one account, the Sharpe ratio the account's. At the end "
             "the winner is retrained before the locked segment and trades it once. Writes FOLDER/sweep.json (best, "
-            "trials, deflated_sharpe, pbo, locked_segment, importances, verdict), leaderboard.png and "
+            "trials, deflated_sharpe, pbo, locked_segment, importances, verdict), report.html, leaderboard.png and "
             "window_returns.png; the study lives in FOLDER/study.db (or [sweep] storage). Run the same command "
             "again to resume after Ctrl-C, a crash or kill -9: finished trials are kept, unfinished ones rerun. "
             "The config's format: sweeps/config.py; an example: sweeps/example.toml."
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from backtests.parallel import Workers
+    from reporting.html import write_report_html
     from sweeps.config import load_sweep_config
     from sweeps.driver import run_sweep
 
@@ -64,5 +65,5 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"best": report["best"], "locked_segment": report["locked_segment"] and {
         k: report["locked_segment"][k] for k in ("objective", "window")}}, indent=1))
     print(report["verdict"])
-    print(f"report written to {folder / 'sweep.json'}")
+    print(f"report written to {write_report_html(folder)} (sweep.json, study.db and plots beside it)")
     return 0

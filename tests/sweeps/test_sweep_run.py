@@ -109,6 +109,7 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_redone(catalog, tmp_path):
     output, _ = rerun.communicate(timeout=400)
     assert rerun.returncode == 0, output[-3000:]
     report = json.loads((folder / "sweep.json").read_text())
+    assert (folder / "report.html").stat().st_size > 1_000_000  # the command writes it, plotly.js inside
     after = stored_trials(folder / "study.db")
     assert {n: after[n] for n in done_before} == done_before
     trials = {t["number"]: t for t in report["trials"]}
