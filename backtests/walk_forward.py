@@ -132,13 +132,7 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    tested = []
-    for window in windows:
-        window_bars = bars.window(window.test_start, window.test_end)
-        if window_bars is not None:
-            tested.append((window, window_bars))
-        else:
-            log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
+    tested = windows_with_bars(windows, bars)
     models = train_windows(base, settings, [window for window, _ in tested], out, workers)
     for (window, window_bars), artifact in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         log.info(
@@ -159,6 +153,18 @@ def run_walk_forward(settings: BacktestSettings, train_days: float, test_days: f
     report = write_report(out, joined(traded), stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
+
+
+def windows_with_bars(windows: list[Window], bars: BarFeed) -> list[tuple[Window, BarFeed]]:
+    """Each window with its test bars; a window that holds none is logged and left out."""
+    tested = []
+    for window in windows:
+        window_bars = bars.window(window.test_start, window.test_end)
+        if window_bars is not None:
+            tested.append((window, window_bars))
+        else:
+            log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
+    return tested
 
 
 def window_dir(out: Path, window: Window) -> Path:

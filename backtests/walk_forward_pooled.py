@@ -14,7 +14,6 @@ train and test ranges, model, account statistics and in-sample flag.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -39,12 +38,11 @@ from backtests.walk_forward import (
     stitch,
     train_windows,
     window_dir,
+    windows_with_bars,
 )
 from marketdata.progress import progress
 from models.artifact import load_artifact
 from models.jsonio import write_json
-
-log = logging.getLogger(__name__)
 
 
 def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_days: float, out: Path,
@@ -68,13 +66,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
 
     balances = defaultdict(lambda: settings.starting_balance)
     parts, traded, summary, training = defaultdict(list), [], [], []
-    tested = []
-    for window in windows:
-        window_bars = bars.window(window.test_start, window.test_end)
-        if window_bars is not None:
-            tested.append((window, window_bars))
-        else:
-            log.warning("window %d (%s to %s) holds no bars: skipped", window.number, window.test_start, window.test_end)
+    tested = windows_with_bars(windows, bars)
     models = train_windows(base, settings, [window for window, _ in tested], out, workers)
     for (window, window_bars), _ in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         model_dir = window_dir(out, window)
