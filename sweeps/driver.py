@@ -12,7 +12,8 @@ that needs no channel back to the driver, and works from any worker process or m
 reach the storage (SQLite: a filesystem all of them see; a timeout of 60 s rides out the locks of
 concurrent writers). When the median pruner says so the task stops and the driver marks the trial
 PRUNED. The driver alone tells Optuna a trial's end, and stores its result (windows, daily returns,
-statistics) as the trial's user attribute ``result``, so the report is rebuilt from storage alone.
+statistics; a pruned trial's over the windows it ran) as the trial's user attribute ``result``, so
+the report is rebuilt from storage alone.
 
 Accounting. A trial ends COMPLETE, PRUNED, or FAIL (its error in user attribute ``error``: an
 exception in the trial, a worker that died more often than Ray retries, or an undefined objective).
@@ -124,15 +125,13 @@ def trial_task(plan: TrialPlan, config: SweepConfig, storage_url: str, trial_id:
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
 
-    def report(value: float, step: int) -> None:
+    def report(value: float, step: int) -> bool:
         trial.report(value, step)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
+        return trial.should_prune()
 
-    try:
-        return {"state": "complete", **run_trial(plan, report)}
-    except optuna.TrialPruned:
-        return {"state": "pruned"}
+    result = run_trial(plan, report)
+    # A pruned trial keeps what its windows earned (sweep.json shows it), not an objective.
+    return {"state": "pruned" if result.pop("stopped") else "complete", **result}
 
 
 def run_sweep(config: SweepConfig, folder: Path, workers: Workers) -> dict:

@@ -8,12 +8,18 @@ sweep.json, top-level keys:
   running, waiting), ``params``, ``objective`` (null unless complete), ``intermediate`` (the
   per-window values reported, ``{window index: value}``), ``windows`` (per window: ranges, bars, net
   ``return``), ``daily_returns`` (``{UTC date: return}``), ``stats`` (backtests.stats of the stitched
-  walk-forward), ``error``, ``orphaned`` and ``retry_of`` where set (sweeps.driver), ``worker``;
+  walk-forward), ``error``, ``orphaned`` and ``retry_of`` where set (sweeps.driver), ``worker``. A
+  pruned trial's ``windows``, ``daily_returns`` and ``stats`` cover the windows it ran before it was
+  pruned;
 - ``deflated_sharpe``: sweeps.statistics.deflated_sharpe_ratio of the winner's daily returns against
   the per-period (daily, not annualized) Sharpe ratios of every complete trial; or ``{"error": ...}``;
 - ``pbo``: sweeps.statistics.probability_of_backtest_overfitting of the days x complete trials
   matrix of daily returns (the days every such trial traded), with ``splits`` the largest even
-  number <= min(16, days // 2), so each half holds at least two days per group; or ``{"error": ...}``;
+  number <= min(16, days // 2), so each half holds at least two days per group; or ``{"error": ...}``.
+  Complete trials only: CSCV splits the whole days x trials matrix into in- and out-of-sample
+  halves, so every trial needs a return on every day; a pruned trial has none after the window it
+  was stopped at, and keeping it would cut the matrix to the first windows' days (and the trials
+  pruned are those that did badly early, a selection of their own);
 - ``locked_segment``: the winner retrained on the ``train_days`` before the locked segment and
   traded on it once: ``window``, ``objective``, ``stats``, ``daily_returns``, beside ``in_sweep``
   (the winner's walk-forward objective and stats);

@@ -20,7 +20,9 @@ What a trial returns (:func:`run_trial`), all JSON values:
   the date of the day the return was earned over (a partial day counts as a day);
 - ``stats``: backtests.stats.performance_stats of the stitched run (``sharpe`` annualized by 365);
 - ``objective``: the objective over every window; ``intermediate``: the same over windows 1..k,
-  per k (what pruning judges).
+  per k (what pruning judges);
+- ``stopped``: True when ``report`` stopped the walk (a pruned trial): everything above then
+  covers the windows it ran.
 
 Objectives: ``sharpe`` as in ``stats`` (0 for a run that never traded: its daily returns are all
 exactly 0, whose Sharpe ratio the formula leaves undefined); ``ic``: Spearman correlation of the point forecast with
@@ -127,9 +129,10 @@ def locked_window(train: TrainConfig, bar_type: str, locked_start: pd.Timestamp,
     return Window(1, train_end - pd.Timedelta(days=train_days), train_end, locked_start, end)
 
 
-def run_trial(plan: TrialPlan, report: Callable[[float, int], None] | None = None) -> dict:
-    """Walk ``plan``'s windows; after each, ``report(objective so far, window index)`` (which may
-    raise optuna.TrialPruned). Returns the dict described in the module docstring."""
+def run_trial(plan: TrialPlan, report: Callable[[float, int], bool] | None = None) -> dict:
+    """Walk ``plan``'s windows; after each, ``report(objective so far, window index)``, which returns
+    True to stop there (a pruned trial). Returns the dict described in the module docstring, over the
+    windows run."""
     settings = plan.settings
     instruments, bars = load_all_inputs(settings)
     trade = trade_pooled if len(plan.bar_types) > 1 else trade_alone
@@ -148,11 +151,12 @@ def run_trial(plan: TrialPlan, report: Callable[[float, int], None] | None = Non
         balance = float(run.equity.iloc[-1])
         scores = score(plan, bars, traded, settings.starting_balance)
         intermediate.append(scores["objective"])
-        if report is not None and scores["objective"] is not None:
-            report(scores["objective"], len(windows) - 1)
+        if report is not None and scores["objective"] is not None and report(scores["objective"], len(windows) - 1):
+            return {"windows": windows, "intermediate": intermediate, "stopped": True, **scores}
     if not windows:
         raise ValueError(f"no bars of {', '.join(plan.bar_types)} in any window of the trial")
-    return {"windows": windows, "intermediate": intermediate, **score(plan, bars, traded, settings.starting_balance)}
+    return {"windows": windows, "intermediate": intermediate, "stopped": False,
+            **score(plan, bars, traded, settings.starting_balance)}
 
 
 def trade_alone(settings: BacktestSettings, instruments: list[Instrument], bars: BarFeed, number: int) -> WindowRun:
