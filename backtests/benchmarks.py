@@ -71,14 +71,16 @@ class BuyAndHold(Strategy):
 
     def on_start(self) -> None:
         self.instrument = self.cache.instrument(self.config.instrument_id)
+        self.ordered = False  # its own flag, not the cache's orders: a backtest purges closed ones (backtests.ledger)
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
-        if self.portfolio.is_flat(self.instrument.id) and not self.cache.orders(strategy_id=self.id):  # its own, beside others
+        if self.portfolio.is_flat(self.instrument.id) and not self.ordered:
             quantity, problem = instrument_order_quantity(self.instrument, self.config.notional, bar.close.as_double())
             if problem:
                 raise ValueError(f"buy-and-hold cannot buy: {problem}")
             self.submit_order(self.order_factory.market(self.instrument.id, OrderSide.BUY, self.instrument.make_qty(quantity)))
+            self.ordered = True
 
     def on_stop(self) -> None:
         pass  # holds to the end: the report marks the position at the last close

@@ -14,7 +14,7 @@ the catalog's bars are stamped so (``marketdata.catalog.to_nautilus_bars``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,10 +121,13 @@ def joined(feeds: list[BarFeed]) -> BarFeed:
     return BarFeed(feeds[0].catalog, closes, feeds[0].chunk_bars)
 
 
-def feed_engine(engine: BacktestEngine, feed: BarFeed | list[Bar], label: str) -> int:
+def feed_engine(engine: BacktestEngine, feed: BarFeed | list[Bar], label: str,
+                between_chunks: Callable[[], None] | None = None) -> int:
     """Give ``engine`` the feed's bars as a stream; return the close time (ns) to run it to, its last bar's.
 
-    A list of bars (sorted by close time) goes in whole: bars a test made that no catalog holds.
+    ``between_chunks`` runs inside the run each time the engine takes the next chunk, between two
+    bars (``backtests.ledger.TradeLedger.purge``). A list of bars (sorted by close time) goes in
+    whole, with no call: bars a test made that no catalog holds.
     """
     if isinstance(feed, list):
         engine.add_data(feed)
@@ -134,5 +137,11 @@ def feed_engine(engine: BacktestEngine, feed: BarFeed | list[Bar], label: str) -
     # type's subscription, so a strategy subscribing to the bars is not served them a second time
     # from the catalog the engine's data engine holds for warm-up requests.
     engine.add_data(next(chunks))
-    engine.add_data_iterator("catalog-bars", chunks)
+    engine.add_data_iterator("catalog-bars", _calling(between_chunks, chunks) if between_chunks else chunks)
     return feed.last_ns
+
+
+def _calling(before_each: Callable[[], None], chunks: Iterator[list[Bar]]) -> Iterator[list[Bar]]:
+    for chunk in chunks:
+        before_each()
+        yield chunk

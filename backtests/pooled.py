@@ -118,11 +118,9 @@ def pooled_strategies(settings: BacktestSettings, instruments: list[Instrument],
 def run_pooled(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]]:
     """Every strategy over every instrument's bars, each strategy's instances in one engine and account."""
     instruments, bars = load_all_inputs(settings)
-    runs = {
-        name: run_strategies(name, group, settings, instruments, bars)
-        for name, group in pooled_strategies(settings, instruments, bars).items()
-    }
-    return bars, runs
+    groups = pooled_strategies(settings, instruments, bars)
+    # Each group leaves the dict as it runs: its engine's cache and decision logs go with it.
+    return bars, {name: run_strategies(name, groups.pop(name), settings, instruments, bars) for name in list(groups)}
 
 
 def write_pooled_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], settings: BacktestSettings,

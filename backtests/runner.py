@@ -36,6 +36,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig, benchmark_strategies
 from backtests.feed import DEFAULT_CHUNK_BARS, BarFeed, feed_engine, load_feed
+from backtests.ledger import TradeLedger
 from marketdata.catalog import catalog_instrument, open_catalog
 from models.artifact import load_artifact
 from models.predictor import output_columns
@@ -61,6 +62,8 @@ class BacktestSettings:
     strategy: dict = field(default_factory=dict)  # LSTMStrategyConfig fields to override
     bar_types: tuple[str, ...] = ()  # every instrument traded; default (bar_type,)
     chunk_bars: int = DEFAULT_CHUNK_BARS  # bars read from the catalog at a time (backtests.feed)
+    # Purge closed orders from Nautilus's cache between chunks (backtests.ledger); the reports are the same.
+    purge_closed_orders: bool = True
 
     def __post_init__(self):
         if not self.bar_types and not self.bar_type:
@@ -132,7 +135,8 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     )
     for each in instruments:
         engine.add_instrument(each)
-    last_ns = feed_engine(engine, bars, name)
+    ledger = TradeLedger(engine)
+    last_ns = feed_engine(engine, bars, name, ledger.purge if settings.purge_closed_orders else None)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     for strategy in strategies:
         engine.add_strategy(strategy)
@@ -140,7 +144,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     try:
         engine.run(end=last_ns)
         seconds = time.perf_counter() - started
-        fills = engine.trader.generate_fills_report()
+        fills = ledger.fills_report()
         positions = engine.trader.generate_positions_report()
     finally:
         engine.dispose()
@@ -196,7 +200,8 @@ def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]
     """The LSTM strategy and every benchmark over the same bars."""
     instrument, bars = load_inputs(settings)
     strategies = all_strategies(settings, instrument, bars.first_close())
-    return bars, {name: run_strategy(name, strategy, settings, instrument, bars) for name, strategy in strategies.items()}
+    # Each strategy leaves the dict as it runs: its engine's cache and its decision log go with it.
+    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars) for name in list(strategies)}
 
 
 

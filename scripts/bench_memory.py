@@ -1,7 +1,10 @@
 """Benchmark: peak memory of one `nautilus-lstm backtest` command over a quarter, a half and all of a file.
 
 Prints one JSON object. Each backtest runs as its own process (the command as a user runs it), and
-its peak resident memory is the kernel's count for that process (``wait4``'s ``ru_maxrss``):
+its peak resident memory is the kernel's count for that process (``ru_maxrss``): ``peak_rss_mb`` as
+the command's last step returns, ``exit_peak_rss_mb`` the whole process's (``wait4``), which adds
+what the interpreter's exit takes for an instant whatever the range (PyTorch's teardown: about
+100 MB; ``import torch`` alone peaks at 500 MB in the process and 625 MB through its exit):
 
     python scripts/bench_memory.py [--data ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz]
     python scripts/bench_memory.py --code ../main --code .     # an older checkout beside this one
@@ -11,7 +14,7 @@ The file is imported into a temp catalog and the default config trained on its f
 backtests trade from the end of that training data to the bar closing at 25%, 50% and 100% of the
 file. ``--code`` runs the command from each checkout given (their own code on ``PYTHONPATH``),
 alternating per range. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
-traded: what another year of bars would add.
+traded (of ``peak_rss_mb``): what another year of bars would add.
 """
 
 from __future__ import annotations
@@ -36,22 +39,32 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 FRACTIONS = (0.25, 0.5, 1.0)
+# `nautilus-lstm ARGS`, printing the process's peak RSS as the command returns, before the interpreter exits.
+CLI_WITH_PEAK = ("import resource, sys\nfrom scripts.cli import main\nstatus = main(sys.argv[1:])\n"
+                 "print(f'peak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+                 "sys.exit(status)")
 
 
 def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out: Path) -> dict:
-    """Run the backtest command from checkout ``code``; its peak RSS (MB), wall seconds and bars traded."""
-    command = [sys.executable, "-m", "scripts.cli", "backtest", "--model", str(model), "--catalog", str(catalog),
+    """Run the backtest command from checkout ``code``: its peak RSS (MB) as it returns and through its
+    exit, wall seconds and bars traded."""
+    command = [sys.executable, "-c", CLI_WITH_PEAK, "backtest", "--model", str(model), "--catalog", str(catalog),
                "--end", end.isoformat(), "--out", str(out)]
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "bench-stderr.log"  # a file, not a pipe: a full pipe would stall the command
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
+    with log.open("w") as errors:
+        process = subprocess.Popen(command, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                                   stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    errors = process.stderr.read()
+    text = log.read_text()
     if status:
-        raise RuntimeError(f"the backtest from {code} failed (status {status}):\n{errors[-3000:]}")
+        raise RuntimeError(f"the backtest from {code} failed (status {status}):\n{text[-3000:]}")
+    peak_kb = int(text.rsplit("peak_rss_kb=", 1)[1].split()[0])
     bars = json.loads((out / "stats.json").read_text())["bars"]
-    return {"bars": bars, "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1)}
+    return {"bars": bars, "peak_rss_mb": round(peak_kb / 1024, 1), "exit_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -81,8 +94,10 @@ def main() -> None:
     summary = {}
     for code, runs in results.items():
         quarter, whole = runs[0], runs[-1]
-        growth_kb = (whole["peak_rss_mb"] - quarter["peak_rss_mb"]) * 1024 / (whole["bars"] - quarter["bars"])
-        summary[code] = {"runs": runs, "per_bar_kb": round(growth_kb, 3)}
+        growth = {key: (whole[key] - quarter[key]) * 1024 / (whole["bars"] - quarter["bars"])
+                  for key in ("peak_rss_mb", "exit_peak_rss_mb")}
+        summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3),
+                         "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3)}
     print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
 
 
