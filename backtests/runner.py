@@ -118,7 +118,9 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
-    engine = BacktestEngine(BacktestEngineConfig(logging=logging))
+    # Nautilus's post-run analysis only logs its own statistics (at INFO, not shown): the report
+    # computes its own (backtests.stats), and the analysis holds a pandas Series per round trip.
+    engine = BacktestEngine(BacktestEngineConfig(logging=logging, run_analysis=False))
     instrument = instruments[0]
     is_spot = instrument.instrument_class.name == "SPOT"
     quote = instrument.quote_currency
