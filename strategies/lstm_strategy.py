@@ -285,7 +285,7 @@ class LSTMStrategy(Strategy):
 
     # -- decisions and orders ----------------------------------------------------------------
 
-    def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str]:
+    def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str | tuple]:  # a decision.Reason
         if self.rails.drawdown_halted:
             return FLAT, "halted by the drawdown kill switch"
         breached = self.rails.drawdown_breached(self.account.equity(close))

@@ -23,7 +23,7 @@ import math
 import msgspec
 import numpy as np
 
-from strategies.decision import FLAT
+from strategies.decision import FLAT, Reason
 
 YEAR_NS = 365 * 24 * 3600 * 1_000_000_000
 # The target of the backtests' volatility-targeted buy-and-hold when the strategy sets none: 50% a
@@ -136,10 +136,10 @@ class VolatilityRisk:
             return "volatility gate: the forecast is not finite"
         return f"volatility gate: forecast {sigma:.6f} > {self._multiple:g} × trailing median {median:.6f}"
 
-    def gate(self, target: int, reason: str, side: int) -> tuple[int, str]:
+    def gate(self, target: int, reason: Reason, side: int) -> tuple[int, Reason]:
         """The decided ``target`` with no new exposure while the gate is shut: a reversal only closes."""
         if self._over is not None and target not in (FLAT, side):
-            return FLAT, f"{reason}; {self.shut}: no new exposure"
+            return FLAT, ("{}; {}: no new exposure", reason, self.shut)
         return target, reason
 
     def state(self) -> list[float] | None:
