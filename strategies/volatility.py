@@ -19,6 +19,7 @@ reads 0.002 * sqrt(525,600 / 15) = 37% a year.
 from __future__ import annotations
 
 import math
+from array import array
 
 import msgspec
 import numpy as np
@@ -65,29 +66,30 @@ class TrailingMedian:
     """
 
     def __init__(self, window: int, refresh: int = 1) -> None:
-        self._ring = np.zeros(window)
+        self._ring = array("d", bytes(8 * window))  # a Python float goes in without NumPy's per-item cost
+        self._window = window
         self._refresh = refresh
         self._count = 0  # values pushed; the next goes to slot count % window
         self._median = math.nan
 
     @property
     def window(self) -> int:
-        return self._ring.size
+        return self._window
 
     def median_then_push(self, value: float) -> float:
         """The median of the ``window`` values before this one as of its last refresh (NaN until
         there are that many), then ``value`` among them."""
-        count, window = self._count, self._ring.size
+        count, window = self._count, self._window
         if count >= window and (count - window) % self._refresh == 0:
-            self._median = float(np.median(self._ring))
+            self._median = float(np.median(np.frombuffer(self._ring)))
         self._ring[count % window] = value
         self._count = count + 1
         return self._median
 
     def values(self) -> list[float]:
         """The values held, oldest first."""
-        held = min(self._count, self._ring.size)
-        return np.roll(self._ring, -(self._count % self._ring.size))[-held:].tolist() if held else []
+        held = min(self._count, self._window)
+        return np.roll(np.frombuffer(self._ring), -(self._count % self._window))[-held:].tolist() if held else []
 
 
 class VolatilityRisk:
