@@ -58,6 +58,12 @@ def test_a_url_without_a_catalog_says_so_naming_it(store, where, caplog, capfd):
     assert SECRET not in str(raised.value) + caplog.text + printed.out + printed.err
 
 
+def test_a_bar_type_the_url_lacks_is_named_with_those_it_holds(store):
+    other = "ETHUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
+    with pytest.raises(CatalogError, match=rf"{store.url} holds no {other} bars .*\(bar types held: {BAR_TYPE}\)"):
+        load_bars(store.url, other)
+
+
 def test_other_protocols_are_refused_by_name():
     with pytest.raises(CatalogError, match=r"gs://bucket/catalog: .* s3:// URL .*not gs://"):
         open_catalog("gs://bucket/catalog")
