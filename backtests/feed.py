@@ -16,14 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.model.data import Bar, BarType
 
-from marketdata.catalog import CatalogError, bar_chunks, coverage, no_bars_error
+from marketdata.catalog import (
+    CatalogError,
+    CatalogLocation,
+    bar_chunks,
+    catalog_location,
+    coverage,
+    no_bars_error,
+)
 from marketdata.progress import progress
 
 # Bars read at a time: a week of 1-minute bars, a few MB of Nautilus objects.
@@ -38,7 +44,7 @@ class BarFeed:
     time (UTC); the bars themselves stay in ``catalog`` until an engine is fed (:meth:`chunks`).
     """
 
-    catalog: Path
+    catalog: CatalogLocation
     closes: dict[str, pd.Series]
     chunk_bars: int = DEFAULT_CHUNK_BARS
 
@@ -87,7 +93,7 @@ class BarFeed:
                 done.update(len(chunk))
 
 
-def load_feed(catalog: Path, bar_types: tuple[str, ...], start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+def load_feed(catalog: CatalogLocation, bar_types: tuple[str, ...], start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
               chunk_bars: int = DEFAULT_CHUNK_BARS) -> BarFeed:
     """The feed of ``bar_types``' bars closing in [start, end] (None: from the first, to the last the
     catalog holds), read a chunk at a time; an error naming what the catalog holds if one has none."""
@@ -109,7 +115,7 @@ def load_feed(catalog: Path, bar_types: tuple[str, ...], start: pd.Timestamp | N
             raise no_bars_error(catalog, bar_type, start, end)
         index = pd.DatetimeIndex(np.concatenate(times), tz="UTC", name="close_time")
         closes[bar_type] = pd.Series(np.concatenate(values), index=index, name="close")
-    return BarFeed(Path(catalog), closes, chunk_bars)
+    return BarFeed(catalog_location(catalog), closes, chunk_bars)
 
 
 def joined(feeds: list[BarFeed]) -> BarFeed:

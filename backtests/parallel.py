@@ -21,7 +21,9 @@ with the job as Ray ``py_modules``, so a worker on any node imports the driver's
 copy that node has installed (each session's copy compiles the kernels afresh); third-party
 packages (torch, nautilus_trader, ray) must be installed on every node. Data is not shipped:
 catalogs and output folders are read and written by path, so they must be on a filesystem every
-node sees (``require_shared_path`` says so when one is not).
+node sees (``require_shared_path`` says so when one is not), or, for a catalog, in object storage
+(an ``s3://`` URL, read on each node with that node's ``AWS_*`` environment variables: an embedded
+Ray's workers inherit this process's).
 
 Failures. A task takes one CPU and is retried ``TASK_RETRIES`` times if its worker process dies
 (killed, out of memory, node lost); an exception raised by the task itself is a bug or bad input
@@ -45,6 +47,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from marketdata.object_storage import is_url
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +152,12 @@ def map_ordered(fn: Callable, calls: Iterable[tuple], workers: Workers) -> Itera
             yield ray.get(ref)
 
 
-def require_shared_path(path: Path, what: str) -> None:
+def require_shared_path(path: Path | str, what: str) -> None:
     """An error naming this node if ``path`` (a catalog, an output folder) is not there: on a cluster every
-    node must see the same path, on a shared filesystem."""
+    node must see the same path, on a shared filesystem. An object-storage URL (``s3://...``) passes: every
+    node reaches it (reading it says so if nothing is there)."""
+    if is_url(path):
+        return
     if not Path(path).exists():
         raise FileNotFoundError(
             f"{what} {path} not found on {socket.gethostname()}: every Ray worker reads and writes by path, so it must "

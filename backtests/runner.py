@@ -37,7 +37,7 @@ from nautilus_trader.trading.strategy import Strategy
 from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig, benchmark_strategies
 from backtests.feed import DEFAULT_CHUNK_BARS, BarFeed, feed_engine, load_feed
 from backtests.ledger import TradeLedger
-from marketdata.catalog import catalog_instrument, open_catalog
+from marketdata.catalog import CatalogLocation, catalog_instrument, catalog_location, open_catalog
 from models.artifact import load_artifact
 from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
@@ -52,7 +52,7 @@ LATENCY_NS = 1_000_000  # 1 ms: orders fill on the bar after the decision
 @dataclass(frozen=True)
 class BacktestSettings:
     model_path: Path
-    catalog: Path
+    catalog: CatalogLocation  # a local folder or an s3:// URL (a str given is read as catalog_location does)
     bar_type: str = ""  # the one instrument traded; several: bar_types (backtests.pooled), bar_type their first
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
@@ -66,6 +66,7 @@ class BacktestSettings:
     purge_closed_orders: bool = True
 
     def __post_init__(self):
+        object.__setattr__(self, "catalog", catalog_location(self.catalog))
         if not self.bar_types and not self.bar_type:
             raise ValueError("a backtest needs a bar_type, or bar_types")
         object.__setattr__(self, "bar_types", tuple(self.bar_types) or (self.bar_type,))

@@ -104,13 +104,22 @@ def verdict(report_dir: Path, horizon: int | None = None) -> list[str]:
 
 def _earnings(stats: dict, balance: float) -> str:
     mine = stats["total_return"]
-    beaten = [name for name, row in stats["benchmarks"].items() if mine > row["total_return"]]
-    trailed = [name for name in stats["benchmarks"] if name not in beaten]
     others = ", ".join(f"{name} {_percent(row['total_return'])}" for name, row in stats["benchmarks"].items())
-    outcome = ("it beat none of them" if not beaten else "it beat all of them" if not trailed
-               else f"it beat {', '.join(beaten)} and trailed {', '.join(trailed)}")
     return (f"Net of fees, {STRATEGY} returned {_percent(mine)} ({stats['fees']:,.0f} of fees on a {balance:,.0f} balance); "
-            f"{others}: {outcome}.")
+            f"{others}: {_outcome(mine, stats['benchmarks'])}.")
+
+
+def _outcome(mine: float, benchmarks: dict) -> str:
+    """Which benchmarks the strategy's return beat, matched (the same return: e.g. none of them traded) and trailed."""
+    groups = {"beat": [], "matched": [], "trailed": []}
+    for name, row in benchmarks.items():
+        theirs = row["total_return"]
+        groups["beat" if mine > theirs else "matched" if mine == theirs else "trailed"].append(name)
+    if not groups["matched"] and not groups["trailed"]:
+        return "it beat all of them"
+    if not groups["matched"] and not groups["beat"]:
+        return "it beat none of them"
+    return "it " + "; ".join(f"{verb} {', '.join(names)}" for verb, names in groups.items() if names)
 
 
 def _forecast_lines(check: dict) -> list[str]:

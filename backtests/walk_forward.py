@@ -33,7 +33,7 @@ on one torch thread, with the same config and seed, so the report is identical t
 run on one thread (``OMP_NUM_THREADS=1``); one-by-one on more threads, torch sums in another
 order and forecasts differ in the last digits (up to 6e-10 in the README's runs). Workers read
 the catalog and write the models under ``OUT/windows`` by path: on a cluster both must be on a
-filesystem every node sees.
+filesystem every node sees, or the catalog in object storage (an ``s3://`` URL).
 
 Report. The same folder as a plain backtest (backtests.report.write_report), its statistics
 computed over the stitched equity, fills, positions and predictions (each with a ``window``
@@ -71,6 +71,7 @@ from backtests.stats import (
     performance_stats,
     position_series,
 )
+from marketdata.catalog import absolute_location
 from marketdata.progress import progress
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
@@ -180,7 +181,7 @@ def train_windows(base: TrainConfig, settings: BacktestSettings, windows: list[W
     """
     out.mkdir(parents=True, exist_ok=True)
     # Workers may run elsewhere, in another directory: they get absolute paths.
-    shared = replace(settings, catalog=Path(settings.catalog).resolve(), model_path=Path(settings.model_path).resolve())
+    shared = replace(settings, catalog=absolute_location(settings.catalog), model_path=Path(settings.model_path).resolve())
     calls = [(base, shared, window, window_dir(out, window).resolve()) for window in windows]
     return map_ordered(train_window, calls, workers)
 

@@ -3,14 +3,18 @@
 Writing lives in :mod:`marketdata.catalog_writer` (one lock per catalog, staging, atomic moves).
 Readers take no lock: every file appears whole, by ``os.replace``, so a reader sees the catalog
 as it was before or after each file a writer moves in, never a half-written file.
+
+A catalog is read from a local folder or from object storage, an ``s3://bucket/prefix`` URL
+(:mod:`marketdata.object_storage`): every reader here takes either (a ``CatalogLocation``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -22,11 +26,14 @@ from nautilus_trader.persistence.wranglers import BarDataWrangler
 
 from marketdata.instruments import max_decimals
 from marketdata.klines import to_bars_frame
+from marketdata.object_storage import is_url, s3_catalog
 from marketdata.timeframes import Timeframe
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CATALOG = Path("data/catalog")
+
+CatalogLocation = Path | str  # a local folder, or an object-storage URL kept as a string ("s3://bucket/catalog")
 
 
 class CatalogError(ValueError):
@@ -80,20 +87,52 @@ class Coverage:
         return [(a, b) for a, b in ranges if a <= b]
 
 
-def coverage(catalog_path: Path, bar_type: BarType) -> Coverage:
-    if not Path(catalog_path).exists():
+def catalog_location(value: str | os.PathLike) -> CatalogLocation:
+    """A catalog as a command line or config names it: a URL kept as written (a Path would fold its
+    ``//``), anything else a local Path."""
+    return os.fspath(value) if is_url(value) else Path(value)
+
+
+def absolute_location(value: str | os.PathLike) -> CatalogLocation:
+    """The catalog named the same from any directory: a URL as it is, a local path made absolute
+    against the working directory now."""
+    return os.fspath(value) if is_url(value) else Path(os.path.abspath(value))
+
+
+def coverage(catalog_path: CatalogLocation, bar_type: BarType) -> Coverage:
+    """What the catalog holds of ``bar_type``; nothing for a local folder not made yet."""
+    if not is_url(catalog_path) and not Path(catalog_path).exists():
         return Coverage([])
-    return Coverage(ParquetDataCatalog(str(catalog_path)).get_intervals(Bar, str(bar_type)))
+    return Coverage(open_catalog(catalog_path).get_intervals(Bar, str(bar_type)))
 
 
-def open_catalog(catalog_path: Path) -> ParquetDataCatalog:
+def open_catalog(catalog_path: CatalogLocation) -> ParquetDataCatalog:
+    """The catalog at a local folder or an s3:// URL, or an error naming it if no catalog is there."""
+    if is_url(catalog_path):
+        return _open_url(os.fspath(catalog_path))
     catalog_path = Path(catalog_path)
     if not catalog_path.exists():
         raise CatalogError(f"no catalog at {catalog_path}: run `nautilus-lstm download` or `import-klines` first")
     return ParquetDataCatalog(str(catalog_path))
 
 
-def catalog_instrument(catalog_path: Path, instrument_id: InstrumentId | str) -> Instrument:
+def _open_url(url: str) -> ParquetDataCatalog:
+    protocol, _, path = url.partition("://")
+    if protocol != "s3":
+        raise CatalogError(f"{url}: a catalog in object storage is read from an s3:// URL (Amazon S3, or an "
+                           f"S3-compatible store through AWS_ENDPOINT_URL), not {protocol}://")
+    catalog = s3_catalog(path.rstrip("/"))
+    try:
+        held = catalog.fs.exists(f"{catalog.path}/data")
+    except OSError as error:  # access denied, endpoint down: botocore's message says which
+        raise CatalogError(f"cannot read the catalog at {url}: {error}") from error
+    if not held:
+        raise CatalogError(f"no catalog at {url}: nothing under {url.rstrip('/')}/data (copy a catalog folder there, "
+                           f"e.g. `aws s3 sync data/catalog {url}`)")
+    return catalog
+
+
+def catalog_instrument(catalog_path: CatalogLocation, instrument_id: InstrumentId | str) -> Instrument:
     """The instrument the catalog stores as ``instrument_id`` (``download`` and ``import-klines``
     write it beside the bars), or an error naming those it holds."""
     catalog = open_catalog(catalog_path)
@@ -105,7 +144,7 @@ def catalog_instrument(catalog_path: Path, instrument_id: InstrumentId | str) ->
 
 
 def query_bars(
-    catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    catalog_path: CatalogLocation, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
 ) -> list[Bar]:
     """Nautilus bars of ``bar_type`` closing in [start, end], or an error that says what is held."""
     if start is not None and end is not None and start >= end:
@@ -117,7 +156,7 @@ def query_bars(
     return bars
 
 
-def no_bars_error(catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> CatalogError:
+def no_bars_error(catalog_path: CatalogLocation, bar_type: BarType | str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> CatalogError:
     """The error for a range without bars: it names the range and the bar types the catalog holds."""
     held = ", ".join(sorted(_bar_types(open_catalog(catalog_path)))) or "none"
     return CatalogError(
@@ -126,7 +165,7 @@ def no_bars_error(catalog_path: Path, bar_type: BarType | str, start: pd.Timesta
     )
 
 
-def bar_chunks(catalog_path: Path, bar_types: Sequence[str], start_ns: int, end_ns: int, span_ns: int,
+def bar_chunks(catalog_path: CatalogLocation, bar_types: Sequence[str], start_ns: int, end_ns: int, span_ns: int,
                first_end_ns: int = 0) -> Iterator[list[Bar]]:
     """The bars of ``bar_types`` closing in [start_ns, end_ns], read a time slice of ``span_ns`` at a
     time (the first slice reaching at least to ``first_end_ns``), one list per slice that holds any.
@@ -149,7 +188,7 @@ def bar_chunks(catalog_path: Path, bar_types: Sequence[str], start_ns: int, end_
 
 
 def load_bars(
-    catalog_path: Path, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    catalog_path: CatalogLocation, bar_type: BarType | str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
 ) -> pd.DataFrame:
     """Bars of ``bar_type`` as a DataFrame indexed by CLOSE time (UTC), float64 OHLCV columns.
 
@@ -173,5 +212,5 @@ def bars_frame(bars: list[Bar]) -> pd.DataFrame:
 
 
 def _bar_types(catalog: ParquetDataCatalog) -> list[str]:
-    directory = Path(catalog.path) / "data" / "bar"
-    return [p.name for p in directory.iterdir()] if directory.exists() else []
+    directory = f"{catalog.path}/data/bar"  # through the catalog's filesystem: local or object storage
+    return [PurePosixPath(p).name for p in catalog.fs.ls(directory, detail=False)] if catalog.fs.exists(directory) else []

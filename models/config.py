@@ -9,11 +9,11 @@ so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marketdata.catalog import absolute_location
 from models.network import LSTMConfig
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
@@ -116,8 +116,10 @@ class TrainConfig:
 
     def with_absolute_paths(self) -> TrainConfig:
         """A copy whose [data] catalog is absolute (a relative one read against the working
-        directory now), so it names the same data from any directory: what an artifact stores."""
-        return dataclasses.replace(self, data=dataclasses.replace(self.data, catalog=os.path.abspath(self.data.catalog)))
+        directory now; an s3:// URL as it is), so it names the same data from any directory: what an
+        artifact stores."""
+        catalog = str(absolute_location(self.data.catalog))
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, catalog=catalog))
 
     def override(self, **sections: dict) -> TrainConfig:
         """A copy with some fields replaced, e.g. ``override(training={"seed": 3})``; None values are ignored."""

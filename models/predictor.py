@@ -120,10 +120,11 @@ class OnlinePredictor:
         at, one_hot = self._one_hot
         self.network._x[at] = one_hot
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
-        """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up)."""
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
+        """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up),
+        as a new list: what the strategy reads, and cheaper on its per-bar path than an array copy."""
         if self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
-            return self._out.copy()
+            return self._out.tolist()
         return None
 
     def set_cross(self, row: np.ndarray) -> None:
@@ -174,11 +175,11 @@ class OnlineRidge(OnlineBenchmark):
         self._coef = np.asarray(artifact.ridge["coef"], dtype=np.float64)
         self._intercept = float(artifact.ridge["intercept"])
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
         row = self.features.update(close_time_ns, high, low, close, volume)
         if row is None:
             return None
-        return np.array([row @ self._coef + self._intercept])
+        return [float(row @ self._coef + self._intercept)]
 
 
 class OnlineLightGBM(OnlineBenchmark):
@@ -193,13 +194,13 @@ class OnlineLightGBM(OnlineBenchmark):
         # Compiles the kernel on a scratch copy of the state, so the first bar is fast.
         predict_bar_lightgbm(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> np.ndarray | None:
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
         status = predict_bar_lightgbm(close_time_ns, high, low, close, volume, *self._arrays)
         if status < 0:
             return None
         if status:
             _safe_call(status)  # raises LightGBM's last error
-        return self._out.copy()
+        return self._out.tolist()
 
 
 OnlineForecaster = OnlinePredictor | OnlineRidge | OnlineLightGBM

@@ -245,7 +245,7 @@ def load_training_bars(config: TrainConfig, bar_type: str | None = None) -> pd.D
     bar_type = config.data.bar_type if bar_type is None else bar_type
     start = pd.Timestamp(config.data.start, tz="UTC") if config.data.start else None
     end = pd.Timestamp(config.data.end, tz="UTC") if config.data.end else None
-    bars = load_bars(Path(config.data.catalog), bar_type, start=start, end=end)
+    bars = load_bars(config.data.catalog, bar_type, start=start, end=end)
     if config.data.holdout_days:
         bars = bars.loc[: bars.index[-1] - pd.Timedelta(days=config.data.holdout_days)]
         if bars.empty:

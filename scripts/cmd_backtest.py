@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtests.feed import DEFAULT_CHUNK_BARS
+from marketdata.catalog import catalog_location
 from strategies.decision import SizingConfig
 from strategies.volatility import DEFAULT_TARGET_VOLATILITY, VolatilityGateConfig
 
@@ -40,7 +41,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", type=Path, required=True, help="model artifact directory (from `nautilus-lstm train`)")
-    parser.add_argument("--catalog", type=Path, help="catalog directory (default: the one the model was trained on)")
+    parser.add_argument("--catalog", type=catalog_location,
+                        help="catalog directory, or an s3://bucket/prefix URL read with the AWS_* environment variables "
+                             "(default: the one the model was trained on)")
     parser.add_argument(
         "--bar-type", action="append",
         help="bars to trade on (default: the artifact's bar types); repeat it to trade several instruments together "
@@ -91,8 +94,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--ray-address", metavar="ADDR",
         help="with --walk-forward: train the windows' models on the Ray cluster at ADDR (e.g. 127.0.0.1:6379, or "
-             "'auto' for the one started on this machine with `ray start`) instead of a local Ray; the catalog and "
-             "--out must be on a filesystem every node sees, under the same path",
+             "'auto' for the one started on this machine with `ray start`) instead of a local Ray; --out must be on a filesystem every node sees, under the "
+             "same path, and the catalog too, or in object storage (--catalog s3://...)",
     )
     parser.set_defaults(run=run)
 
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     strategy = {name: None if value == "off" else value for name, value in given.items() if value is not None}
     settings = BacktestSettings(
         model_path=args.model,
-        catalog=args.catalog or Path(artifact.config.data.catalog),
+        catalog=args.catalog or artifact.config.data.catalog,
         bar_types=bar_types,
         start=start,
         end=_time(args.end),

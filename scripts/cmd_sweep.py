@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                        help="trials at once on a Ray started here, one CPU each (default: this machine's cores)")
     where.add_argument("--ray-address", metavar="HOST:PORT",
                        help="run on the Ray cluster there (`ray start --head`) instead; its CPUs set the trials at once. "
-                            "The catalog and --out must be paths every node sees")
+                            "--out must be a path every node sees; the catalog too, or an s3:// URL ([data] catalog)")
     parser.add_argument("--trials", type=int, help="finished trials wanted (default: the config's [sweep] trials)")
     parser.set_defaults(run=run)
 

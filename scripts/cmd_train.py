@@ -28,7 +28,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="a TOML training config (default: the shipped one)")
-    parser.add_argument("--catalog", help="catalog directory (config [data] catalog)")
+    parser.add_argument("--catalog", help="catalog directory, or an s3://bucket/prefix URL read with the AWS_* "
+                                           "environment variables (config [data] catalog)")
     parser.add_argument(
         "--bar-type", action="append",
         help="e.g. BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL; repeat it to pool several instruments of one timeframe "

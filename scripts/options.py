@@ -10,6 +10,7 @@ from pathlib import Path
 
 from marketdata.catalog import DEFAULT_CATALOG
 from marketdata.instruments import MARKETS
+from marketdata.object_storage import is_url
 from marketdata.validation import PLACEHOLDER_POLICIES
 
 
@@ -19,7 +20,8 @@ def add_bar_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeframe", required=True, help="bar interval in ccxt notation, e.g. 1m, 1h")
     parser.add_argument("--market", choices=MARKETS, default="spot", help="spot or USDT-M futures (default: spot)")
     parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_CATALOG, help=f"catalog directory (default: {DEFAULT_CATALOG})"
+        "--data-dir", type=local_folder, default=DEFAULT_CATALOG,
+        help=f"catalog directory, local (default: {DEFAULT_CATALOG}); copy it to object storage afterwards if wanted"
     )
     parser.add_argument(
         "--placeholders",
@@ -27,6 +29,14 @@ def add_bar_options(parser: argparse.ArgumentParser) -> None:
         default="drop",
         help="what to do with flat zero-volume outage bars: drop them (default; they become gaps) or keep them",
     )
+
+
+def local_folder(value: str) -> Path:
+    """A catalog to write: a local folder, never a URL (writers lock and move local files; readers take s3:// URLs)."""
+    if is_url(value):
+        raise argparse.ArgumentTypeError(f"{value}: bars are written to a local catalog folder; copy it to object "
+                                         "storage afterwards (e.g. `aws s3 sync`) and read it from there by URL")
+    return Path(value)
 
 
 def add_node_options(parser: argparse.ArgumentParser, command: str, sections: str) -> None:

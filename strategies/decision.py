@@ -96,29 +96,43 @@ def entry_threshold(taker_fee: float, margin: float) -> float:
     return -math.log1p(-2.0 * taker_fee) + margin
 
 
-def decide(rule: DecisionRule, point: float, band: tuple[float, float] | None, side: int, bars_held: int) -> tuple[int, str]:
-    """The side to hold next (LONG, FLAT or SHORT) and why.
+# A reason is text, or (template, *args) put into words only when shown (reason_text): the rule runs
+# on every bar, and formatting its forecast into a sentence cost more than deciding.
+Reason = str | tuple
+
+
+def reason_text(reason: Reason) -> str:
+    """A reason in words; a (template, *args) one formatted here (its args may be reasons too)."""
+    if isinstance(reason, str):
+        return reason
+    template, *args = reason
+    return template.format(*(reason_text(arg) if isinstance(arg, tuple) else arg for arg in args))
+
+
+def decide(rule: DecisionRule, point: float, band: tuple[float, float] | None, side: int, bars_held: int) -> tuple[int, Reason]:
+    """The side to hold next (LONG, FLAT or SHORT) and why (a Reason).
 
     ``point`` is the point forecast, ``band`` the lowest and highest quantile forecasts (or
     None), ``side`` the side held now and ``bars_held`` for how many bars.
     """
     if not math.isfinite(point) or (band is not None and not all(math.isfinite(b) for b in band)):
         return side, "forecast is not finite: no trade"
-    wanted, reason = FLAT, f"forecast {point:+.6f} inside ±{rule.threshold:.6f}"
-    if point > rule.threshold:
-        wanted, reason = LONG, f"forecast {point:+.6f} > {rule.threshold:.6f}"
-    elif point < -rule.threshold:
+    threshold = rule.threshold
+    wanted, reason = FLAT, ("forecast {:+.6f} inside ±{:.6f}", point, threshold)
+    if point > threshold:
+        wanted, reason = LONG, ("forecast {:+.6f} > {:.6f}", point, threshold)
+    elif point < -threshold:
         if rule.allow_short:
-            wanted, reason = SHORT, f"forecast {point:+.6f} < -{rule.threshold:.6f}"
+            wanted, reason = SHORT, ("forecast {:+.6f} < -{:.6f}", point, threshold)
         else:
-            reason = f"forecast {point:+.6f} < -{rule.threshold:.6f} but this venue cannot short"
+            reason = ("forecast {:+.6f} < -{:.6f} but this venue cannot short", point, threshold)
     if wanted != FLAT and rule.quantile_gate and band is not None:
         low, high = band
-        clears = low > rule.threshold if wanted == LONG else high < -rule.threshold
+        clears = low > threshold if wanted == LONG else high < -threshold
         if not clears:
-            wanted, reason = FLAT, f"quantile band [{low:+.6f}, {high:+.6f}] does not clear {rule.threshold:.6f}"
+            wanted, reason = FLAT, ("quantile band [{:+.6f}, {:+.6f}] does not clear {:.6f}", low, high, threshold)
     if side != FLAT and wanted != side and bars_held < rule.min_holding_bars:
-        return side, f"{reason}; held {bars_held} of {rule.min_holding_bars} minimum bars"
+        return side, ("{}; held {} of {} minimum bars", reason, bars_held, rule.min_holding_bars)
     return wanted, reason
 
 

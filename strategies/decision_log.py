@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from strategies.decision import FLAT, LONG, SHORT
+from strategies.decision import FLAT, LONG, SHORT, Reason, reason_text
 
 SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
 
@@ -31,16 +31,16 @@ def iso_time(ns: int) -> str:
 class DecisionLog:
     """The records of one run of the strategy, and the file they are appended to (if any).
 
-    Records are kept as typed columns (8 bytes a number, 1 a side) and each distinct reason once, not
-    as a tuple of Python objects per bar: a backtest of years of bars keeps them all.
+    Records are kept as typed columns (8 bytes a number, 1 a side), not as a tuple of Python objects
+    per bar: a backtest of years of bars keeps them all. Reasons are kept as the rule gave them
+    (strategies.decision.Reason) and put into words when the frame is made.
     """
 
     def __init__(self, output_names: list[str], point_index: int, path: str | None) -> None:
         self.output_names = output_names
         self._times, self._closes, self._sides = array("q"), array("d"), array("b")
-        self._outputs = [array("d") for _ in output_names]
-        self._reasons: list[str] = []
-        self._distinct_reasons: dict[str, str] = {}  # each reason text held once, however many bars give it
+        self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
+        self._reasons: list[Reason] = []
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -55,18 +55,17 @@ class DecisionLog:
             if new:
                 self._writer.writerow(prediction_columns(output_names))
 
-    def record(self, ts: int, close: float, outputs: list[float], side: int, reason: str) -> None:
+    def record(self, ts: int, close: float, outputs: list[float], side: int, reason: Reason) -> None:
         self._times.append(ts)
         self._closes.append(close)
-        for column, value in zip(self._outputs, outputs, strict=True):
-            column.append(value)
+        self._outputs.extend(outputs)
         self._sides.append(side)
-        self._reasons.append(self._distinct_reasons.setdefault(reason, reason))
+        self._reasons.append(reason)
         if self._writer is not None:
-            self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason])
+            self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
             self._file.flush()
 
-    def line(self, ts: int, outputs: list[float], held: int, target: int, reason: str) -> str:
+    def line(self, ts: int, outputs: list[float], held: int, target: int, reason: Reason) -> str:
         """One line per decision: bar time, prediction, quantiles, other outputs, action and reason."""
         point = outputs[self._point_index]
         quantiles = " ".join(f"{self.output_names[i]}={outputs[i]:+.6f}" for i in self._quantiles) or "none"
@@ -75,7 +74,7 @@ class DecisionLog:
             action = f"HOLD {SIDE_NAMES[target]}"
         else:
             action = f"{'BUY' if target > held else 'SELL'} {SIDE_NAMES[held]}->{SIDE_NAMES[target]}"
-        return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}]{others} action={action} reason={reason}"
+        return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}]{others} action={action} reason={reason_text(reason)}"
 
     def close(self) -> None:
         if self._file is not None:
@@ -88,10 +87,11 @@ class DecisionLog:
         if not self._reasons:
             frame = pd.DataFrame([], columns=names)
         else:  # the dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers
-            numbers = [self._times, self._closes, *self._outputs]
+            outputs = np.array(self._outputs).reshape(len(self._reasons), len(self.output_names)).T
+            numbers = [self._times, self._closes, *outputs]
             frame = pd.DataFrame({name: np.array(column) for name, column in zip(names, numbers)})
             frame["side"] = np.array(self._sides, dtype=np.int64)
-            frame["reason"] = self._reasons
+            frame["reason"] = [reason_text(reason) for reason in self._reasons]
         frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
         return frame.set_index("close_time")
 

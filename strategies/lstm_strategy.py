@@ -242,10 +242,10 @@ class LSTMStrategy(Strategy):
             return
         if self.config.measure_latency:
             started = time.perf_counter_ns()
-            self._feed(bar, trade=True, backfilled=False, ts=close)
+            self._feed(bar, True, False, close)  # (bar, trade, backfilled, ts): positional, as it runs every bar
             self.latencies_ns.append(time.perf_counter_ns() - started)
         else:
-            self._feed(bar, trade=True, backfilled=False, ts=close)
+            self._feed(bar, True, False, close)
 
     def _check_feed(self, event) -> None:
         if self.catch_up.why or (silent := self.feed.check(self.clock.timestamp_ns())) is None:
@@ -270,7 +270,6 @@ class LSTMStrategy(Strategy):
             self._bars_held += 1
         if outputs is None:
             return
-        outputs = outputs.tolist()
         self.risk.update(outputs)  # warm-up bars too: the gate's trailing median
         if not trade:
             return
@@ -285,7 +284,7 @@ class LSTMStrategy(Strategy):
 
     # -- decisions and orders ----------------------------------------------------------------
 
-    def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str]:
+    def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str | tuple]:  # a decision.Reason
         if self.rails.drawdown_halted:
             return FLAT, "halted by the drawdown kill switch"
         breached = self.rails.drawdown_breached(self.account.equity(close))

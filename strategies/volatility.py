@@ -19,11 +19,12 @@ reads 0.002 * sqrt(525,600 / 15) = 37% a year.
 from __future__ import annotations
 
 import math
+from array import array
 
 import msgspec
 import numpy as np
 
-from strategies.decision import FLAT
+from strategies.decision import FLAT, Reason
 
 YEAR_NS = 365 * 24 * 3600 * 1_000_000_000
 # The target of the backtests' volatility-targeted buy-and-hold when the strategy sets none: 50% a
@@ -59,35 +60,46 @@ class TrailingMedian:
     """The median of the last ``window`` values, recomputed every ``refresh`` values.
 
     Per value it only writes the ring (a fraction of a microsecond); every ``refresh`` values it
-    takes ``np.median`` of the window (about 15 µs for a day of minutes). A sorted ring kept exact
+    takes the median of the window (``_median``: about 8 µs for a day of minutes). A sorted ring kept exact
     on every bar, measured inside the strategy on the 3-month 1m file, cost 3-5 µs a bar; a median
     of 1,440 forecasts moves little in 60 more. Nothing after a value enters its median.
     """
 
     def __init__(self, window: int, refresh: int = 1) -> None:
-        self._ring = np.zeros(window)
+        self._ring = array("d", bytes(8 * window))  # a Python float goes in without NumPy's per-item cost
+        self._window = window
         self._refresh = refresh
         self._count = 0  # values pushed; the next goes to slot count % window
         self._median = math.nan
 
     @property
     def window(self) -> int:
-        return self._ring.size
+        return self._window
 
     def median_then_push(self, value: float) -> float:
         """The median of the ``window`` values before this one as of its last refresh (NaN until
         there are that many), then ``value`` among them."""
-        count, window = self._count, self._ring.size
+        count, window = self._count, self._window
         if count >= window and (count - window) % self._refresh == 0:
-            self._median = float(np.median(self._ring))
+            self._median = _median(np.frombuffer(self._ring))
         self._ring[count % window] = value
         self._count = count + 1
         return self._median
 
     def values(self) -> list[float]:
         """The values held, oldest first."""
-        held = min(self._count, self._ring.size)
-        return np.roll(self._ring, -(self._count % self._ring.size))[-held:].tolist() if held else []
+        held = min(self._count, self._window)
+        return np.roll(np.frombuffer(self._ring), -(self._count % self._window))[-held:].tolist() if held else []
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of finite ``values``, the same number, by one partition: np.median's checks and
+    reductions around it cost it 40 µs against 8 for 1,440 values on this project's machine."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2)  # np.median's mean of the middle two
 
 
 class VolatilityRisk:
@@ -136,10 +148,10 @@ class VolatilityRisk:
             return "volatility gate: the forecast is not finite"
         return f"volatility gate: forecast {sigma:.6f} > {self._multiple:g} × trailing median {median:.6f}"
 
-    def gate(self, target: int, reason: str, side: int) -> tuple[int, str]:
+    def gate(self, target: int, reason: Reason, side: int) -> tuple[int, Reason]:
         """The decided ``target`` with no new exposure while the gate is shut: a reversal only closes."""
         if self._over is not None and target not in (FLAT, side):
-            return FLAT, f"{reason}; {self.shut}: no new exposure"
+            return FLAT, ("{}; {}: no new exposure", reason, self.shut)
         return target, reason
 
     def state(self) -> list[float] | None:

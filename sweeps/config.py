@@ -6,7 +6,7 @@
   minimized), ``seed`` (TPE's), ``pruning`` (Optuna's median pruner on per-window values),
   ``storage`` (any SQLAlchemy URL; empty: ``sqlite:///<sweep folder>/study.db``), ``study`` (its name
   in the storage).
-- ``[data]``: ``catalog``, ``bar_type`` (one instrument; ``[space] bar_type`` may choose it instead) or
+- ``[data]``: ``catalog`` (a folder, or an ``s3://bucket/prefix`` URL: marketdata.object_storage), ``bar_type`` (one instrument; ``[space] bar_type`` may choose it instead) or
   ``bar_types`` (several: pooled, as in a training config: each trial trains one model on every
   instrument per window and trades them all in one account, sweeps.trial), ``start``, ``end``.
 - ``[walk_forward]``: ``train_days``, ``test_days``, ``locked_days``: the last ``locked_days`` of the

@@ -83,7 +83,7 @@ class TrialPlan:
     @property
     def settings(self) -> BacktestSettings:
         """The bars from the first window's test start to its last one's end (excluded)."""
-        return BacktestSettings(model_path=self.out, catalog=Path(self.train.data.catalog), bar_types=self.bar_types,
+        return BacktestSettings(model_path=self.out, catalog=self.train.data.catalog, bar_types=self.bar_types,
                                 start=self.windows[0].test_start, end=self.windows[-1].test_end - _NS,
                                 strategy=self.strategy)
 
@@ -102,7 +102,7 @@ def sweep_range(catalog: str, bar_type: str, start: str, end: str) -> tuple[pd.T
     """The range a sweep covers: the first bar close (or ``start``) and where the bar after the last
     (or after ``end``) would close."""
     interval = BarType.from_str(bar_type).spec.timedelta
-    settings = BacktestSettings(model_path=Path(), catalog=Path(catalog), bar_type=bar_type,
+    settings = BacktestSettings(model_path=Path(), catalog=catalog, bar_type=bar_type,
                                 start=pd.Timestamp(start, tz="UTC") if start else None,
                                 end=pd.Timestamp(end, tz="UTC") if end else None)
     _, bars = load_inputs(settings)

@@ -64,11 +64,28 @@ def test_the_verdict_says_what_traded_what_it_earned_and_where_the_report_is(tmp
     assert 3 <= len(lines) <= 5
     assert "never saw" in lines[0] and "lstm 54" in lines[0] and "ridge 103" in lines[0] and "buy_and_hold 0" in lines[0]
     assert "lstm returned -0.78%" in lines[1] and "buy_and_hold +8.54%" in lines[1]
-    assert "it beat ridge and trailed buy_and_hold" in lines[1]
+    assert "it beat ridge; trailed buy_and_hold" in lines[1]
     assert "Volatility forecast" in lines[3]
     assert lines[-1].startswith(f"Report: {tmp_path}/")
     (tmp_path / "report.html").write_text("<html></html>")
     assert verdict(tmp_path, horizon=HORIZON)[-1].startswith(f"Report: {tmp_path / 'report.html'} ")
+
+
+@pytest.mark.parametrize("returns, outcome", [
+    ((0.0, 0.0, 0.0, 0.05), "it matched ridge, lightgbm; trailed buy_and_hold."),  # no model traded: a tie is no loss
+    ((0.01, -0.02, 0.01, 0.05), "it beat ridge; matched lightgbm; trailed buy_and_hold."),
+    ((0.01, -0.02, -0.03, -0.04), "it beat all of them."),
+    ((-0.05, -0.02, -0.03, -0.04), "it beat none of them."),
+])
+def test_the_verdict_tells_a_tie_from_a_loss(tmp_path, returns, outcome):
+    write_report(tmp_path, predictions("timid"))
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    mine, *theirs = returns
+    stats["total_return"] = mine
+    stats["benchmarks"] = {name: {"total_return": value, "trades": 0, "fees": 0.0}
+                           for name, value in zip(("ridge", "lightgbm", "buy_and_hold"), theirs)}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    assert verdict(tmp_path, horizon=HORIZON)[1].endswith(outcome)
 
 
 def test_an_in_sample_backtest_says_so_and_too_few_rows_are_not_scored(tmp_path):

@@ -14,6 +14,7 @@ from strategies.decision import (
     decide,
     entry_threshold,
     order_quantity,
+    reason_text,
     stop_triggered,
 )
 
@@ -44,7 +45,7 @@ def test_long_short_flat(point, expected):
 
 def test_no_short_where_the_venue_cannot():
     side, reason = decide(DecisionRule(0.0025, allow_short=False, min_holding_bars=0), -0.01, None, FLAT, 0)
-    assert side == FLAT and "cannot short" in reason
+    assert side == FLAT and reason_text(reason) == "forecast -0.010000 < -0.002500 but this venue cannot short"
 
 
 @pytest.mark.parametrize("point", [math.nan, math.inf, -math.inf])
@@ -57,13 +58,13 @@ def test_quantile_gate():
     gated = DecisionRule(0.0025, allow_short=True, min_holding_bars=0, quantile_gate=True)
     assert decide(gated, 0.004, (0.003, 0.006), FLAT, 0)[0] == LONG
     side, reason = decide(gated, 0.004, (-0.001, 0.006), FLAT, 0)
-    assert side == FLAT and "does not clear" in reason
+    assert side == FLAT and reason_text(reason) == "quantile band [-0.001000, +0.006000] does not clear 0.002500"
     assert decide(gated, -0.004, (-0.006, -0.003), FLAT, 0)[0] == SHORT
 
 
 def test_minimum_holding_period():
     side, reason = decide(RULE, 0.0, None, LONG, 2)
-    assert side == LONG and "held 2 of 3" in reason
+    assert side == LONG and reason_text(reason) == "forecast +0.000000 inside ±0.002500; held 2 of 3 minimum bars"
     assert decide(RULE, 0.0, None, LONG, 3)[0] == FLAT
     assert decide(RULE, -0.01, None, LONG, 1)[0] == LONG
 

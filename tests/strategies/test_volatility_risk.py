@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from strategies.config import parse_strategy_config, strategy_settings
-from strategies.decision import FLAT, LONG, SHORT, SizingConfig
+from strategies.decision import FLAT, LONG, SHORT, DecisionRule, SizingConfig, decide, reason_text
 from strategies.volatility import TrailingMedian, VolatilityGateConfig, VolatilityRisk, annualizer
 
 MINUTE_NS = 60_000_000_000
@@ -64,11 +64,14 @@ def test_the_gate_blocks_new_exposure_and_lets_exits_through():
     assert gate.shut is None
     gate.update([0.01, 0.0041])  # the median of the five before is 0.002: 0.0041 > 2 × 0.002
     assert gate.shut == "volatility gate: forecast 0.004100 > 2 × trailing median 0.002000"
-    reason = "forecast +0.010000 > 0.002502"
+    _, reason = decide(DecisionRule(0.002502, allow_short=True, min_holding_bars=0), 0.01, None, FLAT, 0)
+    blocked = "forecast +0.010000 > 0.002502; volatility gate: forecast 0.004100 > 2 × trailing median 0.002000: no new exposure"
     # An entry from flat is blocked, and the decision says why.
-    assert gate.gate(LONG, reason, FLAT) == (FLAT, f"{reason}; {gate.shut}: no new exposure")
+    side, why = gate.gate(LONG, reason, FLAT)
+    assert side == FLAT and reason_text(why) == blocked
     # A reversal closes but does not open the new side.
-    assert gate.gate(SHORT, reason, LONG) == (FLAT, f"{reason}; {gate.shut}: no new exposure")
+    side, why = gate.gate(SHORT, reason, LONG)
+    assert side == FLAT and reason_text(why) == blocked
     # An exit, and holding what is held, go through untouched.
     assert gate.gate(FLAT, "exit", LONG) == (FLAT, "exit")
     assert gate.gate(LONG, "hold", LONG) == (LONG, "hold")
@@ -132,7 +135,7 @@ def test_no_look_ahead_perturbing_later_forecasts_changes_nothing_before():
     base, perturbed = decisions(sigmas), decisions(changed)
     assert base[:t + 1] == perturbed[:t + 1]
     assert base[t + 1:] != perturbed[t + 1:]
-    assert any(decision[0] == (FLAT, decision[0][1]) and "volatility gate" in decision[0][1] for decision in base)
+    assert any(decision[0] == (FLAT, decision[0][1]) and "volatility gate" in reason_text(decision[0][1]) for decision in base)
 
 
 def test_a_target_volatility_without_a_volatility_forecast_fails_fast():

@@ -1,0 +1,76 @@
+"""A walk-forward backtest whose Ray workers read the catalog from object storage (an s3:// URL, moto on
+loopback): the same report as one by one from the local copy, and the credentials in no log or file."""
+
+import logging
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtests.parallel import Workers
+from backtests.runner import BacktestSettings
+from backtests.walk_forward import run_walk_forward
+from marketdata.catalog import load_bars
+from models.artifact import load_artifact
+from scripts.cli import main
+from tests.backtests.test_walk_forward_parallel import assert_same_report
+from tests.fakes.s3_store import BUCKET, SECRET, s3_catalog_store
+from tests.fakes.training import BAR_TYPE, train_walk_base
+
+TRAIN_DAYS, TEST_DAYS, WINDOWS = 1, 0.5, 2
+
+
+@pytest.fixture(scope="module")
+def store(catalog):
+    with pytest.MonkeyPatch.context() as monkeypatch, s3_catalog_store(catalog, monkeypatch) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def local_walk(catalog, tmp_path_factory, one_thread):
+    # one_thread: the one-by-one walk trains on one torch thread, as each Ray worker does
+    """The walk from the local catalog, one by one: its settings and report folder."""
+    base = train_walk_base(catalog, tmp_path_factory.mktemp("base") / "model")
+    end = load_bars(catalog, BAR_TYPE).index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS, minutes=-1)
+    settings = BacktestSettings(model_path=base, catalog=catalog, bar_type=BAR_TYPE, end=end, strategy={"entry_threshold": 1e-5})
+    out = tmp_path_factory.mktemp("local-walk")
+    run_walk_forward(settings, TRAIN_DAYS, TEST_DAYS, out)
+    return settings, out
+
+
+@pytest.mark.slow
+def test_two_workers_reading_the_url_give_the_local_report(store, local_walk, tmp_path, caplog, capfd, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    ray_dir = Path(tempfile.mkdtemp(prefix="rays3-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_dir))  # this run's Ray logs, to search for the secret
+    try:
+        settings, local = local_walk
+        run_walk_forward(replace(settings, catalog=store.url), TRAIN_DAYS, TEST_DAYS, tmp_path, Workers(count=2))
+        assert_same_report(tmp_path, local, windows=WINDOWS)
+        models = [load_artifact(path.parent) for path in (tmp_path / "windows").rglob("artifact.json")]
+        assert len(models) == WINDOWS and {m.config.data.catalog for m in models} == {store.url}  # the URL read, not a local path
+        printed = capfd.readouterr()
+        assert SECRET not in caplog.text + printed.out + printed.err
+        written = [p for folder in (tmp_path, ray_dir) for p in folder.rglob("*") if p.is_file()]
+        assert any("worker" in p.name for p in written)  # Ray's worker logs are among the files searched
+        assert not [p for p in written if SECRET.encode() in p.read_bytes()]
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_the_command_names_a_url_without_a_catalog(store, local_walk, tmp_path, caplog):
+    settings, _ = local_walk
+    url = f"s3://{BUCKET}/nowhere"
+    assert main(["backtest", "--model", str(settings.model_path), "--catalog", url, "--walk-forward",
+                 "--workers", "2", "--out", str(tmp_path)]) == 2
+    assert f"no catalog at {url}" in caplog.text and SECRET not in caplog.text
+
+
+def test_a_sweep_reads_its_range_from_the_url(store, catalog):
+    """A sweep's [data] catalog may be the URL: the range it searches is read from there, the same as locally."""
+    from sweeps.trial import sweep_range
+
+    assert sweep_range(store.url, BAR_TYPE, "", "2025-05-23T00:00") == sweep_range(str(catalog), BAR_TYPE, "", "2025-05-23T00:00")
