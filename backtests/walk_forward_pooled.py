@@ -70,8 +70,7 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
     models = train_windows(base, settings, [window for window, _ in tested], out, workers)
     for (window, window_bars), _ in progress(zip(tested, models), total=len(tested), desc="walk-forward", unit="window"):
         model_dir = window_dir(out, window)
-        here = replace(settings, model_path=model_dir, bar_types=window_bars.bar_types, bar_type="")
-        trading = [i for i, b in zip(instruments, settings.bar_types) if b in window_bars.closes]
+        here, trading = window_instruments(replace(settings, model_path=model_dir), instruments, window_bars)
         runs, stats, _ = trade_pooled_window(here, trading, window_bars, balances, window.number)
         for name, run in runs.items():
             parts[name].append((window.number, run))
@@ -95,6 +94,13 @@ def run_pooled_walk_forward(settings: BacktestSettings, train_days: float, test_
     report = write_pooled_report(out, joined(traded), stitched, settings, training)
     write_json(out / "windows.json", summary)
     return report
+
+
+def window_instruments(settings: BacktestSettings, instruments: list, bars: BarFeed) -> tuple[BacktestSettings, list]:
+    """The settings and instruments of a window's trading: those with bars in it (an instrument without
+    bars there sits the window out)."""
+    here = replace(settings, bar_types=bars.bar_types, bar_type="")
+    return here, [i for i, b in zip(instruments, settings.bar_types) if b in bars.closes]
 
 
 def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: BarFeed, balances: dict[str, float],

@@ -58,9 +58,11 @@ from backtests.walk_forward import (
     Window,
     close_at_window_end,
     plan_windows,
+    window_dir,
     window_model,
+    windows_with_bars,
 )
-from backtests.walk_forward_pooled import trade_pooled_window
+from backtests.walk_forward_pooled import trade_pooled_window, window_instruments
 from models.config import TrainConfig
 from models.features import forward_log_return
 from models.metrics import spearman
@@ -113,8 +115,8 @@ def sweep_range(catalog: str, bar_type: str, start: str, end: str) -> tuple[pd.T
 def plan_trial_windows(train: TrainConfig, bar_type: str, first: pd.Timestamp, locked_start: pd.Timestamp,
                        train_days: float, test_days: float) -> tuple[Window, ...]:
     """The walk-forward windows of a trial: every test window ends at or before ``locked_start``."""
-    purge = train.training.horizon * BarType.from_str(bar_type).spec.timedelta
-    windows = plan_windows(first, locked_start, pd.Timedelta(days=train_days), pd.Timedelta(days=test_days), purge)
+    windows = plan_windows(first, locked_start, pd.Timedelta(days=train_days), pd.Timedelta(days=test_days),
+                           _purge(train, bar_type))
     if not windows:
         raise ValueError(f"{first} to the locked segment at {locked_start} leaves no test window after {train_days} "
                          "days of training: lengthen the range or shorten [walk_forward]")
@@ -124,9 +126,13 @@ def plan_trial_windows(train: TrainConfig, bar_type: str, first: pd.Timestamp, l
 def locked_window(train: TrainConfig, bar_type: str, locked_start: pd.Timestamp, end: pd.Timestamp,
                   train_days: float) -> Window:
     """The locked segment as one window: trained on the ``train_days`` before it (less the purge)."""
-    purge = train.training.horizon * BarType.from_str(bar_type).spec.timedelta
-    train_end = locked_start - purge
+    train_end = locked_start - _purge(train, bar_type)
     return Window(1, train_end - pd.Timedelta(days=train_days), train_end, locked_start, end)
+
+
+def _purge(train: TrainConfig, bar_type: str) -> pd.Timedelta:
+    """The gap between a window's training and its test (the targets' horizon, as backtests.walk_forward leaves)."""
+    return train.training.horizon * BarType.from_str(bar_type).spec.timedelta
 
 
 def run_trial(plan: TrialPlan, report: Callable[[float, int], bool] | None = None) -> dict:
@@ -138,11 +144,8 @@ def run_trial(plan: TrialPlan, report: Callable[[float, int], bool] | None = Non
     trade = trade_pooled if len(plan.bar_types) > 1 else trade_alone
     balance = settings.starting_balance
     traded, windows, intermediate = [], [], []
-    for window in plan.windows:
-        window_bars = bars.window(window.test_start, window.test_end)
-        if window_bars is None:
-            continue
-        model_dir = plan.out / "windows" / f"{window.number:02d}" / "model"
+    for window, window_bars in windows_with_bars(plan.windows, bars):
+        model_dir = window_dir(plan.out, window)
         window_model(plan.train, settings, window, model_dir)
         run = trade(replace(settings, model_path=model_dir, starting_balance=balance), instruments, window_bars,
                     window.number)
@@ -171,8 +174,7 @@ def trade_alone(settings: BacktestSettings, instruments: list[Instrument], bars:
 def trade_pooled(settings: BacktestSettings, instruments: list[Instrument], bars: BarFeed, number: int) -> WindowRun:
     """An LSTMStrategy per instrument with bars in the window, all in one account (an instrument without
     bars there sits the window out, as in backtests.walk_forward_pooled)."""
-    here = replace(settings, bar_types=bars.bar_types, bar_type="")
-    trading = [i for i, b in zip(instruments, settings.bar_types) if b in bars.closes]
+    here, trading = window_instruments(settings, instruments, bars)
     runs, _, equities = trade_pooled_window(here, trading, bars, {"lstm": settings.starting_balance}, number, ("lstm",))
     run = runs["lstm"]
     # run_strategies names each row's bar type only when several strategies ran.
