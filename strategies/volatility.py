@@ -67,19 +67,18 @@ class TrailingMedian:
 
     def __init__(self, window: int, refresh: int = 1) -> None:
         self._ring = array("d", bytes(8 * window))  # a Python float goes in without NumPy's per-item cost
-        self._window = window
         self._refresh = refresh
         self._count = 0  # values pushed; the next goes to slot count % window
         self._median = math.nan
 
     @property
     def window(self) -> int:
-        return self._window
+        return len(self._ring)
 
     def median_then_push(self, value: float) -> float:
         """The median of the ``window`` values before this one as of its last refresh (NaN until
         there are that many), then ``value`` among them."""
-        count, window = self._count, self._window
+        count, window = self._count, len(self._ring)
         if count >= window and (count - window) % self._refresh == 0:
             self._median = _median(np.frombuffer(self._ring))
         self._ring[count % window] = value
@@ -88,8 +87,9 @@ class TrailingMedian:
 
     def values(self) -> list[float]:
         """The values held, oldest first."""
-        held = min(self._count, self._window)
-        return np.roll(np.frombuffer(self._ring), -(self._count % self._window))[-held:].tolist() if held else []
+        window = len(self._ring)
+        held = min(self._count, window)
+        return np.roll(np.frombuffer(self._ring), -(self._count % window))[-held:].tolist() if held else []
 
 
 def _median(values: np.ndarray) -> float:
