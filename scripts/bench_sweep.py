@@ -54,7 +54,7 @@ def bench_config(catalog: Path, trials: int):
 def warm_kernel_cache(config, folder: Path) -> float:
     """One trial of ``config`` in this process (its first choices of the space); returns its seconds."""
     started = time.perf_counter()
-    run_trial(Planner(config, folder).plan({"hidden_size": 32, "learning_rate": 1e-3}, folder))
+    run_trial(Planner(config).plan({"hidden_size": 32, "learning_rate": 1e-3}, folder))
     return round(time.perf_counter() - started, 1)
 
 

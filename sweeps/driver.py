@@ -41,7 +41,7 @@ from optuna.trial import TrialState
 from backtests.parallel import Workers, ray_session, remote_task
 from marketdata.progress import progress
 from sweeps.config import SweepConfig, pruner, sampler
-from sweeps.report import build_report
+from sweeps.report import STATES, build_report
 from sweeps.trial import (
     TrialPlan,
     locked_window,
@@ -93,19 +93,19 @@ def requeue_orphans(study: optuna.Study) -> list[int]:
 
 def counts(study: optuna.Study) -> dict[str, int]:
     """Finished trials by state, orphans left out (their parameters run again as new trials)."""
-    tally = {"complete": 0, "pruned": 0, "failed": 0}
-    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
-    for trial in study.get_trials(deepcopy=False, states=tuple(names)):
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    tally = {STATES[state]: 0 for state in finished}
+    for trial in study.get_trials(deepcopy=False, states=finished):
         if "orphaned" not in trial.user_attrs:
-            tally[names[trial.state]] += 1
+            tally[STATES[trial.state]] += 1
     return tally
 
 
 class Planner:
     """Turns a trial's parameters into its TrialPlan: the sweep's range and locked segment fixed once."""
 
-    def __init__(self, config: SweepConfig, folder: Path):
-        self.config, self.folder = config, Path(folder)
+    def __init__(self, config: SweepConfig):
+        self.config = config
         bar_types = set(config.data.bar_types) | set(getattr(config.space.get("bar_type"), "choices", ()))
         ranges = [sweep_range(config.data.catalog, b, config.data.start, config.data.end) for b in sorted(bar_types)]
         self.first = max(first for first, _ in ranges)  # the range every bar type covers
@@ -141,7 +141,7 @@ def run_sweep(config: SweepConfig, folder: Path, workers: Workers) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     study = open_study(config, folder)
     requeue_orphans(study)
-    planner = Planner(config, folder)
+    planner = Planner(config)
     with ray_session(workers):
         run_trials(study, config, planner, folder, workers)
         locked = None

@@ -34,7 +34,7 @@ def test_a_pruned_trial_keeps_the_returns_of_the_windows_it_ran(catalog, tmp_pat
     folder = tmp_path / "out"
     folder.mkdir()
     study = open_study(config, folder)
-    planner = Planner(config, folder)
+    planner = Planner(config)
     trial = study.ask(config.space)
     plan = planner.plan(trial.params, folder / "trials" / "0000")
     assert len(plan.windows) == 3
