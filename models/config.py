@@ -78,9 +78,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> TrainConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(raw) - set(sections)
-        if unknown:
-            raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(sections)}")
+        no_unknown(raw, set(sections), source, "section(s)")
         values = {}
         for name, section in raw.items():
             if name == "features":
@@ -88,8 +86,8 @@ class TrainConfig:
                 continue
             section_cls = sections[name].default_factory
             if name == "data":
-                section = _bar_type_shorthand(section, f"{source} [data]")
-            values[name] = _section(section_cls, section, f"{source} [{name}]")
+                section = bar_type_shorthand(section, f"{source} [data]")
+            values[name] = config_section(section_cls, section, f"{source} [{name}]")
         config = cls(**values)
         config.validate(source)
         return config
@@ -127,7 +125,7 @@ class TrainConfig:
         for name, fields in sections.items():
             fields = {k: v for k, v in fields.items() if v is not None and v != ()}
             if name == "data":
-                fields = _bar_type_shorthand(fields, "overrides [data]")
+                fields = bar_type_shorthand(fields, "overrides [data]")
                 if "bar_types" in fields:
                     fields["bar_types"] = tuple(fields["bar_types"])
             if fields:
@@ -158,7 +156,7 @@ def read_toml(path: Path, what: str = "config") -> dict:
 _NOT_IN_FILE = {LSTMConfig: {"n_features", "seed"}}
 
 
-def _bar_type_shorthand(raw: dict, where: str) -> dict:
+def bar_type_shorthand(raw: dict, where: str) -> dict:
     """``bar_type = "X"`` as ``bar_types = ["X"]`` (a one-instrument config reads as before)."""
     if "bar_type" not in raw:
         return raw
@@ -170,17 +168,18 @@ def _bar_type_shorthand(raw: dict, where: str) -> dict:
     return {**{k: v for k, v in raw.items() if k != "bar_type"}, "bar_types": (bar_type,)}
 
 
-def _section(section_cls, raw: dict, where: str):
+def config_section(section_cls, raw: dict, where: str):
+    """A TOML table as the dataclass ``section_cls`` (training's and a sweep's sections): every key
+    known, each value of its default's type (a list where a tuple is, an int where a float is; never
+    a bool for a number), or a ValueError naming ``where`` and the key."""
     known = {f.name: f for f in dataclasses.fields(section_cls) if f.name not in _NOT_IN_FILE.get(section_cls, ())}
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+    no_unknown(raw, set(known), where, "key(s)")
     values = {}
     for key, value in raw.items():
         default = known[key].default
         if isinstance(default, tuple):
-            value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int):
+            value = tuple(value) if isinstance(value, list) else value
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not type(default):
             raise ValueError(f"{where}: {key} must be {type(default).__name__}, not {value!r}")
@@ -189,3 +188,10 @@ def _section(section_cls, raw: dict, where: str):
         return section_cls(**values)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def no_unknown(raw: dict, known: set, where: str, what: str) -> None:
+    """A ValueError naming ``where`` and the keys of ``raw`` not in ``known`` (``what`` they are: "key(s)")."""
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown {what} {sorted(unknown)}; expected {sorted(known)}")

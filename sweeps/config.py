@@ -35,7 +35,14 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from models.config import DEFAULT_CONFIG, TrainConfig, read_toml
+from models.config import (
+    DEFAULT_CONFIG,
+    TrainConfig,
+    bar_type_shorthand,
+    config_section,
+    no_unknown,
+    read_toml,
+)
 from models.features import FeatureSpec
 from strategies.config import strategy_settings
 
@@ -132,15 +139,11 @@ def load_sweep_config(path: Path) -> SweepConfig:
 
 def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -> SweepConfig:
     known = {"sweep", "data", "walk_forward", "train", "strategy", "space", "feature_sets"}
-    _no_unknown(raw, known, source, "sections")
-    data = dict(raw.get("data", {}))
-    if "bar_type" in data:
-        if "bar_types" in data:
-            raise ValueError(f"{source} [data]: set bar_type or bar_types, not both")
-        data["bar_types"] = [data.pop("bar_type")]
-    sweep = _section(SweepSection, raw.get("sweep", {}), f"{source} [sweep]")
-    data = _section(DataSection, data, f"{source} [data]")
-    walk = _section(WalkForwardSection, raw.get("walk_forward", {}), f"{source} [walk_forward]")
+    no_unknown(raw, known, source, "sections")
+    data = bar_type_shorthand(raw.get("data", {}), f"{source} [data]")
+    sweep = config_section(SweepSection, raw.get("sweep", {}), f"{source} [sweep]")
+    data = config_section(DataSection, data, f"{source} [data]")
+    walk = config_section(WalkForwardSection, raw.get("walk_forward", {}), f"{source} [walk_forward]")
     train = _train_config(dict(raw.get("train", {})), data, f"{source} [train]", base_dir)
     feature_sets = {name: _feature_set(table, f"{source} [feature_sets.{name}]")
                     for name, table in raw.get("feature_sets", {}).items()}
@@ -173,7 +176,7 @@ def _train_config(raw: dict, data: DataSection, where: str, base_dir: Path) -> T
     """The base training config: its file (or the shipped default) with the [train.*] tables over it."""
     file = raw.pop("config", "")
     base = read_toml((base_dir / file) if file else DEFAULT_CONFIG, f"{where} config: training config")
-    _no_unknown(raw, {"model", "training", "features"}, where, "tables")
+    no_unknown(raw, {"model", "training", "features"}, where, "tables")
     for name, table in raw.items():
         base[name] = table if name == "features" else {**base.get(name, {}), **table}
     base["data"] = {"catalog": data.catalog, "bar_types": list(data.bar_types)}
@@ -203,7 +206,7 @@ def _distribution(name: str, value, feature_sets: dict, where: str) -> BaseDistr
     if not isinstance(value, dict):
         # A ValueError, as all bad input: the CLI reports it without a traceback.
         raise ValueError(f"{where}: a list of choices or a table {{low, high, log, step}}, not {value!r}")  # noqa: TRY004
-    _no_unknown(value, {"low", "high", "log", "step"}, where, "keys")
+    no_unknown(value, {"low", "high", "log", "step"}, where, "key(s)")
     if "low" not in value or "high" not in value:
         raise ValueError(f"{where}: a range needs low and high")
     low, high, log, step = value["low"], value["high"], bool(value.get("log", False)), value.get("step")
@@ -233,28 +236,6 @@ def _ends(dist: BaseDistribution) -> list:
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
     return [dist.low, dist.high]
-
-
-def _section(section_cls, raw: dict, where: str):
-    known = {f.name: f for f in dataclasses.fields(section_cls)}
-    _no_unknown(raw, set(known), where, "keys")
-    values = {}
-    for key, value in raw.items():
-        default = known[key].default
-        if isinstance(default, tuple):
-            value = tuple(value) if isinstance(value, list) else value
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not type(default):
-            raise ValueError(f"{where}: {key} must be {type(default).__name__}, not {value!r}")
-        values[key] = value
-    return section_cls(**values)
-
-
-def _no_unknown(raw: dict, known: set, where: str, what: str) -> None:
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"{where}: unknown {what} {sorted(unknown)}; expected {sorted(known)}")
 
 
 def sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:

@@ -22,7 +22,7 @@ def config(**sections):
 
 @pytest.mark.parametrize("sections, message", [
     ({"sweeps": {}}, "unknown sections ['sweeps']"),
-    ({"sweep": {"trails": 3}}, "[sweep]: unknown keys ['trails']"),
+    ({"sweep": {"trails": 3}}, "[sweep]: unknown key(s) ['trails']"),
     ({"sweep": {"objective": "sortino"}}, "[sweep] objective must be one of ['ic', 'qlike', 'sharpe']"),
     ({"sweep": {"trials": 0}}, "[sweep] trials must be >= 1"),
     ({"sweep": {"trials": "3"}}, "[sweep]: trials must be int"),
