@@ -5,7 +5,8 @@
   point forecast with the realized h-bar log return; ``qlike``: the volatility forecast's QLIKE,
   minimized), ``seed`` (TPE's), ``pruning`` (Optuna's median pruner on per-window values),
   ``storage`` (any SQLAlchemy URL; empty: ``sqlite:///<sweep folder>/study.db``), ``study`` (its name
-  in the storage).
+  in the storage), ``heartbeat_s`` (how often a driver marks its running trials alive; a trial
+  unmarked for three beats is taken as its stopped driver's orphan: sweeps.driver).
 - ``[data]``: ``catalog`` (a folder, or an ``s3://bucket/prefix`` URL: marketdata.object_storage), ``bar_type`` (one instrument; ``[space] bar_type`` may choose it instead) or
   ``bar_types`` (several: pooled, as in a training config: each trial trains one model on every
   instrument per window and trades them all in one account, sweeps.trial), ``start``, ``end``.
@@ -76,6 +77,7 @@ class SweepSection:
     pruning: bool = True
     storage: str = ""
     study: str = "sweep"
+    heartbeat_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ def sweep_config_from_dict(raw: dict, source: str, base_dir: Path = Path(".")) -
         (sweep.trials >= 1, "[sweep] trials must be >= 1"),
         (sweep.objective in OBJECTIVES, f"[sweep] objective must be one of {sorted(OBJECTIVES)}, not {sweep.objective!r}"),
         (bool(sweep.study), "[sweep] study must name the study"),
+        (type(sweep.heartbeat_s) is int and sweep.heartbeat_s >= 1, "[sweep] heartbeat_s must be a whole number of seconds >= 1"),
         (len(data.bar_types) >= 1, "[data] bar_types must name a bar type"),
         (len(data.bar_types) == 1 or "bar_type" not in raw.get("space", {}),
          "[space] bar_type chooses one instrument, but [data] bar_types pools several: set one or the other"),

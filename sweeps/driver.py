@@ -20,22 +20,35 @@ exception in the trial, a worker that died more often than Ray retries, or an un
 A worker process killed mid-trial costs that trial a retry (the task runs again; windows already
 trained are reused), nothing else.
 
-Resuming. Run the same command again. Finished trials stay as they are and are not redone. Trials
-left RUNNING by a driver that stopped (Ctrl-C, a crash, ``kill -9``) are marked FAIL with user
-attribute ``orphaned`` and their parameters enqueued as a new trial (user attribute ``retry_of``;
-not for a trial stopped as it was asked for, before it had parameters), so none is silently lost. This assumes one driver per study at a time (Ray spreads one driver's
-trials over any number of machines). ``trials`` counts the finished trials, orphans left out.
+Resuming. Run the same command again. Finished trials stay as they are and are not redone. A
+trial whose driver stopped is orphaned: marked FAIL with user attribute ``orphaned`` and its
+parameters enqueued as a new trial (user attribute ``retry_of``; not for a trial stopped as it was
+asked for, before it had parameters), so none is silently lost. A driver stopped by Ctrl-C or an
+error orphans its own trials as it stops; one killed (``kill -9``, a lost machine) cannot, so every
+driver marks its running trials alive in the storage (Optuna's heartbeats, every ``[sweep]
+heartbeat_s``) and any driver orphans a trial left unmarked for ``HEARTBEAT_GRACE`` beats
+(:class:`SweepStorage`). So several drivers may share one study (each its own command, e.g. on
+machines sharing a PostgreSQL storage): each asks for trials while the study's finished and running
+ones fall short of ``trials``, and waits for the others' running trials before its locked run and
+report, so that every driver's report has every trial. ``trials`` counts the finished trials,
+orphans left out.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import socket
+import time
+import warnings
 from pathlib import Path
 
 import optuna
 import pandas as pd
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages._rdb import models as rdb_models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
 from backtests.parallel import Workers, ray_session, remote_task
@@ -53,19 +66,82 @@ from sweeps.trial import (
 log = logging.getLogger(__name__)
 
 SQLITE_TIMEOUT_S = 60
+HEARTBEAT_GRACE = 3  # heartbeats a running trial may miss before it is taken as orphaned
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``; SQLite waits out other writers' locks instead of failing."""
-    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_options(url))
+
+
+def _engine_options(url: str) -> dict:
+    return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+
+
+class SweepStorage(optuna.storages.RDBStorage):
+    """The driver's storage: Optuna's RDB storage with heartbeats every ``heartbeat_s`` seconds.
+
+    Optuna takes a running trial as stale once its heartbeat is ``HEARTBEAT_GRACE`` beats old, but
+    never one that has no heartbeat at all; this storage also takes such a trial once it started
+    that long ago: its driver stopped between asking for it and its first heartbeat, or the study
+    was run before drivers had heartbeats. Otherwise the study would wait on it for ever.
+    """
+
+    def __init__(self, url: str, heartbeat_s: int):
+        with warnings.catch_warnings():  # Optuna's heartbeats are marked experimental
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            super().__init__(url, engine_kwargs=_engine_options(url), heartbeat_interval=heartbeat_s,
+                             grace_period=HEARTBEAT_GRACE * heartbeat_s)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        since = datetime.datetime.now() - datetime.timedelta(seconds=self.grace_period)  # Optuna's local, naive times
+        with _create_scoped_session(self.scoped_session) as session:
+            beating = {trial_id for (trial_id,) in session.query(rdb_models.TrialHeartbeatModel.trial_id)}
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial._trial_id not in beating and trial.datetime_start is not None and trial.datetime_start < since:
+                stale.append(trial._trial_id)
+        return stale
+
+
+def orphan_stale(study: optuna.Study) -> None:
+    """Orphan the trials of drivers that stopped without a word (their heartbeats are stale).
+
+    ``optuna.storages.fail_stale_trials``' work, but the mark goes on before FAIL (a finished
+    trial's attributes cannot change)."""
+    for trial_id in study._storage._get_stale_trial_ids(study._study_id):
+        orphan(study, trial_id)
+
+
+def orphan(study: optuna.Study, trial_id: int) -> None:
+    """Mark a running trial FAIL and ``orphaned`` (its driver stopped) and enqueue its parameters
+    as a new trial; nothing if it finished meanwhile (or another driver orphaned it first)."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, "orphaned", "its driver stopped before it finished")
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return
+    trial = storage.get_trial(trial_id)
+    if trial.params:  # none yet: the driver stopped as it asked for the trial, before it ran anything
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    log.warning("trial %d was left unfinished by a stopped driver: marked failed and queued again", trial.number)
+
+
+def ask(study: optuna.Study, space: dict) -> optuna.Trial:
+    """A new trial (a queued one first), with its first heartbeat."""
+    with warnings.catch_warnings():  # heartbeats without Study.optimize are what this driver means
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        trial = study.ask(space)
+    study._storage.record_heartbeat(trial._trial_id)
+    return trial
 
 
 def open_study(config: SweepConfig, folder: Path) -> optuna.Study:
     """The sweep's study, created or loaded; a study made from another config is refused."""
     study = optuna.create_study(
-        study_name=config.sweep.study, storage=open_storage(config.storage_url(folder)), sampler=sampler(config),
-        pruner=pruner(config), direction=config.direction, load_if_exists=True,
+        study_name=config.sweep.study, storage=SweepStorage(config.storage_url(folder), config.sweep.heartbeat_s),
+        sampler=sampler(config), pruner=pruner(config), direction=config.direction, load_if_exists=True,
     )
     fingerprint = {"objective": config.sweep.objective, "space": sorted(config.space)}
     stored = study.user_attrs.get("config")
@@ -77,18 +153,9 @@ def open_study(config: SweepConfig, folder: Path) -> optuna.Study:
     return study
 
 
-def requeue_orphans(study: optuna.Study) -> list[int]:
-    """Mark trials left RUNNING by a stopped driver FAIL (``orphaned``) and enqueue their parameters again."""
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in orphans:
-        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "its driver stopped before it finished")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if trial.params:  # none yet: the driver stopped as it asked for the trial, before it ran anything
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-    if orphans:
-        log.warning("trials %s were left unfinished by a stopped sweep: marked failed and queued again",
-                    [t.number for t in orphans])
-    return [t.number for t in orphans]
+def running(study: optuna.Study) -> int:
+    """The study's running trials, every driver's."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -96,7 +163,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     tally = {STATES[state]: 0 for state in finished}
     for trial in study.get_trials(deepcopy=False, states=finished):
-        if "orphaned" not in trial.user_attrs:
+        if trial.state != TrialState.FAIL or "orphaned" not in trial.user_attrs:  # a late finish counts
             tally[STATES[trial.state]] += 1
     return tally
 
@@ -140,7 +207,6 @@ def run_sweep(config: SweepConfig, folder: Path, workers: Workers) -> dict:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     study = open_study(config, folder)
-    requeue_orphans(study)
     planner = Planner(config)
     with ray_session(workers):
         run_trials(study, config, planner, folder, workers)
@@ -164,34 +230,49 @@ def run_locked(planner: Planner, params: dict, folder: Path) -> dict:
 
 
 def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folder: Path, workers: Workers) -> None:
-    """Ask, run on Ray and tell until ``config.sweep.trials`` trials have finished."""
+    """Ask, run on Ray and tell until ``config.sweep.trials`` trials have finished, this driver's
+    and any other's; mark this driver's running trials alive every ``heartbeat_s`` and orphan those
+    of stopped drivers (module docstring: Resuming)."""
     import ray
 
-    url, target = config.storage_url(folder), config.sweep.trials
+    url, target, beat = config.storage_url(folder), config.sweep.trials, config.sweep.heartbeat_s
     in_flight: dict = {}
     with progress(total=target, desc="sweep", unit="trial") as bar:
         task = remote_task(trial_task)
-        show_progress(bar, study, in_flight)
-        while True:
-            while len(in_flight) < slots(workers) and sum(counts(study).values()) + len(in_flight) < target:
-                trial = study.ask(config.space)
-                try:
-                    plan = planner.plan(trial.params, folder / "trials" / f"{trial.number:04d}")
-                except ValueError as exc:
-                    finish(study, trial, {"state": "failed", "error": str(exc)})
+        try:
+            while True:
+                for trial in in_flight.values():
+                    study._storage.record_heartbeat(trial._trial_id)
+                orphan_stale(study)  # stopped drivers' trials, queued again
+                while len(in_flight) < slots(workers) and sum(counts(study).values()) + running(study) < target:
+                    trial = ask(study, config.space)
+                    try:
+                        plan = planner.plan(trial.params, folder / "trials" / f"{trial.number:04d}")
+                    except ValueError as exc:
+                        finish(study, trial, {"state": "failed", "error": str(exc)})
+                        continue
+                    in_flight[task.remote(plan, config, url, trial._trial_id)] = trial
+                show_progress(bar, study, in_flight)
+                if not in_flight:
+                    if not running(study):
+                        break
+                    time.sleep(beat)  # other drivers' trials: the report waits for them
                     continue
-                in_flight[task.remote(plan, config, url, trial._trial_id)] = trial
-            if not in_flight:
-                break
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                trial = in_flight.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # the trial raised, or its worker died past the retries
-                    result = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
-                finish(study, trial, result)
-            show_progress(bar, study, in_flight)
+                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=beat)
+                for ref in done:
+                    trial = in_flight.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the trial raised, or its worker died past the retries
+                        result = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    finish(study, trial, result)
+        except BaseException:  # Ctrl-C or an error: this driver's trials will not finish
+            try:
+                for trial in in_flight.values():
+                    orphan(study, trial._trial_id)
+            except Exception:  # the storage too: any driver orphans them once their heartbeats are stale
+                log.exception("could not mark this driver's running trials orphaned")
+            raise
 
 
 def finish(study: optuna.Study, trial: optuna.Trial, result: dict) -> None:

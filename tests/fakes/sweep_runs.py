@@ -16,7 +16,8 @@ TINY_SWEEP = """
 trials = {trials}
 objective = "{objective}"
 seed = 0
-
+heartbeat_s = 1  # a killed driver's trials are orphaned 3 s after its last beat
+{storage}
 [data]
 catalog = "{catalog}"
 {bar_types}
@@ -46,11 +47,13 @@ learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
 
 
 def write_tiny_sweep(folder: Path, catalog: Path, trials: int = 3, objective: str = "ic",
-                     bar_types: tuple[str, ...] = (BAR_TYPE,)) -> Path:
-    """The tiny sweep's TOML in ``folder``; several ``bar_types``: a pooled sweep of them."""
+                     bar_types: tuple[str, ...] = (BAR_TYPE,), storage: str = "") -> Path:
+    """The tiny sweep's TOML in ``folder``; several ``bar_types``: a pooled sweep of them; ``storage``:
+    the study's URL (default: a SQLite file in the sweep folder)."""
     path = Path(folder) / "sweep.toml"
     data = f'bar_type = "{bar_types[0]}"' if len(bar_types) == 1 else f"bar_types = {json.dumps(list(bar_types))}"
-    path.write_text(TINY_SWEEP.format(trials=trials, objective=objective, catalog=catalog, bar_types=data))
+    path.write_text(TINY_SWEEP.format(trials=trials, objective=objective, catalog=catalog, bar_types=data,
+                                      storage=f'storage = "{storage}"' if storage else ""))
     return path
 
 

@@ -44,6 +44,8 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker_and_resumes_after_an_
         os.killpg(driver.pid, signal.SIGINT)
         output, _ = driver.communicate(timeout=120)
         assert driver.returncode == 130, output[-3000:]
+        # The interrupted driver orphaned its running trial itself, as it stopped.
+        assert "RUNNING" not in {state for state, _ in stored_trials(folder / "study.db").values()}
         rerun = sweep_command(config, folder, "--ray-address", cluster.address)
         output, _ = rerun.communicate(timeout=600)
         assert rerun.returncode == 0, output[-3000:]

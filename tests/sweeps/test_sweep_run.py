@@ -120,3 +120,31 @@ def test_a_killed_driver_resumes_with_nothing_lost_or_redone(catalog, tmp_path):
         # A trial stopped as it was asked for has no parameters yet: nothing to run again.
         assert retries == ([trials[number]["params"]] if trials[number]["params"] else [])
     assert sum(1 for t in trials.values() if "orphaned" not in t) == 3
+
+
+def test_two_drivers_share_one_study_without_orphaning_or_overshooting(catalog, tmp_path):
+    """Two sweep commands at once on one storage (as on two machines sharing a database): neither takes
+    the other's running trials as orphans (the driver before heartbeats did, as it started), together
+    they run the trials asked for, and each waits for the other's before its report, so both reports
+    have every trial. (Which driver runs which trial is up to their timing.)"""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = write_tiny_sweep(tmp_path, catalog, trials=3, storage=storage)
+    first_out, second_out = tmp_path / "first", tmp_path / "second"
+    first = sweep_command(config, first_out, "--workers", "1")
+    try:
+        # The second starts once the first has a trial running, which the old driver would have orphaned.
+        wait_for(lambda: (first_out / "trials").exists() and any((first_out / "trials").iterdir()), 240,
+                 "the first driver's first trial")
+        second = sweep_command(config, second_out, "--workers", "1")
+        outputs = [driver.communicate(timeout=500)[0] for driver in (first, second)]
+    finally:
+        for driver in (first, second):
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+    assert [first.returncode, second.returncode] == [0, 0], [output[-3000:] for output in outputs]
+    stored = stored_trials(tmp_path / "shared.db")
+    assert sorted(stored) == [0, 1, 2] and {state for state, _ in stored.values()} == {"COMPLETE"}
+    for out in (first_out, second_out):
+        report = json.loads((out / "sweep.json").read_text())
+        assert [(t["number"], t["state"], "orphaned" in t) for t in report["trials"]] == [
+            (n, "complete", False) for n in range(3)]
