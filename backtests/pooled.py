@@ -119,8 +119,10 @@ def run_pooled(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyR
     """Every strategy over every instrument's bars, each strategy's instances in one engine and account."""
     instruments, bars = load_all_inputs(settings)
     groups = pooled_strategies(settings, instruments, bars)
+    main = next(iter(groups))  # the report's forecasts are its alone
     # Each group leaves the dict as it runs: its engine's cache and decision logs go with it.
-    return bars, {name: run_strategies(name, groups.pop(name), settings, instruments, bars) for name in list(groups)}
+    return bars, {name: run_strategies(name, groups.pop(name), settings, instruments, bars, predictions=name == main)
+                  for name in list(groups)}
 
 
 def write_pooled_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], settings: BacktestSettings,

@@ -105,17 +105,19 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
     return type(instrument).from_dict(raw)
 
 
-def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: BarFeed) -> StrategyRun:
+def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: BarFeed,
+                 predictions: bool = True) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
-    return run_strategies(name, [strategy], settings, [instrument], bars)
+    return run_strategies(name, [strategy], settings, [instrument], bars, predictions)
 
 
 def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSettings, instruments: list[Instrument],
-                   bars: BarFeed | list[Bar]) -> StrategyRun:
+                   bars: BarFeed | list[Bar], predictions: bool = True) -> StrategyRun:
     """``strategies`` together in a fresh engine over ``bars`` (streamed from the catalog in chunks:
     backtests.feed; or a list of bars a test made): one venue, one account trading every instrument (which must share their venue,
-    quote currency and kind). Predictions: each strategy's, with a ``bar_type`` column when there
-    are several."""
+    quote currency and kind). Predictions (unless ``predictions`` is False: a benchmark's are not
+    reported, and a frame of them holds a reason string a bar): each strategy's, with a
+    ``bar_type`` column when there are several."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
@@ -151,7 +153,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         positions = engine.trader.generate_positions_report()
     finally:
         engine.dispose()
-    frames = [(s, s.predictions_frame()) for s in strategies if hasattr(s, "predictions_frame")]
+    frames = [(s, s.predictions_frame()) for s in strategies if predictions and hasattr(s, "predictions_frame")]
     if len(frames) > 1:
         frames = [(s, frame.assign(bar_type=str(s.config.bar_type))) for s, frame in frames]
     predictions = pd.concat([frame for _, frame in frames]) if frames else None
@@ -203,8 +205,10 @@ def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]
     """The LSTM strategy and every benchmark over the same bars."""
     instrument, bars = load_inputs(settings)
     strategies = all_strategies(settings, instrument, bars.first_close())
+    main = next(iter(strategies))  # the report's forecasts are its alone
     # Each strategy leaves the dict as it runs: its engine's cache and its decision log go with it.
-    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars) for name in list(strategies)}
+    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars, predictions=name == main)
+                  for name in list(strategies)}
 
 
 

@@ -220,10 +220,11 @@ def trade_window(
     """
     close = bars.close()
     strategies = all_strategies(settings, instrument, bars.first_close())
+    main = next(iter(strategies))  # the report's forecasts are its alone
     runs, stats = {}, {}
     for name, strategy in strategies.items():
         balance = balances[name]
-        run = run_strategy(name, strategy, replace(settings, starting_balance=balance), instrument, bars)
+        run = run_strategy(name, strategy, replace(settings, starting_balance=balance), instrument, bars, name == main)
         run.fills = close_at_window_end(run.fills, close, instrument, number)
         fills = fills_from_nautilus(run.fills)
         equity = equity_curve(fills, close, balance)

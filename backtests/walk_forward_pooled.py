@@ -111,11 +111,14 @@ def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: Bar
     account statistics and its account equity at every bar close."""
     closes = {str(i.id): bars.close(b) for i, b in zip(instruments, settings.bar_types)}
     runs, stats, equities = {}, {}, {}
-    for name, group in pooled_strategies(settings, instruments, bars).items():
+    groups = pooled_strategies(settings, instruments, bars)
+    main = next(iter(groups))  # the report's forecasts are its alone
+    for name, group in groups.items():
         if names is not None and name not in names:
             continue
         balance = balances[name]
-        run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, bars)
+        run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, bars,
+                             predictions=name == main)
         closed = [close_at_window_end(run.fills[run.fills["instrument_id"] == str(i.id)], closes[str(i.id)], i, number)
                   for i in instruments if not run.fills.empty and (run.fills["instrument_id"] == str(i.id)).any()]
         run.fills = pd.concat(closed) if closed else run.fills

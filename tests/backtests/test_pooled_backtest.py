@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.pooled import run_pooled, symbol_tag, write_pooled_report
-from backtests.runner import BacktestSettings
+from backtests.pooled import load_all_inputs, pooled_strategies, run_pooled, symbol_tag, write_pooled_report
+from backtests.runner import BacktestSettings, run_strategies
 from backtests.stats import STAT_KEYS
 from marketdata.catalog import load_bars
 from models.artifact import load_artifact
@@ -63,11 +63,18 @@ def test_both_instruments_trade_in_one_account(report):
 @pytest.mark.parametrize("forecaster", FORECASTERS)
 def test_each_instruments_strategy_forecasts_with_its_own_scaling(report, pooled, forecaster):  # noqa: F811
     """Every forecaster's strategy in the pooled backtest says per bar what batch_predict says offline:
-    the LSTM with each instrument's scaling and one-hot, the benchmarks from each instrument's own features."""
-    runs = report[2]
+    the LSTM with each instrument's scaling and one-hot, the benchmarks from each instrument's own features
+    (the report keeps the LSTM's forecasts alone: a benchmark's group runs here again, keeping its own)."""
+    settings, _, runs, _, _ = report
     catalog, model, _ = pooled
     artifact = load_artifact(model)
-    predictions = runs[forecaster].predictions
+    if forecaster == "lstm":
+        predictions = runs[forecaster].predictions
+    else:
+        assert runs[forecaster].predictions is None
+        instruments, bars = load_all_inputs(settings)
+        group = pooled_strategies(settings, instruments, bars)[forecaster]
+        predictions = run_strategies(forecaster, group, settings, instruments, bars).predictions
     for bar_type in (BAR_TYPE, ETH):
         mine = predictions[predictions["bar_type"] == bar_type]
         assert len(mine) > 1000
