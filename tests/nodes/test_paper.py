@@ -71,7 +71,10 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
     forecasts = batch_predict(load_artifact(model), replay.set_index(close_times(replay)).drop(columns="open_time"))
     strategy = {**STRATEGY, "entry_threshold": float(forecasts["q0.5"].median())}
     config = tmp_path / "node.toml"
-    config.write_text("[strategy]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in strategy.items()))
+    # [node]: after a stop the node waits out the whole timeout_post_stop (2 s for paper) for late events;
+    # the sandbox fills the flattening order within milliseconds.
+    config.write_text("[strategy]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in strategy.items())
+                      + "[node]\ntimeout_post_stop = 1.0\n")
     run_dir = tmp_path / "run"
 
     fake = FakeBinance(delay_s=1.0)  # every history answer comes a second late: live bars beat it
