@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from backtests import parallel
-from backtests.parallel import Workers, map_ordered, project_packages
+from backtests.parallel import Workers, map_ordered, project_packages, ray_session
 from backtests.runner import BacktestSettings
 from backtests.walk_forward import Window, run_walk_forward, train_window
 from backtests.walk_forward_pooled import run_pooled_walk_forward
@@ -22,6 +22,7 @@ from tests.models.test_pooling import ETH, pooled  # noqa: F401  (the module fix
 
 TRAIN_DAYS, TEST_DAYS, WINDOWS = 2, 1, 2
 COMPARED_FILES = ["fills.csv", "positions.csv"]
+TWO_WORKERS = Workers(count=2)
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -64,18 +65,29 @@ def assert_same_report(got: Path, expected: Path, windows: int = WINDOWS):
     assert len(pd.read_csv(got / "fills.csv")) > 0
 
 
-def test_two_local_workers_give_the_report_of_one(setup, serial, tmp_path):
-    run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, tmp_path, Workers(count=2))
-    assert_same_report(tmp_path, serial)
+@pytest.fixture(scope="class")
+def two_local_workers():
+    """One embedded Ray of two workers for the class's tests: they run in it as in a caller's own session
+    (backtests.parallel.ray_session), so its start (7-15 s on a loaded 2-core machine) and its workers' imports are paid once.
+    Starting one is tested where the command starts it itself (test_local_workers_import_this_checkout...).
+    Class-scoped, so it is shut down before the cluster test, whose session must be the cluster's."""
+    with ray_session(TWO_WORKERS):
+        yield TWO_WORKERS
 
 
-def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(pooled, one_thread, tmp_path):  # noqa: F811
-    catalog, model, _ = pooled
-    settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=(BAR_TYPE, ETH),
-                                end=pd.Timestamp("2025-05-21 12:00", tz="UTC"), strategy={"entry_threshold": 1e-5})
-    run_pooled_walk_forward(settings, 1.0, 0.25, tmp_path / "serial")
-    run_pooled_walk_forward(settings, 1.0, 0.25, tmp_path / "ray", Workers(count=2))
-    assert_same_report(tmp_path / "ray", tmp_path / "serial", windows=2)
+class TestTwoLocalWorkers:
+    def test_two_local_workers_give_the_report_of_one(self, setup, serial, two_local_workers, tmp_path):
+        run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, tmp_path, two_local_workers)
+        assert_same_report(tmp_path, serial)
+
+    def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(self, pooled, one_thread, two_local_workers,  # noqa: F811
+                                                                        tmp_path):
+        catalog, model, _ = pooled
+        settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=(BAR_TYPE, ETH),
+                                    end=pd.Timestamp("2025-05-21 12:00", tz="UTC"), strategy={"entry_threshold": 1e-5})
+        run_pooled_walk_forward(settings, 1.0, 0.25, tmp_path / "serial")
+        run_pooled_walk_forward(settings, 1.0, 0.25, tmp_path / "ray", two_local_workers)
+        assert_same_report(tmp_path / "ray", tmp_path / "serial", windows=2)
 
 
 def test_a_worker_without_the_catalog_says_it_needs_a_shared_path(setup, tmp_path):

@@ -145,6 +145,7 @@ class _Series:
     interval_ms: int
     open_time: np.ndarray  # int64 ms, ascending
     ohlcv: np.ndarray  # float64, shape (n, 5)
+    missing: set[int] = field(default_factory=set)  # open times of bars lost in an outage (lose_klines)
 
 
 @dataclass
@@ -285,6 +286,13 @@ class FakeBinance:
         meanwhile are still served by REST."""
         self._streams.silent_until_ms = self.clock_ms() + int(seconds * 1000)
 
+    def lose_klines(self, open_times_ms: list[int], *, symbol: str = "BTCUSDT", interval: str = "1m", market: str = SPOT) -> None:
+        """An outage: the bars opening at ``open_times_ms`` (none open yet) go missing from the exchange
+        altogether, neither streamed nor served by REST."""
+        if min(open_times_ms) <= self.clock_ms():
+            raise ValueError(f"bars can go missing only before they open: {min(open_times_ms)} is not after {self.clock_ms()}")
+        self._series[(market, symbol, interval)].missing.update(int(ms) for ms in open_times_ms)
+
     def stream_connections(self) -> int:
         return len(self._streams.connections)
 
@@ -386,11 +394,11 @@ class FakeBinance:
 
         opened = int(np.searchsorted(series.open_time, self.clock_ms(), side="right"))
         last = opened if end is None else min(opened, int(np.searchsorted(series.open_time, end, side="right")))
-        if start is not None:
-            first = int(np.searchsorted(series.open_time, start, side="left"))
-            rows = range(first, max(first, min(last, first + limit)))
-        else:
-            rows = range(max(0, last - limit), last)
+        first = 0 if start is None else int(np.searchsorted(series.open_time, start, side="left"))
+        rows = np.arange(first, max(first, last))
+        if series.missing:
+            rows = rows[~np.isin(series.open_time[rows], np.fromiter(series.missing, np.int64))]
+        rows = rows[:limit] if start is not None else rows[-limit:]
         decimals = _decimals(symbol_info, market)
         return [_kline(series, row, *decimals) for row in rows]
 
@@ -790,6 +798,10 @@ class _StreamServer:
         row = int(np.searchsorted(series.open_time + series.interval_ms, self.fake.clock_ms(), side="right"))
         while row < len(series.open_time):
             open_ms = int(series.open_time[row])
+            if open_ms in series.missing:
+                await self._sleep_until(open_ms + series.interval_ms)
+                row += 1
+                continue
             await self._sleep_until(open_ms + series.interval_ms // 2)
             if self.fake.clock_ms() >= self.silent_until_ms:
                 await self._send(market, kline_stream, _kline_event(series, row, symbol, interval, False, self.fake.clock_ms(), *decimals))

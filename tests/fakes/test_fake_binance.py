@@ -75,6 +75,23 @@ def test_start_end_and_limit_bound_open_times(fake):
     assert len(default) == 91 and default[-1][0] == FIRST_OPEN + 90 * MINUTE
 
 
+def test_lost_klines_are_in_no_answer_and_no_limit(shared_data):
+    """An outage (lose_klines): the lost bars are in no answer, a limit counts the bars there are, and
+    only bars not yet open can be lost."""
+    now = FIRST_OPEN + 10 * MINUTE
+    server = FakeBinance(now_ms=now)
+    server.add_klines(read_klines(shared_data / FIXTURE_7D))
+    with pytest.raises(ValueError, match="only before they open"):
+        server.lose_klines([now])
+    server.lose_klines([now + MINUTE, now + 2 * MINUTE])
+    server.now_ms = now + 5 * MINUTE
+    with server:
+        _, ranged = get(server, f"/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime={now}&limit=3")
+        _, latest = get(server, "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=4")
+    assert [k[0] for k in ranged] == [now, now + 3 * MINUTE, now + 4 * MINUTE]
+    assert [k[0] for k in latest] == [now, now + 3 * MINUTE, now + 4 * MINUTE, now + 5 * MINUTE]
+
+
 def test_limits_per_market(fake):
     assert get(fake, "/api/v3/klines?symbol=BTCUSDT&interval=1m&startTime=0&limit=1001") == (
         400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."}

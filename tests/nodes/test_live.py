@@ -55,6 +55,9 @@ MINUTE_MS = 60_000
 # limits, and at most 2 orders a minute adding exposure, which its trading soon runs into.
 STRATEGY = {"gap_cooldown_bars": 5, "min_holding_bars": 1, "order_notional": 500.0}
 LIMITS = {"max_order_notional": 600.0, "max_position_notional": 600.0, "max_orders_per_minute": 2, "daily_loss_limit": 1000.0}
+# The end-to-end nodes' [node]: after stopping, the live node waits out the whole timeout_post_stop (5 s by
+# default) for late events; from the loopback fake the flattening fill comes within milliseconds of the stop.
+NODE = {"timeout_post_stop": 1.0}
 
 
 def write_config(path: Path, **sections: dict) -> Path:
@@ -294,7 +297,7 @@ def test_spot_trading_rails_restart_and_kill_file(second_bars_model, real_bars, 
     served = restamp(real_bars.iloc[REPLAY_FIRST_ROW:REPLAY_FIRST_ROW + HISTORY_BARS + 400], now_ms - HISTORY_BARS * 1000)
     forecasts = batch_predict(load_artifact(model), served.set_index(close_times(served)).drop(columns="open_time"))
     strategy = {**STRATEGY, "entry_threshold": float(forecasts["q0.5"].median())}
-    config = write_config(tmp_path / "node.toml", strategy=strategy, limits=LIMITS)
+    config = write_config(tmp_path / "node.toml", strategy=strategy, limits=LIMITS, node=NODE)
     run_dir = tmp_path / "run"
     out1, out2 = tmp_path / "session1.out", tmp_path / "session2.out"
 
@@ -401,7 +404,7 @@ def test_futures_position_reconciled_and_flattened_by_the_kill_file(perp_bars, p
     now_ms = time.time_ns() // 1_000_000 // MINUTE_MS * MINUTE_MS
     history = restamp(perp_bars.iloc[REPLAY_FIRST_ROW:REPLAY_FIRST_ROW + HISTORY_BARS], now_ms - HISTORY_BARS * MINUTE_MS, MINUTE_MS)
     model = perp_model
-    config = write_config(tmp_path / "node.toml", strategy=STRATEGY, limits=LIMITS, live={"leverage": 2})
+    config = write_config(tmp_path / "node.toml", strategy=STRATEGY, limits=LIMITS, live={"leverage": 2}, node=NODE)
     run_dir, out = tmp_path / "run", tmp_path / "node.out"
     private_key, public_key = ed25519_pair()
 
