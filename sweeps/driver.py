@@ -276,7 +276,16 @@ def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folde
 
 
 def finish(study: optuna.Study, trial: optuna.Trial, result: dict) -> None:
-    """Store a trial's result and tell Optuna how it ended."""
+    """Store a trial's result and tell Optuna how it ended; nothing if another driver took it as
+    orphaned meanwhile (this driver stalled past its heartbeats' grace): its retry runs it again."""
+    try:
+        _store_result(study, trial, result)
+    except UpdateFinishedTrialError:
+        log.warning("trial %d was taken as orphaned while it ran (this driver's heartbeats were late): its result "
+                    "is dropped, and it runs again as a new trial", trial.number)
+
+
+def _store_result(study: optuna.Study, trial: optuna.Trial, result: dict) -> None:
     state = result.pop("state")
     if state == "complete" and result["objective"] is None:
         state, result["error"] = "failed", "the objective is undefined (NaN) for this trial"
@@ -285,6 +294,8 @@ def finish(study: optuna.Study, trial: optuna.Trial, result: dict) -> None:
         log.warning("trial %d failed: %s", trial.number, trial.user_attrs["error"])
     if result:
         trial.set_user_attr("result", result)
+    if study._storage.get_trial(trial._trial_id).state.is_finished():  # tell would raise a ValueError
+        raise UpdateFinishedTrialError(f"trial {trial.number} has finished")
     if state == "complete":
         study.tell(trial, result["objective"])
     else:

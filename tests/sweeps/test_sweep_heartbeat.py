@@ -10,7 +10,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from sweeps.config import sweep_config_from_dict
-from sweeps.driver import HEARTBEAT_GRACE, SweepStorage, ask, orphan, orphan_stale
+from sweeps.driver import HEARTBEAT_GRACE, SweepStorage, ask, finish, orphan, orphan_stale
 
 SPACE = {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True)}
 
@@ -70,3 +70,16 @@ def test_a_stopping_driver_orphans_its_own_trials_at_once(study):
 def test_heartbeat_s_must_be_a_whole_number_of_seconds(value):
     with pytest.raises(ValueError, match="heartbeat_s"):
         sweep_config_from_dict({"sweep": {"heartbeat_s": value}}, "bad.toml")
+
+
+def test_a_result_that_comes_after_its_trial_was_orphaned_is_dropped_not_raised(study):
+    """A driver that stalled past its heartbeats' grace finds its trial orphaned by another: it drops
+    the result (the retry runs the parameters again) instead of failing the sweep."""
+    late = ask(study, SPACE)
+    orphan(study, late._trial_id)  # another driver's doing
+    finish(study, late, {"state": "complete", "objective": 1.0, "windows": []})
+    stored = study._storage.get_trial(late._trial_id)
+    assert stored.state == TrialState.FAIL and "orphaned" in stored.user_attrs and "result" not in stored.user_attrs
+    for error in ({"state": "failed", "error": "boom"}, {"state": "pruned", "windows": []}):
+        finish(study, late, dict(error))
+    assert study._storage.get_trial(late._trial_id).state == TrialState.FAIL
