@@ -25,6 +25,7 @@ def states(study):
     return {t.number: (t.state, "orphaned" in t.user_attrs, t.user_attrs.get("retry_of")) for t in study.get_trials()}
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_only_trials_whose_heartbeats_stopped_are_orphaned_and_queued_again(study):
     live, killed = ask(study, SPACE), ask(study, SPACE)  # ask beats once: the killed driver's last
     unbeaten = study.ask(SPACE)  # a trial of a driver stopped before its first beat
