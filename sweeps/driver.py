@@ -153,16 +153,12 @@ def open_study(config: SweepConfig, folder: Path) -> optuna.Study:
     return study
 
 
-def running(study: optuna.Study) -> int:
-    """The study's running trials, every driver's."""
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Finished trials by state, orphans left out (their parameters run again as new trials)."""
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    tally = {STATES[state]: 0 for state in finished}
-    for trial in study.get_trials(deepcopy=False, states=finished):
+    """The study's trials by state, every driver's: the finished ones, orphans left out (their
+    parameters run again as new trials), and the running ones."""
+    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    tally = {STATES[state]: 0 for state in counted}
+    for trial in study.get_trials(deepcopy=False, states=counted):
         if trial.state != TrialState.FAIL or "orphaned" not in trial.user_attrs:  # a late finish counts
             tally[STATES[trial.state]] += 1
     return tally
@@ -244,7 +240,7 @@ def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folde
                 for trial in in_flight.values():
                     study._storage.record_heartbeat(trial._trial_id)
                 orphan_stale(study)  # stopped drivers' trials, queued again
-                while len(in_flight) < slots(workers) and sum(counts(study).values()) + running(study) < target:
+                while len(in_flight) < slots(workers) and sum(counts(study).values()) < target:  # finished + running
                     trial = ask(study, config.space)
                     try:
                         plan = planner.plan(trial.params, folder / "trials" / f"{trial.number:04d}")
@@ -252,9 +248,10 @@ def run_trials(study: optuna.Study, config: SweepConfig, planner: Planner, folde
                         finish(study, trial, {"state": "failed", "error": str(exc)})
                         continue
                     in_flight[task.remote(plan, config, url, trial._trial_id)] = trial
-                show_progress(bar, study, in_flight)
+                tally = counts(study)
+                show_progress(bar, study, tally, in_flight)
                 if not in_flight:
-                    if not running(study):
+                    if not tally["running"]:
                         break
                     time.sleep(beat)  # other drivers' trials: the report waits for them
                     continue
@@ -311,10 +308,10 @@ def slots(workers: Workers) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def show_progress(bar, study: optuna.Study, in_flight: dict) -> None:
-    """The bar at the trials finished, with done (complete) / running / pruned / failed and the best so far."""
-    tally = counts(study)
+def show_progress(bar, study: optuna.Study, tally: dict[str, int], in_flight: dict) -> None:
+    """The bar at the trials finished (``tally``: counts), with done (complete) / running (this
+    driver's) / pruned / failed and the best so far."""
     best = f"{study.best_value:.4g} (#{study.best_trial.number})" if tally["complete"] else "-"
     bar.set_postfix(done=tally["complete"], running=len(in_flight), pruned=tally["pruned"], failed=tally["failed"],
                     best=best)
-    bar.update(min(sum(tally.values()), bar.total) - bar.n)
+    bar.update(min(tally["complete"] + tally["pruned"] + tally["failed"], bar.total) - bar.n)
