@@ -106,16 +106,16 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
 
 
 def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: BarFeed,
-                 predictions: bool = True) -> StrategyRun:
+                 keep_predictions: bool = True) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
-    return run_strategies(name, [strategy], settings, [instrument], bars, predictions)
+    return run_strategies(name, [strategy], settings, [instrument], bars, keep_predictions)
 
 
 def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSettings, instruments: list[Instrument],
-                   bars: BarFeed | list[Bar], predictions: bool = True) -> StrategyRun:
+                   bars: BarFeed | list[Bar], keep_predictions: bool = True) -> StrategyRun:
     """``strategies`` together in a fresh engine over ``bars`` (streamed from the catalog in chunks:
     backtests.feed; or a list of bars a test made): one venue, one account trading every instrument (which must share their venue,
-    quote currency and kind). Predictions (unless ``predictions`` is False: a benchmark's are not
+    quote currency and kind). Predictions (unless ``keep_predictions`` is False: a benchmark's are not
     reported, and a frame of them holds a reason string a bar): each strategy's, with a
     ``bar_type`` column when there are several."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
@@ -153,7 +153,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         positions = engine.trader.generate_positions_report()
     finally:
         engine.dispose()
-    frames = [(s, s.predictions_frame()) for s in strategies if predictions and hasattr(s, "predictions_frame")]
+    frames = [(s, s.predictions_frame()) for s in strategies if keep_predictions and hasattr(s, "predictions_frame")]
     if len(frames) > 1:
         frames = [(s, frame.assign(bar_type=str(s.config.bar_type))) for s, frame in frames]
     predictions = pd.concat([frame for _, frame in frames]) if frames else None
@@ -207,7 +207,7 @@ def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]
     strategies = all_strategies(settings, instrument, bars.first_close())
     main = next(iter(strategies))  # the report's forecasts are its alone
     # Each strategy leaves the dict as it runs: its engine's cache and its decision log go with it.
-    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars, predictions=name == main)
+    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars, keep_predictions=name == main)
                   for name in list(strategies)}
 
 
