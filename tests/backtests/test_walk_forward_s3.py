@@ -74,3 +74,28 @@ def test_a_sweep_reads_its_range_from_the_url(store, catalog):
     from sweeps.trial import sweep_range
 
     assert sweep_range(store.url, BAR_TYPE, "", "2025-05-23T00:00") == sweep_range(str(catalog), BAR_TYPE, "", "2025-05-23T00:00")
+
+
+@pytest.mark.slow
+def test_a_sweep_from_the_url_gives_the_local_sweep(store, catalog, tmp_path, caplog, one_thread):
+    """The whole sweep (its trial, the locked segment, the report) with [data] catalog the URL, in this
+    process: the same trial, objective and locked result as from the local folder, and the secret nowhere
+    (Ray workers reading the URL: the walk-forward test above)."""
+    from sweeps.config import load_sweep_config
+    from sweeps.driver import run_sweep
+    from tests.fakes.sweep_runs import write_tiny_sweep
+
+    caplog.set_level(logging.DEBUG)
+    reports = {}
+    for name, location in (("local", catalog), ("url", store.url)):
+        folder = tmp_path / name
+        folder.mkdir()
+        reports[name] = run_sweep(load_sweep_config(write_tiny_sweep(folder, location, trials=1)), folder, Workers(count=1))
+    local, remote = reports["local"], reports["url"]
+    assert [t["state"] for t in remote["trials"]] == ["complete"]
+    assert [(t["params"], t["objective"]) for t in remote["trials"]] == [(t["params"], t["objective"]) for t in local["trials"]]
+    assert remote["locked_segment"]["objective"] == local["locked_segment"]["objective"]
+    models = [load_artifact(path.parent) for path in (tmp_path / "url").rglob("artifact.json")]
+    assert models and {m.config.data.catalog for m in models} == {store.url}
+    written = [p for p in (tmp_path / "url").rglob("*") if p.is_file()]
+    assert SECRET not in caplog.text and not [p for p in written if SECRET.encode() in p.read_bytes()]
