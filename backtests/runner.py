@@ -211,8 +211,6 @@ def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]
                   for name in list(strategies)}
 
 
-
-
 def decision_settings(settings: BacktestSettings) -> dict:
     """What the strategy's rule decides against, for the report: the model's ``horizon`` (bars a
     forecast looks ahead) and each traded bar type's ``entry_threshold`` (the log return a forecast
