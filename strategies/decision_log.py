@@ -33,11 +33,13 @@ class DecisionLog:
 
     Records are kept as typed columns (8 bytes a number, 1 a side), not as a tuple of Python objects
     per bar: a backtest of years of bars keeps them all. Reasons are kept as the rule gave them
-    (strategies.decision.Reason) and put into words when the frame is made.
+    (strategies.decision.Reason) and put into words when the frame is made. ``keep`` False: none
+    is kept (only the file gets them), for a run whose frame nobody reads.
     """
 
-    def __init__(self, output_names: list[str], point_index: int, path: str | None) -> None:
+    def __init__(self, output_names: list[str], point_index: int, path: str | None, keep: bool = True) -> None:
         self.output_names = output_names
+        self.keep = keep
         self._times, self._closes, self._sides = array("q"), array("d"), array("b")
         self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
         self._reasons: list[Reason] = []
@@ -56,11 +58,12 @@ class DecisionLog:
                 self._writer.writerow(prediction_columns(output_names))
 
     def record(self, ts: int, close: float, outputs: list[float], side: int, reason: Reason) -> None:
-        self._times.append(ts)
-        self._closes.append(close)
-        self._outputs.extend(outputs)
-        self._sides.append(side)
-        self._reasons.append(reason)
+        if self.keep:
+            self._times.append(ts)
+            self._closes.append(close)
+            self._outputs.extend(outputs)
+            self._sides.append(side)
+            self._reasons.append(reason)
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
             self._file.flush()
@@ -83,6 +86,8 @@ class DecisionLog:
 
     def frame(self) -> pd.DataFrame:
         """Every forecast with its bar close time and close, the decided side and the reason."""
+        if not self.keep:
+            raise ValueError("this run's decisions were not kept (DecisionLog keep=False): there is no frame of them")
         names = prediction_columns(self.output_names)
         if not self._reasons:
             frame = pd.DataFrame([], columns=names)

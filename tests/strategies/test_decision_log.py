@@ -1,6 +1,7 @@
 """What the strategy decided: records, the CSV file as it goes, one line per decision."""
 
 import pandas as pd
+import pytest
 
 from strategies.decision import FLAT, LONG, SHORT
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
@@ -38,3 +39,14 @@ def test_a_line_names_the_other_outputs_beside_the_point_forecast():
     log = DecisionLog(["p_up", "prediction", "volatility"], point_index=1, path=None)
     line = log.line(NOON, [0.6, 0.0004, 0.0021], FLAT, FLAT, "inside")
     assert line.endswith("prediction=+0.000400 quantiles=[none] p_up=0.600000 volatility=0.002100 action=HOLD FLAT reason=inside")
+
+
+def test_a_log_that_keeps_nothing_still_writes_its_file(tmp_path):
+    path = tmp_path / "predictions.csv"
+    log = DecisionLog(["prediction"], point_index=0, path=str(path), keep=False)
+    log.record(NOON, 100_000.5, [0.002], LONG, "forecast +0.002000 > 0.001000")
+    log.record(NOON + 60 * 10**9, 100_100.0, [-0.001], FLAT, "inside")
+    log.close()
+    assert read_predictions(path)["reason"].tolist() == ["forecast +0.002000 > 0.001000", "inside"]
+    with pytest.raises(ValueError, match="not kept"):
+        log.frame()
