@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backtests.parallel import Workers
+from backtests.parallel import Workers, ray_session
 from backtests.runner import BacktestSettings
 from backtests.walk_forward import run_walk_forward
 from marketdata.catalog import load_bars
@@ -87,10 +87,11 @@ def test_a_sweep_from_the_url_gives_the_local_sweep(store, catalog, tmp_path, ca
 
     caplog.set_level(logging.DEBUG)
     reports = {}
-    for name, location in (("local", catalog), ("url", store.url)):
-        folder = tmp_path / name
-        folder.mkdir()
-        reports[name] = run_sweep(load_sweep_config(write_tiny_sweep(folder, location, trials=1)), folder, Workers(count=1))
+    with ray_session(Workers(count=1)):  # one Ray and one worker for both sweeps: each would start its own
+        for name, location in (("local", catalog), ("url", store.url)):
+            folder = tmp_path / name
+            folder.mkdir()
+            reports[name] = run_sweep(load_sweep_config(write_tiny_sweep(folder, location, trials=1)), folder, Workers(count=1))
     local, remote = reports["local"], reports["url"]
     assert [t["state"] for t in remote["trials"]] == ["complete"]
     assert [(t["params"], t["objective"]) for t in remote["trials"]] == [(t["params"], t["objective"]) for t in local["trials"]]
