@@ -1,6 +1,6 @@
 """Benchmark: one fixed small sweep with 1 worker and with 2 workers, in one run; prints JSON.
 
-    python scripts/bench_sweep.py [--data ../shared/data/fixture_btcusdt_1m_2025-05-20_7d.csv.gz] [--trials 10]
+    python scripts/bench_sweep.py [--data ../shared/data/fixture_btcusdt_1m_2025-05-20_7d.csv.gz] [--trials 40]
 
 The sweep (fixed; only ``--trials`` changes it): ``--trials`` trials of one-layer models (hidden 32
 or 64, learning rate drawn, twenty epochs), each a walk-forward of four half-day windows, each
@@ -10,6 +10,13 @@ trials are seeded random draws, the same parameters in both). A trial is about 3
 work on an idle 2-core AMD EPYC; a fresh Ray worker costs about 7.5 s to start (importing torch and
 Nautilus) and 2.5 s more on its first trial (torch's first optimizer imports torch._dynamo), paid
 once per worker.
+
+Why 40 trials by default (it was 10): what does not split over workers is about 22 s of each run on
+the 2-core machine (Ray's start and stop, 7 s; a worker's start; the locked segment and the
+report), so 10 trials (about 32 s of trial work) cap the ratio at about (22 + 32) / (22 + 16) =
+1.4× however well the trials spread; measured 1.35× and 1.40× there on 2026-12-02, and 1.85× and
+1.73× with 40 trials (about 2 minutes of trial work) right after. The ratio measures the sweep's
+parallelism only once the trial work outweighs the fixed part.
 
 Before either run, one trial runs here, untimed (``warmup_seconds``): it fills numba's on-disk
 cache of the per-bar kernels, so that neither timed run compiles them (after a sweep's first run on
@@ -81,7 +88,7 @@ def timed_sweep(config, folder: Path, workers: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file (default: the 7-day fixture)")
-    parser.add_argument("--trials", type=int, default=10, help="trials per run (default: 10)")
+    parser.add_argument("--trials", type=int, default=40, help="trials per run (default: 40)")
     parser.add_argument("--work", type=Path, help="folder for the catalog and the sweeps (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
