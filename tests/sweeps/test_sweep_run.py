@@ -4,6 +4,7 @@ locked segment, and a sweep stopped (trials=k, or its driver killed) resumes wit
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,8 +46,12 @@ def wait_for(condition, timeout_s, what):
 
 
 def finished_numbers(folder):
+    """The finished trials' numbers while a driver runs: none until it has made the study's file and tables."""
     db = folder / "study.db"
-    return {n for n, (state, _) in stored_trials(db).items() if state in FINISHED} if db.exists() else set()
+    try:
+        return {n for n, (state, _) in stored_trials(db).items() if state in FINISHED} if db.exists() else set()
+    except sqlite3.OperationalError:  # the file made, its tables not yet ("no such table"), or locked
+        return set()
 
 
 @pytest.fixture(scope="module")
