@@ -14,9 +14,8 @@ once per worker.
 Why 40 trials by default (it was 10): what does not split over workers is about 22 s of each run on
 the 2-core machine (Ray's start and stop, 7 s; a worker's start; the locked segment and the
 report), so 10 trials (about 32 s of trial work) cap the ratio at about (22 + 32) / (22 + 16) =
-1.4× however well the trials spread; measured 1.35× and 1.40× there on 2026-12-02, and 1.85× and
-1.73× with 40 trials (about 2 minutes of trial work) right after. The ratio measures the sweep's
-parallelism only once the trial work outweighs the fixed part.
+1.4× however well the trials spread. The ratio measures the sweep's parallelism only once the
+trial work outweighs the fixed part (README, sweep: Speed-up, has the figures of both).
 
 Before either run, one trial runs here, untimed (``warmup_seconds``): it fills numba's on-disk
 cache of the per-bar kernels, so that neither timed run compiles them (after a sweep's first run on
