@@ -9,9 +9,18 @@ compare like with like on a noisy machine:
   LSTM step, decision), measured inside the strategy over every backtest bar (median over runs
   of each run's median and p99);
 - backtest_bars_per_s: the LSTM strategy and a no-op strategy (subscribes, does nothing) over
-  the same bars, engine and venue, alternating ``--runs`` times; ratio = lstm / noop, the
+  the same bars, engine and venue, taking turns (with forecast_only) ``--runs`` times; ratio = lstm / noop, the
   median of the per-run ratios (the LSTM's time includes its start: loading the model and the
   warm-up);
+- forecast_only: a strategy that only runs the forecast on each bar (``OnlinePredictor.update``,
+  the compiled kernel the LSTM strategy calls) and decides nothing: its bars/s and ratio to the
+  no-op's, the ratio the LSTM strategy would reach if everything it does besides forecasting cost
+  nothing (median of the per-run ratios);
+- engine_us_between_bars: the engine's own time per bar, from one ``on_bar``'s return to the next
+  call (median), in one more run of the no-op, forecast-only and LSTM strategies each (timing
+  on_bar from outside costs about a microsecond a bar, so these runs are not in the figures
+  above): how much slower the engine itself goes when a strategy's per-bar work (the network's
+  weights, 216 KB for the default) takes the cache the engine would otherwise keep;
 - batch_windows_per_s: offline predictions per second (one stateful pass over the series);
 - train_seconds: training the shipped default config on the file;
 - hybrids: the same per-bar latency for each hybrid architecture (models.network), trained from
@@ -37,10 +46,12 @@ from nautilus_trader.trading.strategy import Strategy
 
 from marketdata.catalog import load_bars
 from marketdata.history import import_klines
+from marketdata.timeframes import bar_close_ns
 from backtests.runner import BacktestSettings, load_inputs, lstm_strategy, run_strategy
 from models.config import load_config
 from models.dataset import build_dataset
 from models.network import ARCHITECTURES, predict_series
+from models.predictor import OnlinePredictor, online_forecaster
 from models.train import train_model
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
@@ -64,6 +75,36 @@ class Noop(Strategy):
         pass
 
 
+class ForecastOnly(Noop):
+    """Runs the LSTM strategy's forecast on every bar and decides nothing: the kernel's own cost."""
+
+    def __init__(self, config: NoopConfig, predictor: OnlinePredictor) -> None:
+        super().__init__(config)
+        self.predictor = predictor
+
+    def on_bar(self, bar: Bar) -> None:
+        self.predictor.update(bar_close_ns(bar.ts_event), bar.high.as_double(), bar.low.as_double(),
+                              bar.close.as_double(), bar.volume.as_double())
+
+
+class BetweenBars:
+    """The engine's time between a strategy's bars: from leaving one ``on_bar`` to entering the next."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.entered, self.left = [], []
+        on_bar = strategy.on_bar
+
+        def timed(bar: Bar) -> None:
+            self.entered.append(time.perf_counter_ns())
+            on_bar(bar)
+            self.left.append(time.perf_counter_ns())
+
+        strategy.on_bar = timed  # the engine calls the instance's on_bar
+
+    def median_us(self) -> float:
+        return float(np.median(np.subtract(self.entered[1:], self.left[:-1]))) / 1_000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
@@ -85,15 +126,28 @@ def main() -> None:
     # strategy alternate, RUNS times each, and the medians are reported: the machine is noisy.
     settings = BacktestSettings(model_path=model, catalog=catalog, bar_type=BAR_TYPE, strategy={"measure_latency": True})
     instrument, bars = load_inputs(settings)
-    lstm_seconds, noop_seconds, latency_medians, latency_p99s = [], [], [], []
+    bar_type = BarType.from_str(BAR_TYPE)
+    made = {"lstm": lambda: lstm_strategy(settings), "noop": lambda: Noop(NoopConfig(bar_type=bar_type)),
+            "forecast_only": lambda: ForecastOnly(NoopConfig(bar_type=bar_type), online_forecaster(artifact))}
+    seconds = {name: [] for name in made}
+    latency_medians, latency_p99s = [], []
     for _ in range(args.runs):
-        strategy = lstm_strategy(settings)
-        lstm_seconds.append(run_strategy("lstm", strategy, settings, instrument, bars).seconds)
-        noop = Noop(NoopConfig(bar_type=BarType.from_str(BAR_TYPE)))
-        noop_seconds.append(run_strategy("noop", noop, settings, instrument, bars).seconds)
-        latencies_us = np.array(strategy.latencies_ns) / 1_000
-        latency_medians.append(float(np.median(latencies_us)))
-        latency_p99s.append(float(np.percentile(latencies_us, 99)))
+        for name, make in made.items():
+            strategy = make()
+            seconds[name].append(run_strategy(name, strategy, settings, instrument, bars).seconds)
+            if name == "lstm":
+                latencies_us = np.array(strategy.latencies_ns) / 1_000
+                latency_medians.append(float(np.median(latencies_us)))
+                latency_p99s.append(float(np.percentile(latencies_us, 99)))
+                inference_threads = strategy.config.inference_threads
+    # One more run of each with its on_bar timed from outside: the timing costs about a
+    # microsecond a bar, so these runs are kept out of the throughput figures.
+    between = {}
+    for name, make in made.items():
+        strategy = make()
+        gaps = BetweenBars(strategy)
+        run_strategy(name, strategy, settings, instrument, bars)
+        between[name] = gaps.median_us()
 
     data = build_dataset(load_bars(catalog, BAR_TYPE), artifact.feature_spec, config.training.horizon)
     scaled = artifact.scaler.transform(data.features)
@@ -110,26 +164,30 @@ def main() -> None:
         hybrid_train_seconds = time.perf_counter() - started
         hybrid_settings = dataclasses.replace(settings, model_path=hybrid_model)
         hybrid_strategy = lstm_strategy(hybrid_settings)
-        seconds = run_strategy(architecture, hybrid_strategy, hybrid_settings, instrument, bars).seconds
+        hybrid_seconds = run_strategy(architecture, hybrid_strategy, hybrid_settings, instrument, bars).seconds
         hybrid_us = np.array(hybrid_strategy.latencies_ns) / 1_000
         hybrids[architecture] = {
             "per_bar_latency_us": {"median": float(np.median(hybrid_us)), "p99": float(np.percentile(hybrid_us, 99))},
-            "backtest_bars_per_s": len(bars) / seconds,
+            "backtest_bars_per_s": len(bars) / hybrid_seconds,
             "epochs_trained": hybrid.metrics["epochs_run"], "train_seconds": hybrid_train_seconds,
         }
 
-    ratios = [noop / lstm for lstm, noop in zip(lstm_seconds, noop_seconds)]
+    ratios = [noop / lstm for lstm, noop in zip(seconds["lstm"], seconds["noop"])]
+    forecast_ratios = [noop / forecast for forecast, noop in zip(seconds["forecast_only"], seconds["noop"])]
     print(json.dumps({
         "bars": len(bars),
         "runs": args.runs,
         "per_bar_latency_us": {"median": float(np.median(latency_medians)), "p99": float(np.median(latency_p99s)),
                                "bars_measured_per_run": int(latencies_us.size)},
-        "backtest_bars_per_s": {"lstm": len(bars) / float(np.median(lstm_seconds)),
-                                "noop": len(bars) / float(np.median(noop_seconds)),
+        "backtest_bars_per_s": {"lstm": len(bars) / float(np.median(seconds["lstm"])),
+                                "noop": len(bars) / float(np.median(seconds["noop"])),
                                 "ratio": float(np.median(ratios)), "ratio_per_run": ratios},
+        "forecast_only": {"bars_per_s": len(bars) / float(np.median(seconds["forecast_only"])),
+                          "ratio_to_noop": float(np.median(forecast_ratios)), "ratio_per_run": forecast_ratios},
+        "engine_us_between_bars": between,
         "batch_windows_per_s": len(scaled) / batch_seconds,
         "train_seconds": train_seconds,
-        "torch_threads": {"inference": strategy.config.inference_threads, "training": train_threads},
+        "torch_threads": {"inference": inference_threads, "training": train_threads},
         "hybrids": hybrids,
     }, indent=2))
 

@@ -11,6 +11,8 @@ from tests.conftest import FIXTURE_7D, PROJECT_ROOT
 KEYS = {
     "per_bar_latency_us": {"median", "p99", "bars_measured_per_run"},
     "backtest_bars_per_s": {"lstm", "noop", "ratio", "ratio_per_run"},
+    "forecast_only": {"bars_per_s", "ratio_to_noop", "ratio_per_run"},
+    "engine_us_between_bars": {"noop", "forecast_only", "lstm"},
 }
 
 
@@ -28,3 +30,5 @@ def test_bench_prints_every_figure(shared_data, tmp_path):
     assert figures["per_bar_latency_us"]["bars_measured_per_run"] > 5_000
     assert figures["batch_windows_per_s"] > 0 and figures["train_seconds"] > 0
     assert figures["torch_threads"]["inference"] == 1
+    # Every bar's gap was timed: a median of zero would mean the timing never wrapped on_bar.
+    assert all(us > 0 for us in figures["engine_us_between_bars"].values())
