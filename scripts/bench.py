@@ -122,8 +122,8 @@ def main() -> None:
     artifact = train_model(config, model)
     train_seconds = time.perf_counter() - started
 
-    # Every bar of the file: throughput, not returns, is measured here. The LSTM and the no-op
-    # strategy alternate, RUNS times each, and the medians are reported: the machine is noisy.
+    # Every bar of the file: throughput, not returns, is measured here. The LSTM, no-op and
+    # forecast-only strategies take turns, RUNS times each, and the medians are reported: the machine is noisy.
     settings = BacktestSettings(model_path=model, catalog=catalog, bar_type=BAR_TYPE, strategy={"measure_latency": True})
     instrument, bars = load_inputs(settings)
     bar_type = BarType.from_str(BAR_TYPE)
