@@ -17,6 +17,7 @@ produced the decision.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -147,6 +148,11 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         if hasattr(strategy, "keep_decisions"):
             strategy.keep_decisions = keep_predictions
         engine.add_strategy(strategy)
+    # The objects alive before the run (PyTorch's, pandas', Nautilus's: some 300,000) sit out of the
+    # cyclic garbage collector until it ends: its full collections walked them all, and the
+    # strategy's per-bar objects trigger them. The main strategy's run on the 3-month 1m file: 0.26 s
+    # of collections, then 0.02 s; 16.0 s, then 15.6 s (medians of 10 alternating pairs; README).
+    gc.freeze()
     started = time.perf_counter()
     try:
         engine.run(end=last_ns)
@@ -154,6 +160,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         fills = ledger.fills_report()
         positions = engine.trader.generate_positions_report()
     finally:
+        gc.unfreeze()
         engine.dispose()
     frames = [(s, s.predictions_frame()) for s in strategies if keep_predictions and hasattr(s, "predictions_frame")]
     if len(frames) > 1:

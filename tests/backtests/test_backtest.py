@@ -1,5 +1,6 @@
 """Backtests: parity with offline predictions, no look-ahead, fills on the next bar, errors, report."""
 
+import gc
 import json
 from dataclasses import replace
 
@@ -186,6 +187,19 @@ def test_perpetual_goes_short_on_a_margin_account(setup):
     run, _ = lstm_run(settings_for(setup, PERP))
     assert (run.predictions["side"] == SHORT).any()
     assert (run.positions["entry"] == "SELL").any()  # positions opened by selling: shorts
+
+
+def test_the_objects_before_a_run_sit_out_of_the_collector_during_it_and_only_then(setup):
+    settings = settings_for(setup)
+    instrument, bars = load_inputs(settings)
+    strategy = lstm_strategy(settings)
+    frozen = []
+    on_start = strategy.on_start
+    strategy.on_start = lambda: (frozen.append(gc.get_freeze_count()), on_start())
+    assert gc.get_freeze_count() == 0
+    run = run_strategy("lstm", strategy, settings, instrument, bars)
+    assert frozen and frozen[0] > 100_000  # torch's, pandas', Nautilus's objects, set aside during the run
+    assert gc.get_freeze_count() == 0 and len(run.predictions) > 0  # and back after it
 
 
 def test_drawdown_kill_switch_flattens_and_stops(setup):
