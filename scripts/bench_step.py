@@ -20,7 +20,9 @@ Also: parity (online features against ``compute_features``, online predictions a
 processes (empty numba cache, then cached), and eager torch and LightGBM's ``Booster.predict`` of
 one row for context. It imports the code it measures and keeps no old copy: to
 compare with an earlier version, run this script in a worktree of that commit on the same model
-(``git worktree add /tmp/before REV && cd /tmp/before && python scripts/bench_step.py --model M``).
+(``git worktree add ../before REV && cd ../before && PYTHONPATH=. ../main/.venv/bin/python
+scripts/bench_step.py --model M``: without ``PYTHONPATH=.`` the venv's editable install imports
+its own checkout's code, not the worktree's).
 """
 
 from __future__ import annotations
