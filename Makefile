@@ -39,9 +39,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The suite runs in TEST_WORKERS processes, a whole test file to each (--dist loadfile), so a
-# file's module fixtures are built once: 2, the CI machine's cores, takes it from ~16 to ~11 minutes
-# there, as the end-to-end tests spend much of their time waiting on subprocesses and the clock.
+# The suite runs in TEST_WORKERS processes (2: the CI machine's cores), a whole test file to each
+# (--dist loadfile), so a file's module fixtures are built once; the end-to-end tests spend much of
+# their time waiting on subprocesses and the clock (README, Tests and real data: the timings).
 TEST_WORKERS ?= 2
 
 test: install

@@ -148,10 +148,9 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         if hasattr(strategy, "keep_decisions"):
             strategy.keep_decisions = keep_predictions
         engine.add_strategy(strategy)
-    # The objects alive before the run (PyTorch's, pandas', Nautilus's: some 300,000) sit out of the
-    # cyclic garbage collector until it ends: its full collections walked them all, and the
-    # strategy's per-bar objects trigger them. The main strategy's run on the 3-month 1m file: 0.26 s
-    # of collections, then 0.02 s; 16.0 s, then 15.6 s (medians of 10 alternating pairs; README).
+    # The objects alive before the run (PyTorch's, pandas', Nautilus's) sit out of the cyclic garbage
+    # collector until it ends: its full collections, which the strategy's per-bar objects trigger,
+    # walked them all (README, Performance: the garbage collector).
     gc.freeze()
     started = time.perf_counter()
     try:
