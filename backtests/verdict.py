@@ -27,6 +27,7 @@ from models.volatility import (
     log_realized_vol,
     volatility_metrics,
 )
+from strategies.decision_log import read_predictions_parquet
 
 STRATEGY = "lstm"  # the report's main row (backtests.report.stats_table)
 SIGNIFICANCE = 0.05
@@ -95,7 +96,7 @@ def verdict(report_dir: Path, horizon: int | None = None) -> list[str]:
     predictions = report_dir / "predictions.parquet"
     if predictions.is_file():
         horizon = horizon or load_artifact(Path(settings["model"])).config.training.horizon
-        lines += _forecast_lines(forecast_check(pd.read_parquet(predictions), horizon))
+        lines += _forecast_lines(forecast_check(read_predictions_parquet(predictions), horizon))
     html = report_dir / "report.html"
     lines.append(f"Report: {html} (stats.json, fills, forecasts and plots beside it)." if html.is_file()
                  else f"Report: {report_dir}/ (stats.json, fills, forecasts, plots).")

@@ -37,6 +37,7 @@ from reporting.forecasts import (
     volatility_lines,
 )
 from reporting.page import MAX_LINE_POINTS, Section, figure, paragraph, table, thin
+from strategies.decision_log import read_predictions_parquet
 
 
 def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
@@ -83,7 +84,7 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
                              for column in equity if column.startswith("close_")]))
     predictions_path = folder / "predictions.parquet"
     if predictions_path.is_file():
-        sections += forecast_sections(pd.read_parquet(predictions_path), equity, settings)
+        sections += forecast_sections(read_predictions_parquet(predictions_path), equity, settings)
     return title, summary, sections
 
 

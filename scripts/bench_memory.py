@@ -14,7 +14,9 @@ The file is imported into a temp catalog and the default config trained on its f
 backtests trade from the end of that training data to the bar closing at 25%, 50% and 100% of the
 file. ``--code`` runs the command from each checkout given (their own code on ``PYTHONPATH``),
 alternating per range. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
-traded (of ``peak_rss_mb``): what another year of bars would add.
+traded (of ``peak_rss_mb``): what another year of bars would add. ``phase_peak_rss_mb`` is the
+process's peak so far after each of the command's steps (the six runs, the report's files,
+report.html), ``phase_per_bar_kb`` their growth: where the peak is reached, and which step grows.
 """
 
 from __future__ import annotations
@@ -39,10 +41,29 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 FRACTIONS = (0.25, 0.5, 1.0)
-# `nautilus-lstm ARGS`, printing the process's peak RSS as the command returns, before the interpreter exits.
-CLI_WITH_PEAK = ("import resource, sys\nfrom scripts.cli import main\nstatus = main(sys.argv[1:])\n"
-                 "print(f'peak_rss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
-                 "sys.exit(status)")
+# The command's steps, in order, as PHASES names them: the six runs, the report's files, report.html.
+STEPS = (("backtests.runner", "run_all"), ("backtests.report", "write_report"), ("reporting.html", "write_report_html"))
+PHASES = ("runs", "report_files", "report_html")
+# `nautilus-lstm ARGS`, printing the process's peak RSS after each step and as the command returns,
+# before the interpreter exits. The command imports its steps when it runs, so it calls these wrappers.
+CLI_WITH_PEAK = f"""
+import importlib, resource, sys
+def peak_kb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def printing_peak(module, name):
+    step = getattr(module, name)
+    def wrapped(*args, **kwargs):
+        result = step(*args, **kwargs)
+        print(f'phase {{name}} peak_rss_kb={{peak_kb()}}', file=sys.stderr)
+        return result
+    setattr(module, name, wrapped)
+for module, name in {STEPS!r}:
+    printing_peak(importlib.import_module(module), name)
+from scripts.cli import main
+status = main(sys.argv[1:])
+print(f'peak_rss_kb={{peak_kb()}}', file=sys.stderr)
+sys.exit(status)
+"""
 
 
 def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out: Path) -> dict:
@@ -62,9 +83,11 @@ def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out
     if status:
         raise RuntimeError(f"the backtest from {code} failed (status {status}):\n{text[-3000:]}")
     peak_kb = int(text.rsplit("peak_rss_kb=", 1)[1].split()[0])
+    phases = {phase: round(int(text.rsplit(f"phase {name} peak_rss_kb=", 1)[1].split()[0]) / 1024, 1)
+              for phase, (_, name) in zip(PHASES, STEPS)}
     bars = json.loads((out / "stats.json").read_text())["bars"]
     return {"bars": bars, "peak_rss_mb": round(peak_kb / 1024, 1), "exit_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "seconds": round(seconds, 1)}
+            "phase_peak_rss_mb": phases, "seconds": round(seconds, 1)}
 
 
 def main() -> None:
@@ -96,8 +119,10 @@ def main() -> None:
         quarter, whole = runs[0], runs[-1]
         growth = {key: (whole[key] - quarter[key]) * 1024 / (whole["bars"] - quarter["bars"])
                   for key in ("peak_rss_mb", "exit_peak_rss_mb")}
+        phase_growth = {phase: round((whole["phase_peak_rss_mb"][phase] - quarter["phase_peak_rss_mb"][phase]) * 1024
+                                     / (whole["bars"] - quarter["bars"]), 3) for phase in PHASES}
         summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3),
-                         "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3)}
+                         "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3), "phase_per_bar_kb": phase_growth}
     print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
 
 

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from strategies.decision import FLAT, LONG, SHORT, Reason, reason_text
 
 SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
+# Reasons are put into words and packed as Arrow UTF-8 this many at a time while the run goes: the
+# rule's tuple and its float held 96 bytes a bar until the end, and the words as Python strings 100 more.
+REASON_CHUNK = 4096
 
 
 def prediction_columns(output_names: list[str]) -> list[str]:
@@ -33,7 +37,8 @@ class DecisionLog:
 
     Records are kept as typed columns (8 bytes a number, 1 a side), not as a tuple of Python objects
     per bar: a backtest of years of bars keeps them all. Reasons are kept as the rule gave them
-    (strategies.decision.Reason) and put into words when the frame is made. ``keep`` False: none
+    (strategies.decision.Reason), ``REASON_CHUNK`` at most, then put into words in one Arrow string
+    array (about 40 bytes a bar), which the frame's ``reason`` column shares. ``keep`` False: none
     is kept (only the file gets them), for a run whose frame nobody reads.
     """
 
@@ -42,7 +47,8 @@ class DecisionLog:
         self.keep = keep
         self._times, self._closes, self._sides = array("q"), array("d"), array("b")
         self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
-        self._reasons: list[Reason] = []
+        self._reasons: list[Reason] = []  # the latest, not yet in words
+        self._worded: list[pa.Array] = []  # the reasons before them, in words, REASON_CHUNK an array
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -64,6 +70,8 @@ class DecisionLog:
             self._outputs.extend(outputs)
             self._sides.append(side)
             self._reasons.append(reason)
+            if len(self._reasons) == REASON_CHUNK:
+                self._word_reasons()
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
             self._file.flush()
@@ -79,6 +87,10 @@ class DecisionLog:
             action = f"{'BUY' if target > held else 'SELL'} {SIDE_NAMES[held]}->{SIDE_NAMES[target]}"
         return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}]{others} action={action} reason={reason_text(reason)}"
 
+    def _word_reasons(self) -> None:
+        self._worded.append(pa.array([reason_text(reason) for reason in self._reasons], pa.string()))
+        self._reasons = []
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -89,20 +101,29 @@ class DecisionLog:
         if not self.keep:
             raise ValueError("this run's decisions were not kept (DecisionLog keep=False): there is no frame of them")
         names = prediction_columns(self.output_names)
-        if not self._reasons:
+        if not self._times:
             frame = pd.DataFrame([], columns=names)
         else:  # the dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers
-            outputs = np.array(self._outputs).reshape(len(self._reasons), len(self.output_names)).T
+            if self._reasons:
+                self._word_reasons()
+            outputs = np.array(self._outputs).reshape(len(self._times), len(self.output_names)).T
             numbers = [self._times, self._closes, *outputs]
             frame = pd.DataFrame({name: np.array(column) for name, column in zip(names, numbers)})
             frame["side"] = np.array(self._sides, dtype=np.int64)
-            frame["reason"] = [reason_text(reason) for reason in self._reasons]
+            frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(self._worded, pa.string()))
         frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
         return frame.set_index("close_time")
 
 
+def read_predictions_parquet(path: Path) -> pd.DataFrame:
+    """A backtest's predictions.parquet (``backtests.report``), its reasons Arrow strings as
+    :meth:`DecisionLog.frame` made them, not a Python string a bar."""
+    with pd.option_context("mode.string_storage", "pyarrow"):
+        return pd.read_parquet(path)
+
+
 def read_predictions(path: Path) -> pd.DataFrame:
     """A predictions file written through ``predictions_path``, as :meth:`DecisionLog.frame`."""
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"reason": pd.StringDtype("pyarrow")})
     frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
     return frame.set_index("close_time")

@@ -1,8 +1,12 @@
 """What the strategy decided: records, the CSV file as it goes, one line per decision."""
 
+import gc
+import weakref
+
 import pandas as pd
 import pytest
 
+from strategies import decision_log
 from strategies.decision import FLAT, LONG, SHORT
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
 
@@ -50,3 +54,28 @@ def test_a_log_that_keeps_nothing_still_writes_its_file(tmp_path):
     assert read_predictions(path)["reason"].tolist() == ["forecast +0.002000 > 0.001000", "inside"]
     with pytest.raises(ValueError, match="not kept"):
         log.frame()
+
+
+def test_reasons_are_put_into_words_a_chunk_at_a_time_and_their_objects_let_go(monkeypatch):
+    # A backtest keeps every bar's record: the rule's reason objects must not all stay alive to the end.
+    monkeypatch.setattr(decision_log, "REASON_CHUNK", 3)
+
+    class Forecast:
+        def __init__(self, value):
+            self.value = value
+
+        def __format__(self, spec):
+            return format(self.value, spec)
+
+    forecasts = [Forecast(i / 1000) for i in range(7)]
+    alive = [weakref.ref(forecast) for forecast in forecasts]
+    log = DecisionLog(["prediction"], point_index=0, path=None)
+    for i, forecast in enumerate(forecasts):
+        log.record(NOON + i * 60 * 10**9, 1.0, [forecast.value], FLAT, ("forecast {:+.6f} inside ±{:.6f}", forecast, 0.01))
+    del forecast, forecasts
+    gc.collect()
+    assert [ref() is None for ref in alive] == [True] * 6 + [False]  # two chunks worded, the seventh pending
+    frame = log.frame()
+    assert frame["reason"].tolist() == [f"forecast {i / 1000:+.6f} inside ±0.010000" for i in range(7)]
+    assert frame["reason"].dtype == pd.StringDtype("pyarrow")  # one Arrow array, no Python string a bar
+    assert log.frame()["reason"].tolist() == frame["reason"].tolist()  # asked again, the same
