@@ -101,8 +101,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backtests.report import stats_table, write_report
-    from backtests.runner import BacktestSettings, run_all
+    from backtests.report import stats_table
+    from backtests.runner import BacktestSettings
     from backtests.verdict import verdict
     from models.artifact import ArtifactError, load_artifact
     from reporting.html import write_report_html
@@ -137,26 +137,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if (args.workers is not None or args.ray_address) and not args.walk_forward:
         raise ValueError("--workers and --ray-address spread the windows of --walk-forward; a plain backtest runs here")
-    if args.walk_forward:
-        from backtests.parallel import Workers
-
-        workers = Workers(count=args.workers, address=args.ray_address)
-    if args.walk_forward and len(bar_types) > 1:
-        from backtests.walk_forward_pooled import run_pooled_walk_forward
-
-        report = run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
-    elif args.walk_forward:
-        from backtests.walk_forward import run_walk_forward
-
-        report = run_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
-    elif len(bar_types) > 1:
-        from backtests.pooled import run_pooled, write_pooled_report
-
-        bars, runs = run_pooled(settings)
-        report = write_pooled_report(args.out, bars, runs, settings)
-    else:
-        bars, runs = run_all(settings)
-        report = write_report(args.out, bars, runs, settings)
+    # The runs' frames are gone once it returns: report.html, the command's peak, reads the folder's files.
+    report = _run_and_report(args, settings)
     print(stats_table(report))
     write_report_html(args.out)
     if report["in_sample"]:
@@ -164,6 +146,31 @@ def run(args: argparse.Namespace) -> int:
                     "training); use --start after %s, or --walk-forward", trained_until.isoformat())
     print("\n".join(verdict(args.out)))
     return 0
+
+
+def _run_and_report(args: argparse.Namespace, settings) -> dict:
+    """Run the backtest ``args`` ask for (walk-forward, pooled, or plain) and write its report files; the stats."""
+    if args.walk_forward:
+        from backtests.parallel import Workers
+
+        workers = Workers(count=args.workers, address=args.ray_address)
+        if len(settings.bar_types) > 1:
+            from backtests.walk_forward_pooled import run_pooled_walk_forward
+
+            return run_pooled_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
+        from backtests.walk_forward import run_walk_forward
+
+        return run_walk_forward(settings, args.train_days, args.test_days, args.out, workers)
+    if len(settings.bar_types) > 1:
+        from backtests.pooled import run_pooled, write_pooled_report
+
+        bars, runs = run_pooled(settings)
+        return write_pooled_report(args.out, bars, runs, settings)
+    from backtests.report import write_report
+    from backtests.runner import run_all
+
+    bars, runs = run_all(settings)
+    return write_report(args.out, bars, runs, settings)
 
 
 def _positive_int(text: str) -> int:
