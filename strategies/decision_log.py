@@ -103,16 +103,22 @@ class DecisionLog:
         names = prediction_columns(self.output_names)
         if not self._times:
             frame = pd.DataFrame([], columns=names)
-        else:  # the dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers
-            if self._reasons:
-                self._word_reasons()
-            outputs = np.array(self._outputs).reshape(len(self._times), len(self.output_names)).T
-            numbers = [self._times, self._closes, *outputs]
-            frame = pd.DataFrame({name: np.array(column) for name, column in zip(names, numbers)})
-            frame["side"] = np.array(self._sides, dtype=np.int64)
-            frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(self._worded, pa.string()))
-        frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
-        return frame.set_index("close_time")
+            frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
+            return frame.set_index("close_time")
+        if self._reasons:
+            self._word_reasons()
+        # The dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers.
+        # The numbers go straight into the one float64 block pandas keeps them in, [close, outputs...],
+        # copied once from the log's buffers: making the frame is a backtest's high water of memory.
+        count, width = len(self._times), len(self.output_names)
+        numbers = np.empty((1 + width, count))
+        numbers[0] = np.frombuffer(self._closes)
+        numbers[1:] = np.frombuffer(self._outputs).reshape(count, width).T
+        index = pd.DatetimeIndex(np.frombuffer(self._times, np.int64).view("datetime64[ns]"), tz="UTC", name="close_time")
+        frame = pd.DataFrame(numbers.T, index=index, columns=names[1:-2], copy=False)
+        frame["side"] = np.frombuffer(self._sides, np.int8).astype(np.int64)
+        frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(self._worded, pa.string()))
+        return frame
 
 
 def read_predictions_parquet(path: Path) -> pd.DataFrame:

@@ -79,3 +79,5 @@ def test_reasons_are_put_into_words_a_chunk_at_a_time_and_their_objects_let_go(m
     assert frame["reason"].tolist() == [f"forecast {i / 1000:+.6f} inside ±0.010000" for i in range(7)]
     assert frame["reason"].dtype == pd.StringDtype("pyarrow")  # one Arrow array, no Python string a bar
     assert log.frame()["reason"].tolist() == frame["reason"].tolist()  # asked again, the same
+    log.record(NOON + 7 * 60 * 10**9, 2.0, [0.5], LONG, "after a frame")  # a frame holds none of the log's buffers
+    assert log.frame()["reason"].iloc[-1] == "after a frame" and len(frame) == 7
