@@ -41,9 +41,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 FRACTIONS = (0.25, 0.5, 1.0)
-# The command's steps, in order, as PHASES names them: the six runs, the report's files, report.html.
-STEPS = (("backtests.runner", "run_all"), ("backtests.report", "write_report"), ("reporting.html", "write_report_html"))
-PHASES = ("runs", "report_files", "report_html")
+# The command's steps, in order, by the name the JSON gives each: the six runs, the report's files, report.html.
+PHASES = {"runs": ("backtests.runner", "run_all"), "report_files": ("backtests.report", "write_report"),
+          "report_html": ("reporting.html", "write_report_html")}
 # `nautilus-lstm ARGS`, printing the process's peak RSS after each step and as the command returns,
 # before the interpreter exits. The command imports its steps when it runs, so it calls these wrappers.
 CLI_WITH_PEAK = f"""
@@ -57,7 +57,7 @@ def printing_peak(module, name):
         print(f'phase {{name}} peak_rss_kb={{peak_kb()}}', file=sys.stderr)
         return result
     setattr(module, name, wrapped)
-for module, name in {STEPS!r}:
+for module, name in {list(PHASES.values())!r}:
     printing_peak(importlib.import_module(module), name)
 from scripts.cli import main
 status = main(sys.argv[1:])
@@ -84,7 +84,7 @@ def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out
         raise RuntimeError(f"the backtest from {code} failed (status {status}):\n{text[-3000:]}")
     peak_kb = int(text.rsplit("peak_rss_kb=", 1)[1].split()[0])
     phases = {phase: round(int(text.rsplit(f"phase {name} peak_rss_kb=", 1)[1].split()[0]) / 1024, 1)
-              for phase, (_, name) in zip(PHASES, STEPS)}
+              for phase, (_, name) in PHASES.items()}
     bars = json.loads((out / "stats.json").read_text())["bars"]
     return {"bars": bars, "peak_rss_mb": round(peak_kb / 1024, 1), "exit_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "phase_peak_rss_mb": phases, "seconds": round(seconds, 1)}
