@@ -10,8 +10,11 @@ Between chunks of bars (``backtests.feed.feed_engine``) :meth:`TradeLedger.purge
 order's fill events (``OrderFilled``, 0.85 KB each: what the fills report is made of), then purges the closed
 orders (``Cache.purge_closed_orders``) and every account state but the last
 (``Cache.purge_account_events``: no report reads them, and the account's balances are its own).
-Closed positions stay: the positions report needs a row per round trip, which Nautilus already
-keeps compactly as that pickled snapshot, and a purged position would need its row kept all the same.
+Closed positions stay in the report's main run: the positions report needs a row per round trip,
+which Nautilus already keeps compactly as that pickled snapshot, and a purged position would need its
+row kept all the same. A benchmark's run (``keep_positions`` False) has no positions report, so its
+closed positions and their snapshots go too (``Cache.purge_closed_positions``): the EMA cross held
+2,570 snapshots on the 3-month file.
 
 After the run :meth:`TradeLedger.fills_report` is ``trader.generate_fills_report()``: Nautilus's
 own ``ReportProvider`` over the purged orders' fills and the orders still cached, in the cache's
@@ -40,13 +43,15 @@ class PurgedOrder:
 class TradeLedger:
     """The fills of the closed orders purged from ``engine``'s cache, and the purging."""
 
-    def __init__(self, engine: BacktestEngine) -> None:
+    def __init__(self, engine: BacktestEngine, keep_positions: bool = True) -> None:
         self._cache = engine.kernel.cache
+        self._keep_positions = keep_positions
         self._clock = engine.kernel.clock
         self._purged: dict[ClientOrderId, PurgedOrder] = {}
 
     def purge(self) -> None:
-        """Purge the closed orders (their fills kept) and the account states but the last."""
+        """Purge the closed orders (their fills kept), the account states but the last and, unless
+        the positions are kept, the closed positions."""
         now = self._clock.timestamp_ns()
         closed = self._cache.orders_closed()
         self._cache.purge_closed_orders(now)
@@ -56,6 +61,8 @@ class TradeLedger:
             if fills and self._cache.order(order.client_order_id) is None:
                 self._purged[order.client_order_id] = PurgedOrder(fills)
         self._cache.purge_account_events(now)
+        if not self._keep_positions:
+            self._cache.purge_closed_positions(now)
 
     def fills_report(self) -> pd.DataFrame:
         """``trader.generate_fills_report()`` as if nothing had been purged: one row per fill."""

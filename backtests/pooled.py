@@ -121,7 +121,7 @@ def run_pooled(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyR
     groups = pooled_strategies(settings, instruments, bars)
     main = next(iter(groups))  # the report's forecasts are its alone
     # Each group leaves the dict as it runs: its engine's cache and decision logs go with it.
-    return bars, {name: run_strategies(name, groups.pop(name), settings, instruments, bars, keep_predictions=name == main)
+    return bars, {name: run_strategies(name, groups.pop(name), settings, instruments, bars, main=name == main)
                   for name in list(groups)}
 
 

@@ -107,18 +107,19 @@ def with_fees(instrument: Instrument, maker: float | None, taker: float | None) 
 
 
 def run_strategy(name: str, strategy: Strategy, settings: BacktestSettings, instrument: Instrument, bars: BarFeed,
-                 keep_predictions: bool = True) -> StrategyRun:
+                 main: bool = True) -> StrategyRun:
     """One strategy alone in a fresh engine over ``bars``; warm-up requests are served by the catalog."""
-    return run_strategies(name, [strategy], settings, [instrument], bars, keep_predictions)
+    return run_strategies(name, [strategy], settings, [instrument], bars, main)
 
 
 def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSettings, instruments: list[Instrument],
-                   bars: BarFeed | list[Bar], keep_predictions: bool = True) -> StrategyRun:
+                   bars: BarFeed | list[Bar], main: bool = True) -> StrategyRun:
     """``strategies`` together in a fresh engine over ``bars`` (streamed from the catalog in chunks:
     backtests.feed; or a list of bars a test made): one venue, one account trading every instrument (which must share their venue,
-    quote currency and kind). Predictions (unless ``keep_predictions`` is False: a benchmark's are not
-    reported, so its strategies keep no decisions as they run, which held about 0.2 KB a bar):
-    each strategy's, with a ``bar_type`` column when there are several."""
+    quote currency and kind). Predictions: each strategy's, with a ``bar_type`` column when there are
+    several. ``main`` False, a benchmark's run: the report reads only its fills, so its strategies
+    keep no decisions as they run (which held about 0.2 KB a bar), its closed positions are purged as
+    it goes (backtests.ledger) and its predictions and positions are None and an empty frame."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
@@ -141,12 +142,12 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     )
     for each in instruments:
         engine.add_instrument(each)
-    ledger = TradeLedger(engine)
+    ledger = TradeLedger(engine, keep_positions=main)
     last_ns = feed_engine(engine, bars, name, ledger.purge if settings.purge_closed_orders else None)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     for strategy in strategies:
         if hasattr(strategy, "keep_decisions"):
-            strategy.keep_decisions = keep_predictions
+            strategy.keep_decisions = main
         engine.add_strategy(strategy)
     # The objects alive before the run (PyTorch's, pandas', Nautilus's) sit out of the cyclic garbage
     # collector until it ends: its full collections, which the strategy's per-bar objects trigger,
@@ -157,11 +158,11 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         engine.run(end=last_ns)
         seconds = time.perf_counter() - started
         fills = ledger.fills_report()
-        positions = engine.trader.generate_positions_report()
+        positions = engine.trader.generate_positions_report() if main else pd.DataFrame()
     finally:
         gc.unfreeze()
         engine.dispose()
-    frames = [(s, s.predictions_frame()) for s in strategies if keep_predictions and hasattr(s, "predictions_frame")]
+    frames = [(s, s.predictions_frame()) for s in strategies if main and hasattr(s, "predictions_frame")]
     if len(frames) > 1:
         frames = [(s, frame.assign(bar_type=str(s.config.bar_type))) for s, frame in frames]
     predictions = pd.concat([frame for _, frame in frames]) if frames else None
@@ -215,7 +216,7 @@ def run_all(settings: BacktestSettings) -> tuple[BarFeed, dict[str, StrategyRun]
     strategies = all_strategies(settings, instrument, bars.first_close())
     main = next(iter(strategies))  # the report's forecasts are its alone
     # Each strategy leaves the dict as it runs: its engine's cache and its decision log go with it.
-    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars, keep_predictions=name == main)
+    return bars, {name: run_strategy(name, strategies.pop(name), settings, instrument, bars, main=name == main)
                   for name in list(strategies)}
 
 

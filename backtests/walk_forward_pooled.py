@@ -118,7 +118,7 @@ def trade_pooled_window(settings: BacktestSettings, instruments: list, bars: Bar
             continue
         balance = balances[name]
         run = run_strategies(name, group, replace(settings, starting_balance=balance), instruments, bars,
-                             keep_predictions=name == main)
+                             main=name == main)
         closed = [close_at_window_end(run.fills[run.fills["instrument_id"] == str(i.id)], closes[str(i.id)], i, number)
                   for i in instruments if not run.fills.empty and (run.fills["instrument_id"] == str(i.id)).any()]
         run.fills = pd.concat(closed) if closed else run.fills

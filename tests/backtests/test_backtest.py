@@ -362,7 +362,7 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
     assert runs["ridge"].predictions is None and runs["lightgbm"].predictions is None
     instrument, _ = load_inputs(settings)
     unreported = lstm_strategy(settings, "ridge")  # as run_all runs a benchmark: it keeps no decisions
-    assert run_strategy("ridge", unreported, settings, instrument, bars, keep_predictions=False).predictions is None
+    assert run_strategy("ridge", unreported, settings, instrument, bars, main=False).predictions is None
     with pytest.raises(ValueError, match="not kept"):
         unreported.predictions_frame()
     for name in ("ridge", "lightgbm"):

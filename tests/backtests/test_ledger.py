@@ -25,11 +25,12 @@ def settings_for(catalog, purge: bool) -> BacktestSettings:
                             purge_closed_orders=purge)
 
 
-def run_benchmark(name: str, settings: BacktestSettings):
-    """One of the benchmarks (backtests.benchmarks) over the fixture's week: (its run, the feed)."""
+def run_benchmark(name: str, settings: BacktestSettings, main: bool = True):
+    """One of the benchmarks (backtests.benchmarks) over the fixture's week: (its run, the feed);
+    ``main`` False: run as a benchmark of the report, not as its main strategy."""
     instrument, bars = load_inputs(settings)
     strategy = benchmark_strategies(instrument, BarType.from_str(BAR_TYPE), NOTIONAL, bars.first_close())[name]
-    return run_strategy(name, strategy, settings, instrument, bars), bars
+    return run_strategy(name, strategy, settings, instrument, bars, main), bars
 
 
 def comparable(run) -> dict:
@@ -61,7 +62,8 @@ class CountingLedger(TradeLedger):
         super().purge()
         accounts = self._cache.accounts()  # none at the first call: the engine takes a first chunk before its run
         if accounts:
-            COUNTS.append({"before": before, "after": len(self._cache.orders()), "account_states": len(accounts[0].events)})
+            COUNTS.append({"before": before, "after": len(self._cache.orders()), "account_states": len(accounts[0].events),
+                           "position_snapshots": len(self._cache.position_snapshots())})
 
 
 def test_the_cache_holds_a_bounded_number_of_orders_however_many_are_traded(catalog, monkeypatch):
@@ -75,3 +77,19 @@ def test_the_cache_holds_a_bounded_number_of_orders_however_many_are_traded(cata
     assert max(c["after"] for c in COUNTS) <= 1 and max(c["account_states"] for c in COUNTS) == 1
     assert max(c["before"] for c in COUNTS) < orders / 8
     assert COUNTS[-1]["before"] < COUNTS[1]["before"] + orders / 8  # as many held at the end as early on
+
+
+def test_a_benchmark_run_purges_its_closed_positions_and_trades_alike(catalog, monkeypatch):
+    """Run as a benchmark (``main`` False), whose positions no report reads, the EMA cross trades the
+    same fills while the cache lets its closed round trips go, snapshots and all."""
+    kept, _ = run_benchmark("ema_cross", settings_for(catalog, True))
+    COUNTS.clear()
+    monkeypatch.setattr(backtests.runner, "TradeLedger", CountingLedger)
+    benchmark, _ = run_benchmark("ema_cross", settings_for(catalog, True), main=False)
+    assert comparable(benchmark)["fills"] == comparable(kept)["fills"]
+    assert benchmark.positions.empty and not kept.positions.empty and benchmark.predictions is None
+    round_trips = len(kept.positions)
+    assert round_trips > 150 and len(COUNTS) >= 15
+    # A chunk's round trips at most: the position is purged whenever a chunk ends with it closed.
+    snapshots = [c["position_snapshots"] for c in COUNTS]
+    assert snapshots.count(0) > len(snapshots) / 3 and max(snapshots) < round_trips / 4
