@@ -9,6 +9,7 @@ frame, its ``predictions_path`` file and the nodes' run folders alike.
 from __future__ import annotations
 
 import csv
+import math
 from array import array
 from pathlib import Path
 
@@ -19,9 +20,14 @@ import pyarrow as pa
 from strategies.decision import FLAT, LONG, SHORT, Reason, reason_text
 
 SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
-# Reasons are put into words and packed as Arrow UTF-8 this many at a time while the run goes: the
-# rule's tuple and its float held 96 bytes a bar until the end, and the words as Python strings 100 more.
+# The frame's reasons are put into words this many at a time, each chunk one Arrow UTF-8 array: as
+# Python strings they held 100 bytes a bar.
 REASON_CHUNK = 4096
+# A kept reason's kind: the number of its template or text (at most 255 of them), or OTHER: kept whole.
+OTHER = 255
+
+
+_NO_NUMBERS = (math.nan, math.nan)
 
 
 def prediction_columns(output_names: list[str]) -> list[str]:
@@ -36,10 +42,12 @@ class DecisionLog:
     """The records of one run of the strategy, and the file they are appended to (if any).
 
     Records are kept as typed columns (8 bytes a number, 1 a side), not as a tuple of Python objects
-    per bar: a backtest of years of bars keeps them all. Reasons are kept as the rule gave them
-    (strategies.decision.Reason), ``REASON_CHUNK`` at most, then put into words in one Arrow string
-    array (about 40 bytes a bar), which the frame's ``reason`` column shares. ``keep`` False: none
-    is kept (only the file gets them), for a run whose frame nobody reads.
+    per bar: a backtest of years of bars keeps them all. So are reasons (strategies.decision.Reason),
+    which are put into words only when the frame is made: the rule's ``(template, float, float)``,
+    nearly every bar's, as its template's number and the two floats (17 bytes); a text as its number;
+    any other (the gate's and the minimum hold's, which hold a reason) as itself. Wording each as the
+    run went cost 1.2 µs a bar, a seventh of the strategy's work; holding the tuples, 96 bytes.
+    ``keep`` False: none is kept (only the file gets them), for a run whose frame nobody reads.
     """
 
     def __init__(self, output_names: list[str], point_index: int, path: str | None, keep: bool = True) -> None:
@@ -47,8 +55,10 @@ class DecisionLog:
         self.keep = keep
         self._times, self._closes, self._sides = array("q"), array("d"), array("b")
         self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
-        self._reasons: list[Reason] = []  # the latest, not yet in words
-        self._worded: list[pa.Array] = []  # the reasons before them, in words, REASON_CHUNK an array
+        self._kinds, self._numbers = array("B"), array("d")  # each reason's kind, and two numbers (NaN: none)
+        self._texts: list[tuple[str, bool]] = []  # by kind: (template or text, whether a template)
+        self._kind_of: tuple[dict[str, int], dict[str, int]] = ({}, {})  # a text's kind, a template's kind
+        self._whole: dict[int, Reason] = {}  # the OTHER reasons, by row
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -69,9 +79,15 @@ class DecisionLog:
             self._closes.append(close)
             self._outputs.extend(outputs)
             self._sides.append(side)
-            self._reasons.append(reason)
-            if len(self._reasons) == REASON_CHUNK:
-                self._word_reasons()
+            if type(reason) is tuple and len(reason) == 3 and type(reason[1]) is float and type(reason[2]) is float:
+                kind = self._kind_of[True].get(reason[0])
+                self._kinds.append(self._kind(reason[0], True, reason) if kind is None else kind)
+                self._numbers.append(reason[1])
+                self._numbers.append(reason[2])
+            else:
+                kind = self._kind_of[False].get(reason) if type(reason) is str else OTHER
+                self._kinds.append(self._kind(reason, False, reason) if kind is None else self._whole_at(reason) if kind == OTHER else kind)
+                self._numbers.extend(_NO_NUMBERS)
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
             self._file.flush()
@@ -87,9 +103,31 @@ class DecisionLog:
             action = f"{'BUY' if target > held else 'SELL'} {SIDE_NAMES[held]}->{SIDE_NAMES[target]}"
         return f"decision bar={iso_time(ts)} prediction={point:+.6f} quantiles=[{quantiles}]{others} action={action} reason={reason_text(reason)}"
 
-    def _word_reasons(self) -> None:
-        self._worded.append(pa.array([reason_text(reason) for reason in self._reasons], pa.string()))
-        self._reasons = []
+    def _kind(self, text: str, template: bool, reason: Reason) -> int:
+        """The kind of a template or text not seen before; OTHER, ``reason`` kept whole, once there are 255."""
+        if len(self._texts) == OTHER:
+            return self._whole_at(reason)
+        self._kind_of[template][text] = len(self._texts)
+        self._texts.append((text, template))
+        return len(self._texts) - 1
+
+    def _whole_at(self, reason: Reason) -> int:
+        """Keep ``reason`` whole for the row being recorded."""
+        self._whole[len(self._kinds)] = reason
+        return OTHER
+
+    def _words(self, start: int, stop: int) -> pa.Array:
+        """The reasons of rows [start, stop) in words, as one Arrow string array."""
+        kinds = self._kinds[start:stop].tolist()
+        numbers = np.frombuffer(self._numbers).reshape(-1, 2)[start:stop].tolist()
+        words = []
+        for row, kind, pair in zip(range(start, stop), kinds, numbers):
+            if kind == OTHER:
+                words.append(reason_text(self._whole[row]))
+            else:
+                text, template = self._texts[kind]
+                words.append(text.format(*pair) if template else text)
+        return pa.array(words, pa.string())
 
     def close(self) -> None:
         if self._file is not None:
@@ -105,8 +143,6 @@ class DecisionLog:
             frame = pd.DataFrame([], columns=names)
             frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
             return frame.set_index("close_time")
-        if self._reasons:
-            self._word_reasons()
         # The dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers.
         # The numbers go straight into the one float64 block pandas keeps them in, [close, outputs...],
         # copied once from the log's buffers: making the frame is a backtest's high water of memory.
@@ -117,7 +153,8 @@ class DecisionLog:
         index = pd.DatetimeIndex(np.frombuffer(self._times, np.int64).view("datetime64[ns]"), tz="UTC", name="close_time")
         frame = pd.DataFrame(numbers.T, index=index, columns=names[1:-2], copy=False)
         frame["side"] = np.frombuffer(self._sides, np.int8).astype(np.int64)
-        frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(self._worded, pa.string()))
+        words = [self._words(start, min(start + REASON_CHUNK, count)) for start in range(0, count, REASON_CHUNK)]
+        frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(words, pa.string()))
         return frame
 
 

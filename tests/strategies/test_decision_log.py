@@ -1,13 +1,12 @@
 """What the strategy decided: records, the CSV file as it goes, one line per decision."""
 
-import gc
-import weakref
+import sys
 
 import pandas as pd
 import pytest
 
 from strategies import decision_log
-from strategies.decision import FLAT, LONG, SHORT
+from strategies.decision import FLAT, LONG, SHORT, reason_text
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
 
 NOON = pd.Timestamp("2025-08-18 12:00", tz="UTC").value
@@ -56,28 +55,37 @@ def test_a_log_that_keeps_nothing_still_writes_its_file(tmp_path):
         log.frame()
 
 
-def test_reasons_are_put_into_words_a_chunk_at_a_time_and_their_objects_let_go(monkeypatch):
-    # A backtest keeps every bar's record: the rule's reason objects must not all stay alive to the end.
+def test_reasons_are_kept_without_their_objects_and_worded_a_chunk_at_a_time_when_the_frame_is_made(monkeypatch):
+    # A backtest keeps every bar's record: the rule's reason tuples must not all stay alive to the end,
+    # nor be put into words on the strategy's per-bar path.
     monkeypatch.setattr(decision_log, "REASON_CHUNK", 3)
-
-    class Forecast:
-        def __init__(self, value):
-            self.value = value
-
-        def __format__(self, spec):
-            return format(self.value, spec)
-
-    forecasts = [Forecast(i / 1000) for i in range(7)]
-    alive = [weakref.ref(forecast) for forecast in forecasts]
+    inside = [("forecast {:+.6f} inside ±{:.6f}", i / 1000, 0.01) for i in range(4)]
+    reasons = [
+        *inside[:2],
+        "an order is still in flight: no new decision",
+        ("{}; {}: no new exposure", ("forecast {:+.6f} > {:.6f}", 0.03, 0.01), "volatility 0.9 over 2 x its median"),
+        ("quantile band [{:+.6f}, {:+.6f}] does not clear {:.6f}", -0.01, 0.02, 0.01),  # three numbers: kept whole
+        *inside[2:],
+    ]
     log = DecisionLog(["prediction"], point_index=0, path=None)
-    for i, forecast in enumerate(forecasts):
-        log.record(NOON + i * 60 * 10**9, 1.0, [forecast.value], FLAT, ("forecast {:+.6f} inside ±{:.6f}", forecast, 0.01))
-    del forecast, forecasts
-    gc.collect()
-    assert [ref() is None for ref in alive] == [True] * 6 + [False]  # two chunks worded, the seventh pending
+    for i, reason in enumerate(reasons):
+        held = sys.getrefcount(reason)
+        log.record(NOON + i * 60 * 10**9, 1.0, [0.0], FLAT, reason)
+        # Kept: the text (once, as its kind), and whole the nested and the three-number reasons; not the rule's pairs.
+        assert (sys.getrefcount(reason) > held) == (i in (2, 3, 4))
     frame = log.frame()
-    assert frame["reason"].tolist() == [f"forecast {i / 1000:+.6f} inside ±0.010000" for i in range(7)]
-    assert frame["reason"].dtype == pd.StringDtype("pyarrow")  # one Arrow array, no Python string a bar
+    assert frame["reason"].tolist() == [reason_text(reason) for reason in reasons]
+    assert frame["reason"].dtype == pd.StringDtype("pyarrow")  # Arrow strings, no Python string a bar
+    assert frame["reason"].array._pa_array.num_chunks == 3  # 7 reasons, 3 a chunk
     assert log.frame()["reason"].tolist() == frame["reason"].tolist()  # asked again, the same
     log.record(NOON + 7 * 60 * 10**9, 2.0, [0.5], LONG, "after a frame")  # a frame holds none of the log's buffers
     assert log.frame()["reason"].iloc[-1] == "after a frame" and len(frame) == 7
+
+
+def test_reasons_past_the_255th_kind_are_kept_whole_and_worded_alike():
+    log = DecisionLog(["prediction"], point_index=0, path=None)
+    texts = [f"stop-loss: {-i / 100:+.4%} against the position" for i in range(300)]
+    for i, text in enumerate(texts):
+        log.record(NOON + i * 60 * 10**9, 1.0, [0.0], FLAT, text if i % 2 else ("forecast {:+.6f} > {:.6f} #" + str(i), 0.1, 0.0))
+    expected = [text if i % 2 else f"forecast +0.100000 > 0.000000 #{i}" for i, text in enumerate(texts)]
+    assert log.frame()["reason"].tolist() == expected
