@@ -5,9 +5,12 @@ import json
 import math
 
 import empyrical
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from backtests import report
 from backtests.stats import DAYS_PER_YEAR
 
 # Both sides compute the same sums in a different order: agreement to rounding, nothing looser.
@@ -51,3 +54,23 @@ def test_empyrical_reproduces_stats_json_from_equity_parquet(backtest_folder):
     # The equity column is the curve the returns come from.
     lstm = equity["equity_lstm"]
     assert lstm.iloc[-1] / lstm.iloc[0] == pytest.approx((1 + equity["return_lstm"].iloc[1:]).prod(), rel=TIGHT)
+
+
+def test_equity_parquet_written_a_few_rows_at_a_time_equals_the_whole_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "EQUITY_ROWS", 4)
+    index = pd.date_range("2025-08-18 00:01", periods=11, freq="1min", tz="UTC", name="close_time")
+    curves = {"lstm": pd.Series(np.linspace(100.0, 110.0, 11) ** 1.5, index=index),
+              "buy_and_hold": pd.Series(np.cos(np.arange(11.0)) + 50.0, index=index)}
+    starts = {"lstm": 999.0, "buy_and_hold": 50.5}
+    close = pd.Series(np.arange(11.0) + 1.0, index=index).drop(index[[0, 5, 6]])  # bars missing: carried
+    report.write_equity(tmp_path, curves, starts, {"BTCUSDT.BINANCE": close})
+
+    written = pd.read_parquet(tmp_path / report.EQUITY_FILE)
+    whole = {}
+    for name, equity in curves.items():
+        whole[f"equity_{name}"] = equity
+        whole[f"return_{name}"] = equity / equity.shift(1, fill_value=starts[name]) - 1.0
+    whole["close_BTCUSDT.BINANCE"] = close.reindex(index).ffill().bfill()
+    pd.testing.assert_frame_equal(written, pd.DataFrame(whole, index=index), check_exact=True, check_freq=False)
+    assert pq.ParquetFile(tmp_path / report.EQUITY_FILE).num_row_groups == 3  # 4 + 4 + 3 rows
+    assert [path.name for path in tmp_path.iterdir()] == [report.EQUITY_FILE]  # no staging file left
