@@ -85,8 +85,7 @@ class DecisionLog:
                 self._numbers.append(reason[1])
                 self._numbers.append(reason[2])
             else:
-                kind = self._kind_of[False].get(reason) if type(reason) is str else OTHER
-                self._kinds.append(self._kind(reason, False, reason) if kind is None else self._whole_at(reason) if kind == OTHER else kind)
+                self._kinds.append(self._text_or_whole(reason))
                 self._numbers.extend(_NO_NUMBERS)
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
@@ -110,6 +109,13 @@ class DecisionLog:
         self._kind_of[template][text] = len(self._texts)
         self._texts.append((text, template))
         return len(self._texts) - 1
+
+    def _text_or_whole(self, reason: Reason) -> int:
+        """The kind of a text reason; OTHER, kept whole, for any other that is not the rule's pair."""
+        if type(reason) is not str:
+            return self._whole_at(reason)
+        kind = self._kind_of[False].get(reason)
+        return self._kind(reason, False, reason) if kind is None else kind
 
     def _whole_at(self, reason: Reason) -> int:
         """Keep ``reason`` whole for the row being recorded."""
