@@ -119,25 +119,26 @@ def write_equity(out: Path, curves: dict[str, pd.Series], starts: dict[str, floa
     """
     index = next(iter(curves.values())).index.rename("close_time")
     closes = {key: close.reindex(index).ffill().bfill() for key, close in closes.items()}
-    schema = None
     with replacing(Path(out) / EQUITY_FILE) as staging:
-        writer = None
-        for start in range(0, len(index), EQUITY_ROWS):
-            rows = slice(start, start + EQUITY_ROWS)
-            columns = {}
-            for name, equity in curves.items():
-                part = equity.iloc[rows]
-                before = float(equity.iloc[start - 1]) if start else starts[name]
-                columns[f"equity_{name}"] = part
-                columns[f"return_{name}"] = part / part.shift(1, fill_value=before) - 1.0
-            for key, close in closes.items():
-                columns[f"close_{key}"] = close.iloc[rows]
-            table = pa.Table.from_pandas(pd.DataFrame(columns, index=index[rows]), schema=schema, preserve_index=True)
-            if writer is None:
-                schema = table.schema
-                writer = pq.ParquetWriter(staging, schema)
-            writer.write_table(table)
-        writer.close()
+        writer = None  # opened with the first rows' schema, which the rest keep
+        try:
+            for start in range(0, len(index), EQUITY_ROWS):
+                rows = slice(start, start + EQUITY_ROWS)
+                columns = {}
+                for name, equity in curves.items():
+                    part = equity.iloc[rows]
+                    before = float(equity.iloc[start - 1]) if start else starts[name]
+                    columns[f"equity_{name}"] = part
+                    columns[f"return_{name}"] = part / part.shift(1, fill_value=before) - 1.0
+                for key, close in closes.items():
+                    columns[f"close_{key}"] = close.iloc[rows]
+                frame = pd.DataFrame(columns, index=index[rows])
+                table = pa.Table.from_pandas(frame, schema=writer.schema if writer else None, preserve_index=True)
+                writer = writer or pq.ParquetWriter(staging, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def stats_table(report: dict) -> str:

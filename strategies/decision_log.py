@@ -25,9 +25,7 @@ SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
 REASON_CHUNK = 4096
 # A kept reason's kind: the number of its template or text (at most 255 of them), or OTHER: kept whole.
 OTHER = 255
-
-
-_NO_NUMBERS = (math.nan, math.nan)
+_NO_NUMBERS = (math.nan, math.nan)  # the two numbers of a reason that is not the rule's pair
 
 
 def prediction_columns(output_names: list[str]) -> list[str]:
@@ -57,7 +55,8 @@ class DecisionLog:
         self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
         self._kinds, self._numbers = array("B"), array("d")  # each reason's kind, and two numbers (NaN: none)
         self._texts: list[tuple[str, bool]] = []  # by kind: (template or text, whether a template)
-        self._kind_of: tuple[dict[str, int], dict[str, int]] = ({}, {})  # a text's kind, a template's kind
+        self._template_kinds: dict[str, int] = {}  # the rule's pairs' templates, by kind
+        self._text_kinds: dict[str, int] = {}
         self._whole: dict[int, Reason] = {}  # the OTHER reasons, by row
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
@@ -80,7 +79,7 @@ class DecisionLog:
             self._outputs.extend(outputs)
             self._sides.append(side)
             if type(reason) is tuple and len(reason) == 3 and type(reason[1]) is float and type(reason[2]) is float:
-                kind = self._kind_of[True].get(reason[0])
+                kind = self._template_kinds.get(reason[0])
                 self._kinds.append(self._kind(reason[0], True, reason) if kind is None else kind)
                 self._numbers.append(reason[1])
                 self._numbers.append(reason[2])
@@ -106,7 +105,7 @@ class DecisionLog:
         """The kind of a template or text not seen before; OTHER, ``reason`` kept whole, once there are 255."""
         if len(self._texts) == OTHER:
             return self._whole_at(reason)
-        self._kind_of[template][text] = len(self._texts)
+        (self._template_kinds if template else self._text_kinds)[text] = len(self._texts)
         self._texts.append((text, template))
         return len(self._texts) - 1
 
@@ -114,7 +113,7 @@ class DecisionLog:
         """The kind of a text reason; OTHER, kept whole, for any other that is not the rule's pair."""
         if type(reason) is not str:
             return self._whole_at(reason)
-        kind = self._kind_of[False].get(reason)
+        kind = self._text_kinds.get(reason)
         return self._kind(reason, False, reason) if kind is None else kind
 
     def _whole_at(self, reason: Reason) -> int:
