@@ -22,15 +22,15 @@ drawdown is over every bar, ``-empyrical.max_drawdown(bar returns)``.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from nautilus_trader.model.data import BarType
 
 from backtests.feed import BarFeed
 from backtests.plots import plot_equity, plot_trades
+from backtests.predictions_file import write_frames
 from backtests.runner import BacktestSettings, StrategyRun, decision_settings
 from backtests.stats import (
     equity_curve,
@@ -105,8 +105,9 @@ def write_run_files(out: Path, report: dict, run: StrategyRun) -> None:
     write_json(out / "stats.json", report)
     run.fills.to_csv(out / "fills.csv")
     run.positions.to_csv(out / "positions.csv")
-    if run.predictions is not None:
-        run.predictions.to_parquet(out / "predictions.parquet")
+    if run.predictions_file is not None:
+        with replacing(out / "predictions.parquet") as staging:
+            shutil.copyfile(run.predictions_file, staging)
 
 
 def write_equity(out: Path, curves: dict[str, pd.Series], starts: dict[str, float], closes: dict[str, pd.Series]) -> None:
@@ -119,26 +120,22 @@ def write_equity(out: Path, curves: dict[str, pd.Series], starts: dict[str, floa
     """
     index = next(iter(curves.values())).index.rename("close_time")
     closes = {key: close.reindex(index).ffill().bfill() for key, close in closes.items()}
+
+    def row_groups():
+        for start in range(0, len(index), EQUITY_ROWS):
+            rows = slice(start, start + EQUITY_ROWS)
+            columns = {}
+            for name, equity in curves.items():
+                part = equity.iloc[rows]
+                before = float(equity.iloc[start - 1]) if start else starts[name]
+                columns[f"equity_{name}"] = part
+                columns[f"return_{name}"] = part / part.shift(1, fill_value=before) - 1.0
+            for key, close in closes.items():
+                columns[f"close_{key}"] = close.iloc[rows]
+            yield pd.DataFrame(columns, index=index[rows])
+
     with replacing(Path(out) / EQUITY_FILE) as staging:
-        writer = None  # opened with the first rows' schema, which the rest keep
-        try:
-            for start in range(0, len(index), EQUITY_ROWS):
-                rows = slice(start, start + EQUITY_ROWS)
-                columns = {}
-                for name, equity in curves.items():
-                    part = equity.iloc[rows]
-                    before = float(equity.iloc[start - 1]) if start else starts[name]
-                    columns[f"equity_{name}"] = part
-                    columns[f"return_{name}"] = part / part.shift(1, fill_value=before) - 1.0
-                for key, close in closes.items():
-                    columns[f"close_{key}"] = close.iloc[rows]
-                frame = pd.DataFrame(columns, index=index[rows])
-                table = pa.Table.from_pandas(frame, schema=writer.schema if writer else None, preserve_index=True)
-                writer = writer or pq.ParquetWriter(staging, table.schema)
-                writer.write_table(table)
-        finally:
-            if writer is not None:
-                writer.close()
+        write_frames(staging, row_groups())
 
 
 def stats_table(report: dict) -> str:

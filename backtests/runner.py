@@ -38,11 +38,14 @@ from nautilus_trader.trading.strategy import Strategy
 from backtests.benchmarks import VolTargetBuyAndHold, VolTargetBuyAndHoldConfig, benchmark_strategies
 from backtests.feed import DEFAULT_CHUNK_BARS, BarFeed, feed_engine, load_feed
 from backtests.ledger import TradeLedger
+from backtests.predictions_file import write_frames
 from marketdata.catalog import CatalogLocation, catalog_instrument, catalog_location, open_catalog
 from models.artifact import load_artifact
+from models.jsonio import scratch_file
 from models.predictor import output_columns
 from strategies.config import CONFIG_PATH, FORECASTERS, STRATEGY_PATH, LSTMStrategyConfig, parse_strategy_config, strategy_settings
 from strategies.decision import SizingConfig
+from strategies.decision_log import read_predictions_parquet
 from strategies.volatility import DEFAULT_TARGET_VOLATILITY
 
 log = logging.getLogger(__name__)
@@ -81,8 +84,15 @@ class StrategyRun:
     name: str
     fills: pd.DataFrame
     positions: pd.DataFrame
-    predictions: pd.DataFrame | None
+    # The main strategy's forecasts and decisions (backtests.predictions_file): a scratch file of this
+    # run's (models.jsonio.scratch_file), removed with it. None: a benchmark's run.
+    predictions_file: Path | None
     seconds: float
+
+    @property
+    def predictions(self) -> pd.DataFrame | None:
+        """The predictions file, read whole (None: a benchmark's run)."""
+        return None if self.predictions_file is None else read_predictions_parquet(self.predictions_file)
 
 
 def load_inputs(settings: BacktestSettings) -> tuple[Instrument, BarFeed]:
@@ -119,7 +129,9 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     quote currency and kind). Predictions: each strategy's, with a ``bar_type`` column when there are
     several. ``main`` False, a benchmark's run: the report reads only its fills, so its strategies
     keep no decisions as they run (which held about 0.2 KB a bar), its closed positions are purged as
-    it goes (backtests.ledger) and its predictions and positions are None and an empty frame."""
+    it goes (backtests.ledger) and its predictions and positions are None and an empty frame. A main
+    run's strategies spill their decisions to scratch files as they go, put into words in its
+    predictions file a row group at a time after the run (backtests.predictions_file)."""
     # Bars carry no quotes, so the risk engine warns on every market order that it cannot price
     # it; those warnings say nothing about the strategy.
     logging = LoggingConfig(log_level="WARNING", log_component_levels={"RiskEngine": "ERROR"})
@@ -147,7 +159,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     for strategy in strategies:
         if hasattr(strategy, "keep_decisions"):
-            strategy.keep_decisions = main
+            strategy.keep_decisions = strategy.spill_decisions = main
         engine.add_strategy(strategy)
     # The objects alive before the run (PyTorch's, pandas', Nautilus's) sit out of the cyclic garbage
     # collector until it ends: its full collections, which the strategy's per-bar objects trigger,
@@ -162,11 +174,14 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     finally:
         gc.unfreeze()
         engine.dispose()
-    frames = [(s, s.predictions_frame()) for s in strategies if main and hasattr(s, "predictions_frame")]
-    if len(frames) > 1:
-        frames = [(s, frame.assign(bar_type=str(s.config.bar_type))) for s, frame in frames]
-    predictions = pd.concat([frame for _, frame in frames]) if frames else None
-    return StrategyRun(name, fills, positions, predictions, seconds)
+    logged = [s for s in strategies if main and hasattr(s, "log_book")]
+    run = StrategyRun(name, fills, positions, None, seconds)
+    if logged:
+        run.predictions_file = predictions = scratch_file(run, "predictions")
+        several = len(logged) > 1  # each row then names its bar type
+        write_frames(predictions, (chunk.assign(bar_type=str(s.config.bar_type)) if several else chunk
+                                   for s in logged for chunk in s.log_book.chunks()))
+    return run
 
 
 def lstm_settings(settings: BacktestSettings, forecaster: str = "lstm") -> dict:

@@ -57,6 +57,7 @@ from nautilus_trader.model.objects import Money
 
 from backtests.feed import BarFeed, joined
 from backtests.parallel import ONE_BY_ONE, Workers, map_ordered, require_shared_path
+from backtests.predictions_file import file_frames, write_frames
 from backtests.report import training_overlap, write_report
 from backtests.runner import (
     BacktestSettings,
@@ -75,7 +76,7 @@ from marketdata.catalog import absolute_location
 from marketdata.progress import progress
 from models.artifact import Artifact, ArtifactError, load_artifact
 from models.config import TrainConfig
-from models.jsonio import write_json
+from models.jsonio import scratch_file, write_json
 from models.train import train_model
 
 log = logging.getLogger(__name__)
@@ -263,8 +264,12 @@ def stitch(name: str, runs: list[tuple[int, StrategyRun]]) -> StrategyRun:
         filled = [frame for frame in numbered if len(frame)]
         return pd.concat(filled) if filled else numbered[0]
 
-    predictions = None if runs[0][1].predictions is None else joined("predictions")
-    return StrategyRun(name, joined("fills"), joined("positions"), predictions, sum(run.seconds for _, run in runs))
+    stitched = StrategyRun(name, joined("fills"), joined("positions"), None, sum(run.seconds for _, run in runs))
+    if runs[0][1].predictions_file is not None:  # joined a row group at a time (backtests.predictions_file)
+        stitched.predictions_file = scratch_file(stitched, "predictions")
+        write_frames(stitched.predictions_file, (frame.assign(window=number) for number, run in runs
+                                                 for frame in file_frames(run.predictions_file)))
+    return stitched
 
 
 def window_summary(window: Window, artifact: Artifact, model_dir: Path, bars: BarFeed, stats: dict, in_sample: bool) -> dict:

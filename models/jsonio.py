@@ -2,7 +2,8 @@
 which strict JSON readers (jq, JavaScript, most databases) refuse; a Decimal as its text.
 
 And the one way the project writes a file that must never be seen half-written: into a staging
-file beside it, then moved over it in one step (:func:`replacing`).
+file beside it, then moved over it in one step (:func:`replacing`); and scratch files that go
+when the object using them does (:func:`scratch_file`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -55,3 +58,11 @@ def write_json(path: Path, value) -> None:
     """``value`` as strict JSON (:func:`dumps`), written with :func:`replacing`."""
     with replacing(path) as staging:
         staging.write_text(dumps(value))
+
+
+def scratch_file(owner: object, prefix: str, suffix: str = ".parquet") -> Path:
+    """A new empty file in the temp folder, removed when ``owner`` is garbage-collected (or at exit)."""
+    handle, name = tempfile.mkstemp(prefix=f"nautilus-lstm-{prefix}-", suffix=suffix)
+    os.close(handle)
+    weakref.finalize(owner, Path(name).unlink, missing_ok=True)
+    return Path(name)

@@ -1,5 +1,5 @@
-"""What the strategy decided: one record per forecast bar, in memory, in a CSV file as it goes,
-and one log line per decision.
+"""What the strategy decided: one record per forecast bar, in memory (or spilled to a scratch file
+as it goes), in a CSV file as it goes, and one log line per decision.
 
 A record is the bar's close time, its close, the model's outputs (the point forecast, or each
 quantile's), the side decided and why: :func:`prediction_columns` names them, for the strategy's
@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import math
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from models.jsonio import scratch_file
 from strategies.decision import FLAT, LONG, SHORT, Reason, reason_text
 
 SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
@@ -26,6 +29,9 @@ REASON_CHUNK = 4096
 # A kept reason's kind: the number of its template or text (at most 255 of them), or OTHER: kept whole.
 OTHER = 255
 _NO_NUMBERS = (math.nan, math.nan)  # the two numbers of a reason that is not the rule's pair
+# A spilling log's records held in memory at most: each time it holds this many, they go to its
+# scratch file as one row group (about 1.2 MB of the default model's; 0.2 µs a bar, in 4 ms bursts).
+SPILL_ROWS = 4 * REASON_CHUNK
 
 
 def prediction_columns(output_names: list[str]) -> list[str]:
@@ -46,18 +52,22 @@ class DecisionLog:
     any other (the gate's and the minimum hold's, which hold a reason) as itself. Wording each as the
     run went cost 1.2 µs a bar, a seventh of the strategy's work; holding the tuples, 96 bytes.
     ``keep`` False: none is kept (only the file gets them), for a run whose frame nobody reads.
+    ``spill`` True: the kept records go to a scratch file ``SPILL_ROWS`` at a time, as they are (the
+    reasons still a kind and two numbers), so that a backtest of years holds a flat amount of them;
+    :meth:`chunks` puts them into words a row group at a time once the run is over.
     """
 
-    def __init__(self, output_names: list[str], point_index: int, path: str | None, keep: bool = True) -> None:
+    def __init__(self, output_names: list[str], point_index: int, path: str | None, keep: bool = True,
+                 spill: bool = False) -> None:
         self.output_names = output_names
         self.keep = keep
-        self._times, self._closes, self._sides = array("q"), array("d"), array("b")
-        self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
-        self._kinds, self._numbers = array("B"), array("d")  # each reason's kind, and two numbers (NaN: none)
         self._texts: list[tuple[str, bool]] = []  # by kind: (template or text, whether a template)
         self._template_kinds: dict[str, int] = {}  # the rule's pairs' templates, by kind
         self._text_kinds: dict[str, int] = {}
-        self._whole: dict[int, Reason] = {}  # the OTHER reasons, by row
+        self._clear_held()
+        self._spill_at = SPILL_ROWS if spill and keep else -1  # records held when they go to the scratch file
+        self._scratch = scratch_file(self, "decisions") if self._spill_at > 0 else None
+        self._scratch_writer: pq.ParquetWriter | None = None
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -74,6 +84,8 @@ class DecisionLog:
 
     def record(self, ts: int, close: float, outputs: list[float], side: int, reason: Reason) -> None:
         if self.keep:
+            if len(self._times) == self._spill_at:
+                self._spill_held()
             self._times.append(ts)
             self._closes.append(close)
             self._outputs.extend(outputs)
@@ -121,14 +133,37 @@ class DecisionLog:
         self._whole[len(self._kinds)] = reason
         return OTHER
 
-    def _words(self, start: int, stop: int) -> pa.Array:
-        """The reasons of rows [start, stop) in words, as one Arrow string array."""
-        kinds = self._kinds[start:stop].tolist()
-        numbers = np.frombuffer(self._numbers).reshape(-1, 2)[start:stop].tolist()
+    def _clear_held(self) -> None:
+        """Start holding records afresh (at the start, and once the held ones are spilled)."""
+        self._times, self._closes, self._sides = array("q"), array("d"), array("b")
+        self._outputs = array("d")  # each bar's outputs in turn: one extend a bar, not one append per output
+        self._kinds, self._numbers = array("B"), array("d")  # each reason's kind, and two numbers (NaN: none)
+        self._whole: dict[int, Reason] = {}  # the OTHER reasons, by row held
+
+    def _spill_held(self) -> None:
+        """The records held, as they are, as one row group of the scratch file; then none held."""
+        count, width = len(self._times), len(self.output_names)
+        outputs = np.frombuffer(self._outputs).reshape(count, width)
+        whole = [None] * count  # the OTHER reasons in words: few, and their Reason objects stay behind
+        for row, reason in self._whole.items():
+            whole[row] = reason_text(reason)
+        numbers = np.frombuffer(self._numbers).reshape(count, 2)
+        columns = {"time": np.frombuffer(self._times, np.int64), "close": np.frombuffer(self._closes),
+                   **{f"output{i}": outputs[:, i] for i in range(width)}, "side": np.frombuffer(self._sides, np.int8),
+                   "kind": np.frombuffer(self._kinds, np.uint8), "a": numbers[:, 0], "b": numbers[:, 1],
+                   "whole": pa.array(whole, pa.string())}
+        table = pa.table(columns)
+        if self._scratch_writer is None:
+            self._scratch_writer = pq.ParquetWriter(self._scratch, table.schema)
+        self._scratch_writer.write_table(table)
+        self._clear_held()
+
+    def _words(self, kinds: list[int], numbers: list[list[float]], whole: dict[int, Reason], start: int) -> pa.Array:
+        """Reasons in words, as one Arrow string array, from row ``start`` of ``whole``'s (the OTHER rows' reasons)."""
         words = []
-        for row, kind, pair in zip(range(start, stop), kinds, numbers):
+        for row, kind, pair in zip(range(start, start + len(kinds)), kinds, numbers):
             if kind == OTHER:
-                words.append(reason_text(self._whole[row]))
+                words.append(reason_text(whole[row]))
             else:
                 text, template = self._texts[kind]
                 words.append(text.format(*pair) if template else text)
@@ -141,24 +176,54 @@ class DecisionLog:
 
     def frame(self) -> pd.DataFrame:
         """Every forecast with its bar close time and close, the decided side and the reason."""
+        chunks = list(self.chunks())
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks)
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """:meth:`frame`'s rows in order, a frame of at most ``SPILL_ROWS`` at a time for a spilling log
+        (one of every record held otherwise): the scratch file's row groups, then the records held; one
+        empty frame if there are none. Records after it are held in memory, and come after the file's in the next."""
         if not self.keep:
             raise ValueError("this run's decisions were not kept (DecisionLog keep=False): there is no frame of them")
-        names = prediction_columns(self.output_names)
-        if not self._times:
-            frame = pd.DataFrame([], columns=names)
+        if self._scratch_writer is not None:
+            self._scratch_writer.close()  # the file complete, to be read; any later records are held in memory
+            self._scratch_writer, self._spill_at = None, -1
+        width, spilled = len(self.output_names), self._scratch is not None and self._scratch.stat().st_size > 0
+        if spilled:
+            stored = pq.ParquetFile(self._scratch)
+            for group in range(stored.num_row_groups):
+                table = stored.read_row_group(group)
+                column = {name: table.column(name).to_numpy() for name in table.column_names if name != "whole"}
+                numbers = np.column_stack([column["a"], column["b"]])
+                outputs = np.column_stack([column[f"output{i}"] for i in range(width)])
+                whole = {row: text for row, text in enumerate(table.column("whole").to_pylist()) if text is not None}
+                yield self._chunk(column["time"], column["close"], outputs, column["side"], column["kind"], numbers, whole)
+        count = len(self._times)
+        if not count and not spilled:
+            frame = pd.DataFrame([], columns=prediction_columns(self.output_names))
             frame["close_time"] = pd.to_datetime(frame["close_time"], utc=True)
-            return frame.set_index("close_time")
+            yield frame.set_index("close_time")
+        elif count:
+            yield self._chunk(np.frombuffer(self._times, np.int64), np.frombuffer(self._closes),
+                              np.frombuffer(self._outputs).reshape(count, width), np.frombuffer(self._sides, np.int8),
+                              np.frombuffer(self._kinds, np.uint8), np.frombuffer(self._numbers).reshape(count, 2), self._whole)
+
+    def _chunk(self, times: np.ndarray, closes: np.ndarray, outputs: np.ndarray, sides: np.ndarray, kinds: np.ndarray,
+               numbers: np.ndarray, whole: dict[int, Reason]) -> pd.DataFrame:
+        """Records as the frame holds them; ``whole[row]`` is an OTHER row's reason (or its words)."""
         # The dtypes pandas gives the same records as tuples: int64 times and sides, float64 numbers.
         # The numbers go straight into the one float64 block pandas keeps them in, [close, outputs...],
-        # copied once from the log's buffers: making the frame is a backtest's high water of memory.
-        count, width = len(self._times), len(self.output_names)
-        numbers = np.empty((1 + width, count))
-        numbers[0] = np.frombuffer(self._closes)
-        numbers[1:] = np.frombuffer(self._outputs).reshape(count, width).T
-        index = pd.DatetimeIndex(np.frombuffer(self._times, np.int64).view("datetime64[ns]"), tz="UTC", name="close_time")
-        frame = pd.DataFrame(numbers.T, index=index, columns=names[1:-2], copy=False)
-        frame["side"] = np.frombuffer(self._sides, np.int8).astype(np.int64)
-        words = [self._words(start, min(start + REASON_CHUNK, count)) for start in range(0, count, REASON_CHUNK)]
+        # copied once from the records' buffers.
+        names = prediction_columns(self.output_names)
+        count, width = len(times), len(self.output_names)
+        block = np.empty((1 + width, count))
+        block[0] = closes
+        block[1:] = outputs.T
+        index = pd.DatetimeIndex(times.view("datetime64[ns]"), tz="UTC", name="close_time")
+        frame = pd.DataFrame(block.T, index=index, columns=names[1:-2], copy=False)
+        frame["side"] = sides.astype(np.int64)
+        words = [self._words(kinds[start:start + REASON_CHUNK].tolist(), numbers[start:start + REASON_CHUNK].tolist(),
+                             whole, start) for start in range(0, count, REASON_CHUNK)]
         frame["reason"] = pd.arrays.ArrowStringArray(pa.chunked_array(words, pa.string()))
         return frame
 

@@ -51,6 +51,7 @@ class LSTMStrategy(Strategy):
         self.rule: DecisionRule | None = None
         self.log_book: DecisionLog | None = None
         self.keep_decisions = True  # every bar's decision kept for predictions_frame(); set before the start
+        self.spill_decisions = False  # kept in a scratch file as the run goes (DecisionLog spill); set before the start
         self.risk: VolatilityRisk | None = None  # sizing and gate by the volatility forecast
         self.account: AccountView | None = None  # once started
         self.latencies_ns: list[int] = []
@@ -93,7 +94,7 @@ class LSTMStrategy(Strategy):
         if self.predictor.point_index is None:
             raise ValueError(f"{config.model_path} forecasts volatility only (return_target none): it cannot decide trades")
         outputs = output_columns(artifact, config.forecaster)
-        self.log_book = DecisionLog(outputs, self.predictor.point_index, config.predictions_path, self.keep_decisions)
+        self.log_book = DecisionLog(outputs, self.predictor.point_index, config.predictions_path, self.keep_decisions, self.spill_decisions)
         quantiles = len(artifact.lstm.quantiles) if config.forecaster == "lstm" else 0
         self._band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from marketdata.catalog import load_bars
@@ -20,6 +21,7 @@ from scripts.cli import main
 from strategies.config import parse_strategy_config
 from strategies.decision import FLAT, SHORT, entry_threshold
 from strategies.volatility import annualizer
+from strategies import decision_log
 from strategies.decision_log import read_predictions
 from tests.conftest import ETH_1M, FIXTURE_7D, NETWORK_UNITS_TOLERANCE, network_units_gap
 from tests.fakes.training import tiny_config
@@ -79,6 +81,17 @@ def test_backtest_predictions_equal_offline_batch_predictions(setup):
     history = load_bars(settings.catalog, SPOT, start=START - (warmup + 1) * MINUTE, end=END)
     offline = batch_predict(artifact, history).loc[live.index, "prediction"]
     assert network_units_gap(live["prediction"], offline, artifact) <= NETWORK_UNITS_TOLERANCE
+
+
+def test_a_run_that_spills_its_decisions_in_many_row_groups_gives_the_same_predictions(setup, monkeypatch):
+    # A run's decisions go to a scratch file SPILL_ROWS at a time, and into its predictions file a row
+    # group at a time: a range of many row groups gives the frame a run held whole gives.
+    settings = settings_for(setup)
+    held, bars = lstm_run(settings)
+    monkeypatch.setattr(decision_log, "SPILL_ROWS", 37)
+    spilled, _ = lstm_run(settings)
+    assert len(bars) > 3 * 37 and pq.ParquetFile(spilled.predictions_file).num_row_groups > 3
+    pd.testing.assert_frame_equal(spilled.predictions, held.predictions)
 
 
 def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(setup):

@@ -1,5 +1,6 @@
 """What the strategy decided: records, the CSV file as it goes, one line per decision."""
 
+import gc
 import sys
 
 import pandas as pd
@@ -89,3 +90,36 @@ def test_reasons_past_the_255th_kind_are_kept_whole_and_worded_alike():
         log.record(NOON + i * 60 * 10**9, 1.0, [0.0], FLAT, text if i % 2 else ("forecast {:+.6f} > {:.6f} #" + str(i), 0.1, 0.0))
     expected = [text if i % 2 else f"forecast +0.100000 > 0.000000 #{i}" for i, text in enumerate(texts)]
     assert log.frame()["reason"].tolist() == expected
+
+
+def test_a_spilling_log_holds_at_most_a_row_group_and_gives_the_frame_a_held_log_gives(monkeypatch):
+    # A backtest's log spills its records to a scratch file as it goes: the frame (and the chunks a
+    # report writes) must be the held log's, reasons of every kind included, across row groups.
+    monkeypatch.setattr(decision_log, "SPILL_ROWS", 4)
+    monkeypatch.setattr(decision_log, "REASON_CHUNK", 3)
+    reasons = [("forecast {:+.6f} inside ±{:.6f}", i / 1000, 0.01) for i in range(7)]
+    reasons[2] = "an order is still in flight: no new decision"
+    reasons[5] = ("{}; held {} of {} minimum bars", ("forecast {:+.6f} > {:.6f}", 0.03, 0.01), 2, 15)  # kept whole
+    held = DecisionLog(["q0.1", "prediction", "volatility"], point_index=1, path=None)
+    spilled = DecisionLog(["q0.1", "prediction", "volatility"], point_index=1, path=None, spill=True)
+    for i in range(11):
+        for log in (held, spilled):
+            log.record(NOON + i * 60 * 10**9, 100.0 + i, [-i / 10, i / 100, 0.002 * i], (LONG, FLAT, SHORT)[i % 3], reasons[i % 7])
+        assert len(spilled._times) <= 4  # never more held than a row group
+    scratch = spilled._scratch
+    assert scratch.stat().st_size > 0
+    chunks = list(spilled.chunks())
+    assert [len(chunk) for chunk in chunks] == [4, 4, 3]
+    pd.testing.assert_frame_equal(pd.concat(chunks), held.frame())
+    pd.testing.assert_frame_equal(spilled.frame(), held.frame())  # asked again, the same
+    for log in (held, spilled):  # a record after the chunks were asked is held, and comes last
+        log.record(NOON + 11 * 60 * 10**9, 1.0, [0.0, 0.0, 0.0], FLAT, "after")
+    pd.testing.assert_frame_equal(spilled.frame(), held.frame())
+    del spilled, chunks, log
+    gc.collect()
+    assert not scratch.exists()  # the scratch file goes with its log
+
+
+def test_a_spilling_log_with_no_records_gives_the_empty_frame():
+    spilled = DecisionLog(["prediction"], point_index=0, path=None, spill=True)
+    pd.testing.assert_frame_equal(spilled.frame(), DecisionLog(["prediction"], point_index=0, path=None).frame())
