@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+import pyarrow.parquet as pq
 from nautilus_trader.analysis.tearsheet import (
     create_equity_curve,
     create_monthly_returns_heatmap,
@@ -45,14 +46,14 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
     stats = _read_json(folder / "stats.json")
     equity = _read_equity(folder)
     settings = stats.get("settings", {})
-    names = [column.removeprefix("equity_") for column in equity if column.startswith("equity_")]
+    names = [column.removeprefix("equity_") for column in equity.columns if column.startswith("equity_")]
     main = names[0]
     windows = _read_json(folder / "windows.json") if (folder / "windows.json").is_file() else None
     kind = ("walk-forward " if windows is not None else "") + ("pooled backtest" if "bar_types" in settings else "backtest")
     traded = settings.get("bar_types") or [settings.get("bar_type", "")]
     title = f"{kind.capitalize()}: {main} on {', '.join(traded)}"
     summary = [paragraph(f"{settings.get('first_bar_close', '?')} to {settings.get('last_bar_close', '?')}, "
-                         f"{stats.get('bars', len(equity))} bars, model {settings.get('model', '?')}, "
+                         f"{stats.get('bars', equity.rows)} bars, model {settings.get('model', '?')}, "
                          f"starting balance {settings.get('starting_balance', '?')}.")]
     if stats.get("in_sample"):
         summary.append(paragraph("IN-SAMPLE: the bars traded overlap the model's training data (stats.json: training).",
@@ -67,7 +68,7 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
                 "(NautilusTrader's equity-curve chart), and below it the fall from each one's running peak.",
                 [_equity_figure(equity, names), _drawdown_figure(equity, names)]),
     ]
-    if equity.index[-1] - equity.index[0] >= pd.Timedelta(days=60):
+    if equity.span >= pd.Timedelta(days=60):
         sections[-1].parts.append(create_monthly_returns_heatmap(_compounded(equity[f"return_{main}"], "1D"),
                                                                  title=f"Monthly returns of {main} (%)"))
     if windows is not None:
@@ -81,21 +82,22 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
     sections.append(Section("Fills on price", f"{main}'s fills at their price and time; the close thinned to about "
                             f"{MAX_LINE_POINTS} points per instrument, each stretch's high and low kept.",
                             [_fills_figure(equity, column.removeprefix("close_"), fills)
-                             for column in equity if column.startswith("close_")]))
+                             for column in equity.columns if column.startswith("close_")]))
     predictions_path = folder / "predictions.parquet"
     if predictions_path.is_file():
-        sections += forecast_sections(read_predictions_parquet(predictions_path), equity, settings)
+        sections += forecast_sections(read_predictions_parquet(predictions_path), settings)
     return title, summary, sections
 
 
-def forecast_sections(predictions: pd.DataFrame, equity: pd.DataFrame, settings: dict) -> list[Section]:
+def forecast_sections(predictions: pd.DataFrame, settings: dict) -> list[Section]:
     """Forecast against realized returns, rolling IC, the threshold, volatility and the gate, per bar type."""
     horizon = settings.get("horizon")
     thresholds = settings.get("entry_threshold", {})
     groups = predictions.groupby("bar_type") if "bar_type" in predictions else [(next(iter(thresholds), ""), predictions)]
     forecast, gate, volatility = [], [], []
     for bar_type, own in groups:
-        own = own.sort_index()
+        if not own.index.is_monotonic_increasing:  # a sorted copy only where needed: a run's rows are in time order
+            own = own.sort_index()
         point = point_column(own.columns)
         threshold = thresholds.get(bar_type)
         label = f" ({bar_type})" if bar_type else ""
@@ -127,8 +129,8 @@ def forecast_sections(predictions: pd.DataFrame, equity: pd.DataFrame, settings:
     return sections
 
 
-def _equity_figure(equity: pd.DataFrame, names: list[str]) -> go.Figure:
-    period = _period(equity.index)
+def _equity_figure(equity: EquityFile, names: list[str]) -> go.Figure:
+    period = _period(equity.span)
     main, *benchmarks = names
     compare = "buy_and_hold" if "buy_and_hold" in benchmarks else (benchmarks[0] if benchmarks else None)
     fig = create_equity_curve(
@@ -146,7 +148,7 @@ def _equity_figure(equity: pd.DataFrame, names: list[str]) -> go.Figure:
     return fig
 
 
-def _drawdown_figure(equity: pd.DataFrame, names: list[str]) -> go.Figure:
+def _drawdown_figure(equity: EquityFile, names: list[str]) -> go.Figure:
     fig = figure("Drawdown (%)", "time (UTC)", "fall from the running peak (%)", height=320)
     for name in names:
         fall = -100.0 * thin(drawdown(equity[f"equity_{name}"]))
@@ -155,7 +157,7 @@ def _drawdown_figure(equity: pd.DataFrame, names: list[str]) -> go.Figure:
     return fig
 
 
-def _fills_figure(equity: pd.DataFrame, instrument: str, fills: pd.DataFrame) -> go.Figure:
+def _fills_figure(equity: EquityFile, instrument: str, fills: pd.DataFrame) -> go.Figure:
     close = thin(equity[f"close_{instrument}"])
     fig = figure(f"{instrument}: close and fills", "time (UTC)", "price")
     fig.add_trace(go.Scatter(x=close.index, y=close.to_numpy(), mode="lines", name="close", line={"width": 1}))
@@ -183,9 +185,8 @@ def _windows_section(windows: list[dict], main: str) -> Section:
                    f"days traded out of sample; {main} and each benchmark's return per window.", [table(rows), fig])
 
 
-def _period(index: pd.DatetimeIndex) -> str:
-    """The shortest of 1 min, 5 min, 15 min, 1 h, 4 h, 1 day giving at most ``MAX_LINE_POINTS`` periods."""
-    span = index[-1] - index[0]
+def _period(span: pd.Timedelta) -> str:
+    """The shortest of 1 min, 5 min, 15 min, 1 h, 4 h, 1 day giving at most ``MAX_LINE_POINTS`` periods over ``span``."""
     for period in ("1min", "5min", "15min", "1h", "4h", "1D"):
         if span / pd.Timedelta(period) <= MAX_LINE_POINTS:
             return period
@@ -203,12 +204,29 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _read_equity(folder: Path) -> pd.DataFrame:
+class EquityFile:
+    """equity.parquet, each column read when a figure asks for it (a Series on the close times): the
+    frame of every column at once (13 columns for a backtest and its five benchmarks, 12.9 MB over
+    three months of minutes) was the largest thing the report held."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        stored = pq.ParquetFile(path)
+        self.rows = stored.metadata.num_rows
+        self.columns = [name for name in stored.schema_arrow.names if name != "close_time"]
+        times = pd.read_parquet(path, columns=[]).index  # the close times alone
+        self.span = times[-1] - times[0] if len(times) else pd.Timedelta(0)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return pd.read_parquet(self.path, columns=[column])[column]
+
+
+def _read_equity(folder: Path) -> EquityFile:
     path = folder / EQUITY_FILE
     if not path.is_file():
         raise ValueError(f"{path} not found: the folder was written before equity.parquet existed; re-run the backtest")
-    equity = pd.read_parquet(path)
-    if not any(column.startswith("equity_") for column in equity) or equity.empty:
+    equity = EquityFile(path)
+    if not any(column.startswith("equity_") for column in equity.columns) or not equity.rows:
         raise ValueError(f"{path} holds no equity_NAME column or no rows")
     return equity
 
