@@ -181,6 +181,8 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
         several = len(logged) > 1  # each row then names its bar type
         write_frames(predictions, (chunk.assign(bar_type=str(s.config.bar_type)) if several else chunk
                                    for s in logged for chunk in s.log_book.chunks()))
+        for strategy in logged:
+            strategy.log_book.release()
     return run
 
 

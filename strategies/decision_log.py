@@ -66,8 +66,9 @@ class DecisionLog:
         self._text_kinds: dict[str, int] = {}
         self._clear_held()
         self._spill_at = SPILL_ROWS if spill and keep else -1  # records held when they go to the scratch file
-        self._scratch = scratch_file(self, "decisions") if self._spill_at > 0 else None
+        self._scratch: Path | None = None  # made with the first spill
         self._scratch_writer: pq.ParquetWriter | None = None
+        self._released = False
         self._point_index = point_index
         self._quantiles = [i for i, name in enumerate(output_names) if name.startswith("q")]
         # What else a model outputs beside its point forecast: p_up, volatility.
@@ -154,6 +155,7 @@ class DecisionLog:
                    "whole": pa.array(whole, pa.string())}
         table = pa.table(columns)
         if self._scratch_writer is None:
+            self._scratch = scratch_file(self, "decisions")
             self._scratch_writer = pq.ParquetWriter(self._scratch, table.schema)
         self._scratch_writer.write_table(table)
         self._clear_held()
@@ -185,10 +187,12 @@ class DecisionLog:
         empty frame if there are none. Records after it are held in memory, and come after the file's in the next."""
         if not self.keep:
             raise ValueError("this run's decisions were not kept (DecisionLog keep=False): there is no frame of them")
+        if self._released:
+            raise ValueError("this log's records were released (DecisionLog.release): the run's predictions file holds them")
         if self._scratch_writer is not None:
             self._scratch_writer.close()  # the file complete, to be read; any later records are held in memory
             self._scratch_writer, self._spill_at = None, -1
-        width, spilled = len(self.output_names), self._scratch is not None and self._scratch.stat().st_size > 0
+        width, spilled = len(self.output_names), self._scratch is not None
         if spilled:
             stored = pq.ParquetFile(self._scratch)
             for group in range(stored.num_row_groups):
@@ -207,6 +211,17 @@ class DecisionLog:
             yield self._chunk(np.frombuffer(self._times, np.int64), np.frombuffer(self._closes),
                               np.frombuffer(self._outputs).reshape(count, width), np.frombuffer(self._sides, np.int8),
                               np.frombuffer(self._kinds, np.uint8), np.frombuffer(self._numbers).reshape(count, 2), self._whole)
+
+    def release(self) -> None:
+        """Let the records go, the scratch file removed now (not only when the log is collected, which a
+        worker process ended abruptly never does): for a runner once it has written them elsewhere."""
+        if self._scratch_writer is not None:
+            self._scratch_writer.close()
+        if self._scratch is not None:
+            self._scratch.unlink(missing_ok=True)
+        self._scratch = self._scratch_writer = None
+        self._released = True
+        self._clear_held()
 
     def _chunk(self, times: np.ndarray, closes: np.ndarray, outputs: np.ndarray, sides: np.ndarray, kinds: np.ndarray,
                numbers: np.ndarray, whole: dict[int, Reason]) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 import gc
 import json
+import tempfile
 from dataclasses import replace
 
 import numpy as np
@@ -83,15 +84,17 @@ def test_backtest_predictions_equal_offline_batch_predictions(setup):
     assert network_units_gap(live["prediction"], offline, artifact) <= NETWORK_UNITS_TOLERANCE
 
 
-def test_a_run_that_spills_its_decisions_in_many_row_groups_gives_the_same_predictions(setup, monkeypatch):
+def test_a_run_that_spills_its_decisions_in_many_row_groups_gives_the_same_predictions(setup, monkeypatch, tmp_path):
     # A run's decisions go to a scratch file SPILL_ROWS at a time, and into its predictions file a row
     # group at a time: a range of many row groups gives the frame a run held whole gives.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the scratch files' folder, to see them go
     settings = settings_for(setup)
     held, bars = lstm_run(settings)
     monkeypatch.setattr(decision_log, "SPILL_ROWS", 37)
     spilled, _ = lstm_run(settings)
     assert len(bars) > 3 * 37 and pq.ParquetFile(spilled.predictions_file).num_row_groups > 3
     pd.testing.assert_frame_equal(spilled.predictions, held.predictions)
+    assert not list(tmp_path.glob("nautilus-lstm-decisions-*"))  # each run's scratch file went once its predictions were written
 
 
 def test_without_an_entry_threshold_the_taker_fee_keeps_forecasts_from_trading(setup):

@@ -115,11 +115,22 @@ def test_a_spilling_log_holds_at_most_a_row_group_and_gives_the_frame_a_held_log
     for log in (held, spilled):  # a record after the chunks were asked is held, and comes last
         log.record(NOON + 11 * 60 * 10**9, 1.0, [0.0, 0.0, 0.0], FLAT, "after")
     pd.testing.assert_frame_equal(spilled.frame(), held.frame())
-    del spilled, chunks, log
+    spilled.release()  # as a runner does once it has written the records out: the file goes now
+    assert not scratch.exists()
+    with pytest.raises(ValueError, match="released"):
+        spilled.frame()
+    again = DecisionLog(["prediction"], point_index=0, path=None, spill=True)
+    for i in range(5):
+        again.record(NOON + i * 60 * 10**9, 1.0, [0.0], FLAT, "x")
+    scratch = again._scratch
+    del again, log
     gc.collect()
-    assert not scratch.exists()  # the scratch file goes with its log
+    assert not scratch.exists()  # or when its log is collected
 
 
-def test_a_spilling_log_with_no_records_gives_the_empty_frame():
+def test_a_spilling_log_makes_no_file_until_it_spills_and_with_no_records_gives_the_empty_frame():
     spilled = DecisionLog(["prediction"], point_index=0, path=None, spill=True)
-    pd.testing.assert_frame_equal(spilled.frame(), DecisionLog(["prediction"], point_index=0, path=None).frame())
+    spilled.record(NOON, 1.0, [0.0], FLAT, "x")
+    assert spilled._scratch is None  # fewer records than a row group: all held, no file
+    empty = DecisionLog(["prediction"], point_index=0, path=None, spill=True)
+    pd.testing.assert_frame_equal(empty.frame(), DecisionLog(["prediction"], point_index=0, path=None).frame())
