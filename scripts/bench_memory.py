@@ -8,12 +8,15 @@ what the interpreter's exit takes for an instant whatever the range (PyTorch's t
 
     python scripts/bench_memory.py [--data ../shared/data/btcusdt_1m_2025-05-20_2025-08-18.csv.gz]
     python scripts/bench_memory.py --code ../main --code .     # an older checkout beside this one
+    python scripts/bench_memory.py --code ../main --code . --repeat 3   # each figure the median of 3 runs
 
 The file is imported into a temp catalog and the default config trained on its first
 ``--train-days`` for one epoch (the network's size, not its training, sets the memory); the
 backtests trade from the end of that training data to the bar closing at 25%, 50% and 100% of the
 file. ``--code`` runs the command from each checkout given (their own code on ``PYTHONPATH``),
-alternating per range. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
+alternating per range; ``--repeat N`` runs each N times at each range, the checkouts' order
+swapped every other time, and gives the median of each figure (``each_peak_rss_mb``: every run's
+peak): two runs of the same code can differ by tens of MB. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
 traded (of ``peak_rss_mb``): what another year of bars would add. ``phase_peak_rss_mb`` is the
 process's peak so far after each of the command's steps (the six runs, the report's files,
 report.html), ``phase_per_bar_kb`` their growth: where the peak is reached, and which step grows.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,7 +101,11 @@ def main() -> None:
     parser.add_argument("--code", type=Path, action="append",
                         help="a checkout to run the command from; repeat it to compare (default: this one)")
     parser.add_argument("--train-days", type=float, default=7.0, help="days at the file's start to train on (default: 7)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each checkout at each range (default: 1); the figures are then their medians")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
     work = args.work or Path(tempfile.mkdtemp(prefix="nautilus-lstm-bench-memory-"))
     catalog, model = work / "catalog", work / "model"
     import_klines(args.data, exchange="binance", symbol="BTC/USDT", timeframe="1m", market="spot", catalog_path=catalog)
@@ -111,9 +119,13 @@ def main() -> None:
     results = {str(code): [] for code in codes}
     for fraction in FRACTIONS:
         end = closes[round(fraction * len(closes)) - 1]
-        for number, code in enumerate(codes):
-            run = peak_backtest(code, model, catalog, end, work / f"out-{fraction}-{number}")
-            results[str(code)].append({"fraction": fraction, "end": end.isoformat(), **run})
+        repeats = {str(code): [] for code in codes}
+        for repeat in range(args.repeat):
+            order = list(enumerate(codes))
+            for number, code in order if repeat % 2 == 0 else order[::-1]:
+                repeats[str(code)].append(peak_backtest(code, model, catalog, end, work / f"out-{fraction}-{number}-{repeat}"))
+        for code, runs in repeats.items():
+            results[code].append({"fraction": fraction, "end": end.isoformat(), **median_run(runs)})
     summary = {}
     for code, runs in results.items():
         quarter, whole = runs[0], runs[-1]
@@ -124,6 +136,20 @@ def main() -> None:
         summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3),
                          "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3), "phase_per_bar_kb": phase_growth}
     print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One range's figures of a checkout: its run's, or the median of each figure over its runs, with every run's peak."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def middle(values) -> float:
+        return round(statistics.median(values), 1)
+
+    return {"bars": runs[0]["bars"], "peak_rss_mb": middle([run["peak_rss_mb"] for run in runs]),
+            "exit_peak_rss_mb": middle([run["exit_peak_rss_mb"] for run in runs]),
+            "phase_peak_rss_mb": {phase: middle([run["phase_peak_rss_mb"][phase] for run in runs]) for phase in PHASES},
+            "seconds": middle([run["seconds"] for run in runs]), "each_peak_rss_mb": [run["peak_rss_mb"] for run in runs]}
 
 
 if __name__ == "__main__":
