@@ -157,9 +157,10 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     ledger = TradeLedger(engine, keep_positions=main)
     last_ns = feed_engine(engine, bars, name, ledger.purge if settings.purge_closed_orders else None)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
+    logged = [s for s in strategies if hasattr(s, "keep_decisions")]  # the LSTM strategies, which log decisions
+    for strategy in logged:
+        strategy.keep_decisions = strategy.spill_decisions = main
     for strategy in strategies:
-        if hasattr(strategy, "keep_decisions"):
-            strategy.keep_decisions = strategy.spill_decisions = main
         engine.add_strategy(strategy)
     # The objects alive before the run (PyTorch's, pandas', Nautilus's) sit out of the cyclic garbage
     # collector until it ends: its full collections, which the strategy's per-bar objects trigger,
@@ -174,9 +175,8 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     finally:
         gc.unfreeze()
         engine.dispose()
-    logged = [s for s in strategies if main and hasattr(s, "log_book")]
     run = StrategyRun(name, fills, positions, None, seconds)
-    if logged:
+    if main and logged:
         run.predictions_file = predictions = scratch_file(run, "predictions")
         several = len(logged) > 1  # each row then names its bar type
         write_frames(predictions, (chunk.assign(bar_type=str(s.config.bar_type)) if several else chunk

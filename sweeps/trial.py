@@ -178,7 +178,9 @@ def trade_pooled(settings: BacktestSettings, instruments: list[Instrument], bars
     runs, _, equities = trade_pooled_window(here, trading, bars, {"lstm": settings.starting_balance}, number, ("lstm",))
     run = runs["lstm"]
     # run_strategies names each row's bar type only when several strategies ran.
-    predictions = run.predictions if "bar_type" in run.predictions else run.predictions.assign(bar_type=bars.bar_types[0])
+    predictions = run.predictions  # read from the run's file once
+    if "bar_type" not in predictions:
+        predictions = predictions.assign(bar_type=bars.bar_types[0])
     return WindowRun(equities["lstm"], {str(i.id): instrument_fills(run.fills, str(i.id)) for i in trading}, predictions)
 
 
