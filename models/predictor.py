@@ -26,6 +26,7 @@ from models.heads import (
     kernel_heads,
     output_names,
 )
+from models.kernels import entry_point
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.kernels.predict import PREDICT_BAR
@@ -89,7 +90,6 @@ class OnlinePredictor:
         scaling = artifact.scaling(bar_type)
         self.features = OnlineFeatures(artifact.feature_spec)
         self.network = streaming_network(artifact.model)
-        self._predict_bar = PREDICT_BAR[artifact.lstm.architecture]
         # The network's input is [scaled own features, scaled cross-asset columns, one-hot]:
         # predict_bar writes the own features each bar, set_cross the cross-asset ones, and the
         # one-hot, constant, is written once at the end (and again after a reset).
@@ -105,7 +105,8 @@ class OnlinePredictor:
         self._out = np.zeros(len(output_names(artifact.lstm)))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
-        self._predict_bar(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+        # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.
+        self._predict_bar = entry_point(PREDICT_BAR[artifact.lstm.architecture], 0, 1.0, 1.0, 1.0, 1.0, *self._arrays)
 
     @property
     def warmup_bars(self) -> int:
@@ -191,11 +192,11 @@ class OnlineLightGBM(OnlineBenchmark):
         self._booster = SingleRowBooster(artifact.lightgbm, len(artifact.feature_spec.columns))
         self._out = np.zeros(1)
         self._arrays = (*self.features._kernel_arrays, self._booster.fast_config, np.zeros(1, dtype=np.int64), self._out)
-        # Compiles the kernel on a scratch copy of the state, so the first bar is fast.
-        predict_bar_lightgbm(0, 1.0, 1.0, 1.0, 1.0, *(a.copy() if isinstance(a, np.ndarray) else a for a in self._arrays))
+        # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.
+        self._predict_bar = entry_point(predict_bar_lightgbm, 0, 1.0, 1.0, 1.0, 1.0, *self._arrays)
 
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
-        status = predict_bar_lightgbm(close_time_ns, high, low, close, volume, *self._arrays)
+        status = self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays)
         if status < 0:
             return None
         if status:

@@ -22,3 +22,16 @@ def cache_folder(base: Path, sources: list[Path]) -> Path:
 _HERE = Path(__file__).parent
 KERNEL_SOURCES = sorted(_HERE.glob("*.py")) + [_HERE.parent / "features.py", _HERE.parent / "heads.py"]
 numba.config.CACHE_DIR = str(cache_folder(Path(os.environ.get("NUMBA_CACHE_DIR") or _HERE / "__pycache__"), KERNEL_SOURCES))
+
+
+def entry_point(kernel: numba.core.dispatcher.Dispatcher, *args):
+    """``kernel`` compiled (or loaded from the cache) for the exact types of ``args``, as the function
+    to call on every bar with arguments of those types.
+
+    Through numba's dispatcher, each call types every argument again to pick the compiled version:
+    for the LSTM's 13 arrays that took about 0.4 µs of a 0.9 µs call, and the per-bar call takes the
+    same arrays every bar (measured on the 2-core machine, a no-op kernel of 13 arrays: 0.92 µs a call
+    through the dispatcher, 0.53 µs through its entry point). The entry point checks each array's
+    dtype and dimensions, but not its layout: call it with the same arrays, or ones of the same types.
+    """
+    return kernel.compile(tuple(numba.typeof(arg) for arg in args))
