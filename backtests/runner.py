@@ -154,7 +154,7 @@ def run_strategies(name: str, strategies: list[Strategy], settings: BacktestSett
     )
     for each in instruments:
         engine.add_instrument(each)
-    ledger = TradeLedger(engine, keep_positions=main)
+    ledger = TradeLedger(engine, main)
     last_ns = feed_engine(engine, bars, name, ledger.purge if settings.purge_closed_orders else None)
     engine.kernel.data_engine.register_catalog(open_catalog(settings.catalog))
     logged = [s for s in strategies if hasattr(s, "keep_decisions")]  # the LSTM strategies, which log decisions
