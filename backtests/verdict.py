@@ -31,6 +31,7 @@ from strategies.decision_log import read_predictions_parquet
 
 STRATEGY = "lstm"  # the report's main row (backtests.report.stats_table)
 SIGNIFICANCE = 0.05
+FORECAST_COLUMNS = ("close", "prediction", "volatility", "bar_type")  # what forecast_check reads of predictions.parquet
 
 
 def forecast_check(predictions: pd.DataFrame, horizon: int) -> dict:
@@ -96,7 +97,8 @@ def verdict(report_dir: Path, horizon: int | None = None) -> list[str]:
     predictions = report_dir / "predictions.parquet"
     if predictions.is_file():
         horizon = horizon or load_artifact(Path(settings["model"])).config.training.horizon
-        lines += _forecast_lines(forecast_check(read_predictions_parquet(predictions), horizon))
+        # Only what forecast_check reads: the reasons' words and the quantiles are most of the file.
+        lines += _forecast_lines(forecast_check(read_predictions_parquet(predictions, FORECAST_COLUMNS), horizon))
     html = report_dir / "report.html"
     lines.append(f"Report: {html} (stats.json, fills, forecasts and plots beside it)." if html.is_file()
                  else f"Report: {report_dir}/ (stats.json, fills, forecasts, plots).")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -243,11 +243,15 @@ class DecisionLog:
         return frame
 
 
-def read_predictions_parquet(path: Path) -> pd.DataFrame:
+def read_predictions_parquet(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A backtest's predictions.parquet (``backtests.report``), its reasons Arrow strings as
-    :meth:`DecisionLog.frame` made them, not a Python string a bar."""
+    :meth:`DecisionLog.frame` made them, not a Python string a bar. ``columns``: only those of them
+    the file has (the index, close_time, always), the others not read at all."""
+    if columns is not None:
+        held = set(pq.read_schema(path).names)
+        columns = [name for name in columns if name in held]
     with pd.option_context("mode.string_storage", "pyarrow"):
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.verdict import forecast_check, verdict
+from backtests.verdict import FORECAST_COLUMNS, forecast_check, verdict
+from strategies.decision_log import read_predictions_parquet
 
 HORIZON = 4
 
@@ -49,6 +50,18 @@ def test_forecasts_are_scored_on_each_instruments_rows_with_an_outcome_only():
     # A volatility forecast that knew the future beats EWMA.
     assert check["volatility"]["qlike"] < check["volatility"]["qlike_ewma"]
     assert check["volatility"]["dm_pvalue_vs_ewma"] < 0.05
+
+
+def test_the_verdict_reads_only_the_columns_it_scores_and_scores_them_alike(tmp_path):
+    """The reasons and quantiles, most of a predictions file, stay unread; the scores are the same."""
+    rows = predictions("informed", n=300).assign(reason="forecast +0.001 inside ±0.002", q10=0.0, side=0)
+    rows.to_parquet(tmp_path / "predictions.parquet")
+    read = read_predictions_parquet(tmp_path / "predictions.parquet", FORECAST_COLUMNS)
+    assert list(read.columns) == ["close", "prediction", "volatility", "bar_type"] and read.index.equals(rows.index)
+    assert forecast_check(read, HORIZON) == forecast_check(read_predictions_parquet(tmp_path / "predictions.parquet"), HORIZON)
+    without_volatility = tmp_path / "no-volatility.parquet"
+    rows.drop(columns="volatility").to_parquet(without_volatility)
+    assert list(read_predictions_parquet(without_volatility, FORECAST_COLUMNS).columns) == ["close", "prediction", "bar_type"]
 
 
 def test_changing_a_bar_after_the_last_scored_row_changes_nothing():
