@@ -17,9 +17,11 @@ file. ``--code`` runs the command from each checkout given (their own code on ``
 alternating per range; ``--repeat N`` runs each N times at each range, the checkouts' order
 swapped every other time, and gives the median of each figure (``each_peak_rss_mb``: every run's
 peak): two runs of the same code can differ by tens of MB. ``per_bar_kb`` is the growth from the quarter to the whole file per bar
-traded (of ``peak_rss_mb``): what another year of bars would add. ``phase_peak_rss_mb`` is the
+traded (of ``peak_rss_mb``); ``half_to_all_per_bar_kb`` the same from the half: the process's heap
+settles over the first tens of thousands of bars (the main run's first spill, Arrow's first write), so
+this later slope is the nearer to what another year of bars would add. ``phase_peak_rss_mb`` is the
 process's peak so far after each of the command's steps (the six runs, the report's files,
-report.html), ``phase_per_bar_kb`` their growth: where the peak is reached, and which step grows.
+report.html, the verdict), ``phase_per_bar_kb`` their growth: where the peak is reached, and which step grows.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "btcusdt_1m_2025-05-20_2025-08-18.csv.gz"
 BAR_TYPE = "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL"
 FRACTIONS = (0.25, 0.5, 1.0)
-# The command's steps, in order, by the name the JSON gives each: the six runs, the report's files, report.html.
+# The command's steps, in order, by the name the JSON gives each: the six runs, the report's files, report.html,
+# the verdict it prints (which scores the forecasts in predictions.parquet).
 PHASES = {"runs": ("backtests.runner", "run_all"), "report_files": ("backtests.report", "write_report"),
-          "report_html": ("reporting.html", "write_report_html")}
+          "report_html": ("reporting.html", "write_report_html"), "verdict": ("backtests.verdict", "verdict")}
 # `nautilus-lstm ARGS`, printing the process's peak RSS after each step and as the command returns,
 # before the interpreter exits. The command imports its steps when it runs, so it calls these wrappers.
 CLI_WITH_PEAK = f"""
@@ -128,12 +131,13 @@ def main() -> None:
             results[code].append({"fraction": fraction, "end": end.isoformat(), **median_run(runs)})
     summary = {}
     for code, runs in results.items():
-        quarter, whole = runs[0], runs[-1]
+        quarter, half, whole = runs
         growth = {key: (whole[key] - quarter[key]) * 1024 / (whole["bars"] - quarter["bars"])
                   for key in ("peak_rss_mb", "exit_peak_rss_mb")}
+        later_growth = (whole["peak_rss_mb"] - half["peak_rss_mb"]) * 1024 / (whole["bars"] - half["bars"])
         phase_growth = {phase: round((whole["phase_peak_rss_mb"][phase] - quarter["phase_peak_rss_mb"][phase]) * 1024
                                      / (whole["bars"] - quarter["bars"]), 3) for phase in PHASES}
-        summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3),
+        summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3), "half_to_all_per_bar_kb": round(later_growth, 3),
                          "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3), "phase_per_bar_kb": phase_growth}
     print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
 
