@@ -21,7 +21,8 @@ traded (of ``peak_rss_mb``); ``half_to_all_per_bar_kb`` the same from the half: 
 settles over the first tens of thousands of bars (the main run's first spill, Arrow's first write), so
 this later slope is the nearer to what another year of bars would add. ``phase_peak_rss_mb`` is the
 process's peak so far after each of the command's steps (the six runs, the report's files,
-report.html, the verdict), ``phase_per_bar_kb`` their growth: where the peak is reached, and which step grows.
+report.html, the verdict), ``phase_per_bar_kb`` and ``phase_half_to_all_per_bar_kb`` their growth: where
+the peak is reached, and which step grows.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def peak_backtest(code: Path, model: Path, catalog: Path, end: pd.Timestamp, out
             "phase_peak_rss_mb": phases, "seconds": round(seconds, 1)}
 
 
+def kb_per_bar(first: dict, last: dict, megabytes) -> float:
+    """The growth of ``megabytes(run)`` from the run ``first`` to the run ``last``, in KB per bar traded."""
+    return round((megabytes(last) - megabytes(first)) * 1024 / (last["bars"] - first["bars"]), 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
@@ -132,13 +138,14 @@ def main() -> None:
     summary = {}
     for code, runs in results.items():
         quarter, half, whole = runs
-        growth = {key: (whole[key] - quarter[key]) * 1024 / (whole["bars"] - quarter["bars"])
-                  for key in ("peak_rss_mb", "exit_peak_rss_mb")}
-        later_growth = (whole["peak_rss_mb"] - half["peak_rss_mb"]) * 1024 / (whole["bars"] - half["bars"])
-        phase_growth = {phase: round((whole["phase_peak_rss_mb"][phase] - quarter["phase_peak_rss_mb"][phase]) * 1024
-                                     / (whole["bars"] - quarter["bars"]), 3) for phase in PHASES}
-        summary[code] = {"runs": runs, "per_bar_kb": round(growth["peak_rss_mb"], 3), "half_to_all_per_bar_kb": round(later_growth, 3),
-                         "exit_per_bar_kb": round(growth["exit_peak_rss_mb"], 3), "phase_per_bar_kb": phase_growth}
+        peak, at_exit = (lambda run: run["peak_rss_mb"]), (lambda run: run["exit_peak_rss_mb"])
+        summary[code] = {
+            "runs": runs, "per_bar_kb": kb_per_bar(quarter, whole, peak), "half_to_all_per_bar_kb": kb_per_bar(half, whole, peak),
+            "exit_per_bar_kb": kb_per_bar(quarter, whole, at_exit),
+            "phase_per_bar_kb": {phase: kb_per_bar(quarter, whole, lambda run: run["phase_peak_rss_mb"][phase]) for phase in PHASES},
+            "phase_half_to_all_per_bar_kb": {phase: kb_per_bar(half, whole, lambda run: run["phase_peak_rss_mb"][phase])
+                                             for phase in PHASES},
+        }
     print(json.dumps({"file_bars": len(closes), "trained_until": train_end.isoformat(), "checkouts": summary}, indent=2))
 
 
