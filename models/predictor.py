@@ -26,7 +26,7 @@ from models.heads import (
     kernel_heads,
     output_names,
 )
-from models.kernels import entry_point
+from models.kernels import aligned, entry_point
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.kernels.predict import PREDICT_BAR
@@ -100,9 +100,9 @@ class OnlinePredictor:
         self._write_one_hot()
         self.point_index = decoded_point_index(artifact.lstm)
         self.volatility_index = decoded_volatility_index(artifact.lstm)
-        scaler = np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64)
-        heads = kernel_heads(artifact.lstm, scaling.scales, artifact.feature_spec, artifact.config.training.horizon)
-        self._out = np.zeros(len(output_names(artifact.lstm)))
+        scaler = aligned(np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64))
+        heads = aligned(kernel_heads(artifact.lstm, scaling.scales, artifact.feature_spec, artifact.config.training.horizon))
+        self._out = aligned(np.zeros(len(output_names(artifact.lstm))))
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
         self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
         # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.

@@ -13,7 +13,11 @@ on its own (median and p99 in µs, warm-up bars left out):
   the scaled feature rows;
 - ``predictor_update``: OnlinePredictor.update, what the strategy calls on every bar;
 - ``lightgbm_update``: OnlineLightGBM.update, the LightGBM benchmark's strategy's per-bar call
-  (features and LightGBM's fast single-row C path in one compiled call, models.kernels.trees).
+  (features and LightGBM's fast single-row C path in one compiled call, models.kernels.trees);
+- ``alignment``: OnlinePredictor's compiled call on its arrays as built, each on a 64-byte
+  boundary (``models.kernels.aligned``), against the same arrays copied 16 bytes past one, as
+  NumPy may place them; the two take turns ``--alignment-rounds`` times on the first 30,000 bars
+  (each round's median, the medians' median, and the median of each round's ratio, off to aligned).
 
 Also: parity (online features against ``compute_features``, online predictions against
 ``batch_predict``, for the network and for LightGBM), the kernels' compile times in fresh
@@ -48,6 +52,7 @@ from marketdata.timeframes import parse_timeframe
 from models.artifact import load_artifact
 from models.config import load_config
 from models.features import compute_features
+from models.kernels import ALIGNMENT
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.network import ARCHITECTURES
@@ -73,6 +78,33 @@ def measure(call: Callable, inputs: list[tuple], skip: int) -> tuple[dict, list]
         times[n] = clock() - start
         results.append(None if out is None else np.array(out, dtype=np.float64))
     return summary_us(times[skip:]), results
+
+
+def off_boundary(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` whose data starts 16 bytes past a 64-byte boundary."""
+    buffer = np.empty(array.nbytes + ALIGNMENT + 16, np.uint8)
+    start = (16 - buffer.ctypes.data) % ALIGNMENT
+    copy = buffer[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
+def alignment_effect(artifact, inputs: list[tuple], warmup: int, rounds: int) -> dict:
+    """The compiled per-bar call on the predictor's arrays as built, and on copies off the boundary, taking turns."""
+    medians = {"aligned_us": [], "off_boundary_us": []}
+    for _ in range(rounds):
+        for name in medians:
+            predictor = OnlinePredictor(artifact)
+            arrays = predictor._arrays
+            if name == "off_boundary_us":
+                arrays = tuple(off_boundary(a) if isinstance(a, np.ndarray) else a for a in arrays)
+            call = predictor._predict_bar
+            summary, _ = measure(lambda *bar: call(*bar, *arrays), inputs, warmup)
+            medians[name].append(summary["median_us"])
+    # The ratio within each round: this machine's speed drifts by a third from one minute to the next.
+    ratios = [off / on for on, off in zip(medians["aligned_us"], medians["off_boundary_us"])]
+    return {**{name: round(float(np.median(values)), 3) for name, values in medians.items()}, "per_round": medians,
+            "ratio_off_to_aligned": round(float(np.median(ratios)), 3), "ratio_per_round": [round(r, 3) for r in ratios]}
 
 
 def timed(call: Callable[[int], object], steps: int) -> dict[str, float]:
@@ -128,6 +160,7 @@ def main() -> None:
     parser.add_argument("--architecture", choices=ARCHITECTURES, help="without --model: train this architecture (default: the config's)")
     parser.add_argument("--max-epochs", type=int, help="without --model: train this many epochs at most (default: the config's)")
     parser.add_argument("--torch-steps", type=int, default=5_000, help="timed calls of eager torch, for context")
+    parser.add_argument("--alignment-rounds", type=int, default=5, help="turns of the aligned and off-boundary arrays (default: 5)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.model and (args.architecture or args.max_epochs):
@@ -147,6 +180,7 @@ def main() -> None:
     latency["network_step"], _ = measure(streaming_network(artifact.model).step, scaled, 0)
     latency["predictor_update"], outputs = measure(OnlinePredictor(artifact).update, inputs, warmup)
     latency["lightgbm_update"], boosted = measure(OnlineLightGBM(artifact).update, inputs, warmup)
+    latency["alignment"] = alignment_effect(artifact, inputs[:30_000], warmup, args.alignment_rounds)
 
     offline = compute_features(bars, spec).to_numpy()[warmup:]
     worst = float(np.abs(np.array(outputs[warmup:]) - batch_predict(artifact, bars).to_numpy()).max())

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from models.features import DAY_NS, MONDAY_NS, WEEK_NS, FeatureSpec, default_spec, ema_alpha, phase, wilder_alpha
+from models.kernels import aligned
 
 # ---------------------------------------------------------------------------------------------
 # Online: one bar at a time, in O(1), as ONE compiled call per bar (numba) on preallocated arrays.
@@ -241,9 +242,9 @@ class OnlineFeatures:
         self.spec = spec = spec or default_spec()
         self.warmup_bars = spec.warmup_bars
         layout = self._layout = _Layout(spec)
-        self._index, self._coefficients = layout.index, layout.coefficients
-        self._state = np.zeros(layout.size)
-        self._row = np.zeros(len(spec.columns))
+        self._index, self._coefficients = aligned(layout.index), aligned(layout.coefficients)
+        self._state = aligned(np.zeros(layout.size))
+        self._row = aligned(np.zeros(len(spec.columns)))
         # What update_features takes besides the bar (OnlinePredictor calls it from its kernel).
         self._kernel_arrays = (self._index, self._coefficients, self._state, self._row)
         # Compile now on throwaway state, not on the first live bar.

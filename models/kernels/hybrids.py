@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
+from models.kernels import aligned
 from models.kernels.lstm import StreamingLSTM, _affine, head_outputs, lstm_layers, lstm_step, packed, tanh32
 from models.network import LSTMForecaster
 
@@ -105,10 +106,10 @@ class StreamingALSTM(StreamingLSTM):
         hid, k = model.config.hidden_size, model.config.attention_window
         first, _, _, last = model.attention  # Linear, Dropout, Tanh, Linear(-> 1, no bias)
         self._attention = packed([first.weight.T, first.bias, last.weight[0]])
-        self._outputs = np.zeros((k, hid), np.float32)
-        self._scores = np.zeros(k, np.float32)
-        self._ring = np.zeros(2, np.int64)  # slots filled, next slot
-        self._reads = np.zeros(2 * hid, np.float32)
+        self._outputs = aligned(np.zeros((k, hid), np.float32))
+        self._scores = aligned(np.zeros(k, np.float32))
+        self._ring = aligned(np.zeros(2, np.int64))  # slots filled, next slot
+        self._reads = aligned(np.zeros(2 * hid, np.float32))
         return self._attention, self._outputs, self._scores, self._ring, self._reads
 
     def reset(self) -> None:
@@ -148,7 +149,7 @@ class StreamingCNNLSTM(StreamingLSTM):
         # column j * n_features + f is weight[:, f, j].
         weight = model.conv.weight.permute(2, 1, 0).reshape(k * n_features, -1)
         self._conv = packed([weight, model.conv.bias])
-        self._rows = np.zeros((k, n_features), np.float32)
+        self._rows = aligned(np.zeros((k, n_features), np.float32))
         self._x = self._rows[k - 1]
         return self._conv, self._rows
 

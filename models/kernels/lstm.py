@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from numba import njit
 
+from models.kernels import aligned
 from models.network import LSTMForecaster
 
 # Rational approximation of tanh in float32 (the coefficients of Eigen's and ONNX Runtime's
@@ -132,11 +133,11 @@ class StreamingLSTM:
         self.config = cfg
         # One buffer [x, h_0, h_1, ...]: layer l reads its input and its own previous h as the
         # contiguous slice [h_(l-1), h_l], so the step never concatenates or copies vectors.
-        self._xh = np.zeros(n_in + layers * hid, np.float32)
+        self._xh = aligned(np.zeros(n_in + layers * hid, np.float32))
         self._x = self._xh[:n_in]  # where a bar's features go (a hybrid may put them elsewhere)
         self._h = self._xh[n_in:].reshape(layers, hid)
-        self._c = np.zeros((layers, hid), np.float32)
-        self._z = np.zeros(4 * hid, np.float32)
+        self._c = aligned(np.zeros((layers, hid), np.float32))
+        self._z = aligned(np.zeros(4 * hid, np.float32))
         # PyTorch orders the gates i, f, g, o; put g last so the three sigmoid gates are one
         # slice, and halve their rows: sigmoid(z) = (1 + tanh(z / 2)) / 2, so tanh serves all.
         order = torch.cat([torch.arange(0, 2 * hid), torch.arange(3 * hid, 4 * hid), torch.arange(2 * hid, 3 * hid)])
@@ -151,7 +152,7 @@ class StreamingLSTM:
                 parts += [(w[order] * scale).T, b[order] * scale[:, 0]]
             parts += [model.head.weight.T, model.head.bias]
         self._params = packed(parts)
-        self._y = np.zeros(cfg.n_outputs, np.float32)
+        self._y = aligned(np.zeros(cfg.n_outputs, np.float32))
         self._y_out = self._y.view()
         self._y_out.flags.writeable = False
         n_quantiles = len(cfg.quantiles) if cfg.return_target != "none" else 0
@@ -208,7 +209,7 @@ class StreamingLSTM:
 
 def packed(parts: list[torch.Tensor]) -> np.ndarray:
     """Tensors flattened row-major into one float32 vector, in order: what the kernels read."""
-    return np.concatenate([_to_numpy(p).ravel() for p in parts])
+    return aligned(np.concatenate([_to_numpy(p).ravel() for p in parts]))
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -189,6 +189,11 @@ def test_trained_hybrid_streams_like_the_batch_path_and_resumes(hybrid_artifact,
     np.testing.assert_array_equal(np.array(stream_bars(resumed, bars.iloc[6000:])), streamed[6000 - warmup :])
 
 
+def test_every_array_the_predictor_passes_its_kernel_starts_on_a_cache_line(hybrid_artifact):
+    arrays = [a for a in OnlinePredictor(hybrid_artifact)._arrays if isinstance(a, np.ndarray)]
+    assert all(array.ctypes.data % 64 == 0 for array in arrays), [array.ctypes.data % 64 for array in arrays]
+
+
 def test_trained_hybrid_never_sees_the_future(hybrid_artifact, bars):
     assert_no_look_ahead(lambda frame: batch_predict(hybrid_artifact, frame), bars, bars.index[5000])
 

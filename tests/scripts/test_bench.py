@@ -9,8 +9,8 @@ import pytest
 from tests.conftest import FIXTURE_7D, PROJECT_ROOT
 
 KEYS = {
-    "per_bar_latency_us": {"median", "p99", "bars_measured_per_run"},
-    "backtest_bars_per_s": {"lstm", "noop", "ratio", "ratio_per_run"},
+    "per_bar_latency_us": {"median", "p99", "median_per_run", "bars_measured_per_run"},
+    "backtest_bars_per_s": {"lstm", "noop", "ratio", "ratio_per_run", "cold_ratio"},
     "forecast_only": {"bars_per_s", "ratio_to_noop", "ratio_per_run"},
     "engine_us_between_bars": {"noop", "forecast_only", "lstm"},
 }
@@ -30,5 +30,8 @@ def test_bench_prints_every_figure(shared_data, tmp_path):
     assert figures["per_bar_latency_us"]["bars_measured_per_run"] > 5_000
     assert figures["batch_windows_per_s"] > 0 and figures["train_seconds"] > 0
     assert figures["torch_threads"]["inference"] == 1
+    # --runs 1: one timed run of each (the first round, which may compile the kernels, is apart).
+    assert len(figures["backtest_bars_per_s"]["ratio_per_run"]) == 1 and figures["backtest_bars_per_s"]["cold_ratio"] > 0
+    assert all(len(hybrid["per_bar_latency_us"]["median_per_run"]) == 1 for hybrid in figures["hybrids"].values())
     # The timed runs measured gaps: had the wrapper never run, the median of no gaps is NaN, which fails here.
     assert all(us > 0 for us in figures["engine_us_between_bars"].values())
