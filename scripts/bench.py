@@ -107,6 +107,12 @@ class BetweenBars:
         return float(np.median(np.subtract(self.entered[1:], self.left[:-1]))) / 1_000
 
 
+def latency_us(strategy: Strategy) -> tuple[float, float]:
+    """The median and p99 of a run's per-bar latency inside the LSTM strategy, in µs."""
+    latencies = np.array(strategy.latencies_ns) / 1_000
+    return float(np.median(latencies)), float(np.percentile(latencies, 99))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a Binance 1m kline file of BTC/USDT")
@@ -141,9 +147,10 @@ def main() -> None:
             strategy = make()
             seconds[name].append(run_strategy(name, strategy, settings, instrument, bars).seconds)
             if name == "lstm" and round_:
-                latencies_us = np.array(strategy.latencies_ns) / 1_000
-                latency_medians.append(float(np.median(latencies_us)))
-                latency_p99s.append(float(np.percentile(latencies_us, 99)))
+                median, p99 = latency_us(strategy)
+                latency_medians.append(median)
+                latency_p99s.append(p99)
+                bars_measured = len(strategy.latencies_ns)
                 inference_threads = strategy.config.inference_threads
     # One more run of each with its on_bar timed from outside: the timing costs about a
     # microsecond a bar, so these runs are kept out of the throughput figures.
@@ -173,9 +180,9 @@ def main() -> None:
         for _ in range(args.runs):
             hybrid_strategy = lstm_strategy(hybrid_settings)
             hybrid_seconds.append(run_strategy(architecture, hybrid_strategy, hybrid_settings, instrument, bars).seconds)
-            hybrid_us = np.array(hybrid_strategy.latencies_ns) / 1_000
-            hybrid_medians.append(float(np.median(hybrid_us)))
-            hybrid_p99s.append(float(np.percentile(hybrid_us, 99)))
+            median, p99 = latency_us(hybrid_strategy)
+            hybrid_medians.append(median)
+            hybrid_p99s.append(p99)
         hybrids[architecture] = {
             "per_bar_latency_us": {"median": float(np.median(hybrid_medians)), "p99": float(np.median(hybrid_p99s)),
                                    "median_per_run": hybrid_medians},
@@ -191,7 +198,7 @@ def main() -> None:
         "bars": len(bars),
         "runs": args.runs,
         "per_bar_latency_us": {"median": float(np.median(latency_medians)), "p99": float(np.median(latency_p99s)),
-                               "median_per_run": latency_medians, "bars_measured_per_run": int(latencies_us.size)},
+                               "median_per_run": latency_medians, "bars_measured_per_run": bars_measured},
         "backtest_bars_per_s": {"lstm": len(bars) / float(np.median(seconds["lstm"])),
                                 "noop": len(bars) / float(np.median(seconds["noop"])),
                                 "ratio": float(np.median(ratios)), "ratio_per_run": ratios, "cold_ratio": cold_ratio},

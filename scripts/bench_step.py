@@ -52,7 +52,7 @@ from marketdata.timeframes import parse_timeframe
 from models.artifact import load_artifact
 from models.config import load_config
 from models.features import compute_features
-from models.kernels import ALIGNMENT
+from models.kernels import aligned
 from models.kernels.features import OnlineFeatures
 from models.kernels.hybrids import streaming_network
 from models.network import ARCHITECTURES
@@ -82,9 +82,7 @@ def measure(call: Callable, inputs: list[tuple], skip: int) -> tuple[dict, list]
 
 def off_boundary(array: np.ndarray) -> np.ndarray:
     """A copy of ``array`` whose data starts 16 bytes past a 64-byte boundary."""
-    buffer = np.empty(array.nbytes + ALIGNMENT + 16, np.uint8)
-    start = (16 - buffer.ctypes.data) % ALIGNMENT
-    copy = buffer[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
+    copy = aligned(np.empty(array.nbytes + 16, np.uint8))[16:].view(array.dtype).reshape(array.shape)
     copy[...] = array
     return copy
 

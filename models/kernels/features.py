@@ -73,12 +73,12 @@ class _Layout:
         header[_GAINS], header[_LOSSES], header[_N_RSI] = gains.start, losses.start, len(spec.rsi_periods)
         header[_MACD], header[_HL_RANGE] = bool(spec.macd), spec.high_low_range
         header[_TOD], header[_DOW] = spec.time_of_day, spec.day_of_week
-        self.index = np.array(header + records + [w for group in lists for w in group], dtype=np.int64)
+        self.index = aligned(np.array(header + records + [w for group in lists for w in group], dtype=np.int64))
         # Each average's (weight of the new value, weight of the old average), in the state's order:
         # the EMAs, the RSIs (gains and losses share theirs), then MACD's fast, slow and signal.
         alphas = [ema_alpha(n) for n in spec.ema_periods] + [wilder_alpha(n) for n in spec.rsi_periods]
         alphas += [ema_alpha(n) for n in spec.macd]
-        self.coefficients = np.array([w for a in alphas for w in (a, 1.0 - a)], dtype=np.float64)
+        self.coefficients = aligned(np.array([w for a in alphas for w in (a, 1.0 - a)], dtype=np.float64))
 
     def _take(self, name: str, n: int) -> slice:
         self.parts[name] = part = slice(self.size, self.size + n)
@@ -242,7 +242,7 @@ class OnlineFeatures:
         self.spec = spec = spec or default_spec()
         self.warmup_bars = spec.warmup_bars
         layout = self._layout = _Layout(spec)
-        self._index, self._coefficients = aligned(layout.index), aligned(layout.coefficients)
+        self._index, self._coefficients = layout.index, layout.coefficients
         self._state = aligned(np.zeros(layout.size))
         self._row = aligned(np.zeros(len(spec.columns)))
         # What update_features takes besides the bar (OnlinePredictor calls it from its kernel).
