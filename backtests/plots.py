@@ -81,17 +81,60 @@ def plot_trades(
 
 def thin_out(series: pd.Series, max_points: int) -> pd.Series:
     """At most about ``max_points`` points of ``series``: each stretch's low and high, in time order."""
-    count = len(series)
-    if count <= max_points:
-        return series
-    stretch = int(np.ceil(count / (max_points // 2)))
-    # Pad with NaN to whole stretches; nanargmin/nanargmax skip the padding.
-    padded = np.full(int(np.ceil(count / stretch)) * stretch, np.nan)
-    padded[:count] = series.to_numpy(dtype=float)
-    rows = padded.reshape(-1, stretch)
-    starts = np.arange(len(rows)) * stretch
-    lows, highs = starts + np.nanargmin(rows, axis=1), starts + np.nanargmax(rows, axis=1)
-    return series.iloc[np.unique(np.concatenate([[0, count - 1], lows, highs]))]
+    thinner = Thinner(len(series), max_points)
+    thinner.add(series)
+    return thinner.line()
+
+
+class Thinner:
+    """:func:`thin_out` of a series given a chunk at a time, in order, of at most ``count`` rows in
+    all: the stretches lie where they would in the whole series, so the line is the same, and what
+    is held is one stretch and the points kept (a report's lines over any range in flat memory)."""
+
+    def __init__(self, count: int, max_points: int) -> None:
+        self.stretch = 1 if count <= max_points else int(np.ceil(count / (max_points // 2)))
+        self._kept: list[pd.Series] = []  # the points kept so far, in order
+        self._open: pd.Series | None = None  # the rows of the stretch not yet whole
+        self._last: pd.Series | None = None  # the last row given
+        self._rows = 0  # rows given so far
+        self._kept_to = -1  # the position of the last point kept
+
+    def add(self, series: pd.Series) -> None:
+        if not len(series):
+            return
+        start = self._rows - (len(self._open) if self._open is not None else 0)
+        if self._open is not None:
+            series = pd.concat([self._open, series])
+        self._rows = start + len(series)
+        whole = len(series) // self.stretch * self.stretch
+        self._keep(series.iloc[:whole], start)
+        self._open, self._last = series.iloc[whole:], series.iloc[-1:]
+
+    def line(self) -> pd.Series:
+        """The points kept: the first and last rows, and each stretch's low and high."""
+        if self._open is not None:
+            self._keep(self._open, self._rows - len(self._open))
+            self._open = None
+        if self._kept_to < self._rows - 1:
+            self._kept.append(self._last)
+            self._kept_to = self._rows - 1
+        return pd.concat(self._kept) if self._kept else pd.Series(dtype=float)
+
+    def _keep(self, rows: pd.Series, start: int) -> None:
+        """Each stretch's low and high of ``rows`` (at ``start`` in the whole: whole stretches but for
+        the last), and the very first row."""
+        if not len(rows):
+            return
+        padded = np.full(-(-len(rows) // self.stretch) * self.stretch, np.nan)  # NaN-padded to whole stretches
+        padded[: len(rows)] = rows.to_numpy(dtype=float)
+        blocks = padded.reshape(-1, self.stretch)
+        starts = np.arange(len(blocks)) * self.stretch
+        picked = np.concatenate([starts + np.nanargmin(blocks, axis=1), starts + np.nanargmax(blocks, axis=1)])
+        if start == 0:
+            picked = np.append(picked, 0)
+        picked = np.unique(picked)
+        self._kept.append(rows.iloc[picked])
+        self._kept_to = start + int(picked[-1])
 
 
 def _figure(height: float) -> Figure:

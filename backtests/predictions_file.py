@@ -12,12 +12,14 @@ the records it was made of were the largest thing a backtest's runs left in memo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+_ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 
 
 def write_frames(path: Path, frames: Iterable[pd.DataFrame]) -> None:
@@ -41,8 +43,32 @@ def write_frames(path: Path, frames: Iterable[pd.DataFrame]) -> None:
         first.to_parquet(path)
 
 
-def file_frames(path: Path) -> Iterator[pd.DataFrame]:
-    """The row groups of a parquet file :func:`write_frames` wrote, as frames, in order."""
+def file_frames(path: Path, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    """The row groups of a parquet file :func:`write_frames` wrote, as frames, in order, text as Arrow
+    strings. ``columns``: only those of them the file has (and its index), the others not read."""
     stored = pq.ParquetFile(path)
+    if columns is not None:
+        held = set(stored.schema_arrow.names)
+        columns = [name for name in columns if name in held]
     for group in range(stored.num_row_groups):
-        yield stored.read_row_group(group).to_pandas()
+        table = stored.read_row_group(group, columns=columns, use_pandas_metadata=True)
+        yield table.to_pandas(types_mapper=_ARROW_STRINGS.get)
+
+
+def with_context(frames: Iterable[pd.DataFrame], before: int = 0, after: int = 0) -> Iterator[tuple[pd.DataFrame, slice]]:
+    """Every row of ``frames`` once, in order, as ``(frame, rows)``: ``frame.iloc[rows]`` are rows not
+    given before, and ``frame`` holds up to ``before`` rows before them and ``after`` rows after them
+    too (fewer only at the ends). For what a row's value needs of its neighbours, a chunk at a time: a
+    trailing window, the close h bars later."""
+    held, given = None, 0  # rows not given yet, after `given` rows kept as context
+    for frame in frames:
+        if not len(frame):
+            continue
+        held = frame if held is None else pd.concat([held, frame])
+        ready = len(held) - after
+        if ready > given:
+            yield held, slice(given, ready)
+            start = max(0, ready - before)
+            held, given = held.iloc[start:], ready - start
+    if held is not None and len(held) > given:
+        yield held, slice(given, len(held))

@@ -214,9 +214,10 @@ def daily_returns(equity: pd.Series, start: float) -> pd.Series:
     return pd.Series(levels[1:] / levels[:-1] - 1.0, index=day_ends.index, name="daily_return")
 
 
-def drawdown(equity: pd.Series) -> pd.Series:
-    """Fall below the running peak at each point, as a positive fraction of the peak."""
-    return 1.0 - equity / equity.cummax()
+def drawdown(equity: pd.Series, peak_before: float = -np.inf) -> pd.Series:
+    """Fall below the running peak at each point, as a positive fraction of the peak; ``peak_before``:
+    the peak before the first point (a later part of a curve)."""
+    return 1.0 - equity / np.maximum(equity.cummax(), peak_before)
 
 
 def max_drawdown(equity: pd.Series) -> float:

@@ -13,8 +13,10 @@ gate) is plotly directly, from the folder's files alone.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.parquet as pq
@@ -23,22 +25,12 @@ from nautilus_trader.analysis.tearsheet import (
     create_monthly_returns_heatmap,
 )
 
+from backtests.plots import Thinner
+from backtests.predictions_file import file_frames
 from backtests.report import EQUITY_FILE
 from backtests.stats import STAT_KEYS, drawdown
-from reporting.forecasts import (
-    forecast_scatter,
-    gate_figure,
-    ic_window,
-    point_column,
-    realized_returns,
-    realized_volatility,
-    reasons_figure,
-    rolling_ic,
-    threshold_histogram,
-    volatility_lines,
-)
-from reporting.page import MAX_LINE_POINTS, Section, figure, paragraph, table, thin
-from strategies.decision_log import read_predictions_parquet
+from reporting.forecast_file import forecast_sections
+from reporting.page import MAX_LINE_POINTS, Section, figure, paragraph, table
 
 
 def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
@@ -69,7 +61,7 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
                 [_equity_figure(equity, names), _drawdown_figure(equity, names)]),
     ]
     if equity.span >= pd.Timedelta(days=60):
-        sections[-1].parts.append(create_monthly_returns_heatmap(_compounded(equity[f"return_{main}"], "1D"),
+        sections[-1].parts.append(create_monthly_returns_heatmap(equity.compounded(f"return_{main}", "1D"),
                                                                  title=f"Monthly returns of {main} (%)"))
     if windows is not None:
         sections.append(_windows_section(windows, main))
@@ -85,48 +77,8 @@ def backtest_page(folder: Path) -> tuple[str, list[str], list[Section]]:
                              for column in equity.columns if column.startswith("close_")]))
     predictions_path = folder / "predictions.parquet"
     if predictions_path.is_file():
-        sections += forecast_sections(read_predictions_parquet(predictions_path), settings)
+        sections += forecast_sections(predictions_path, settings)
     return title, summary, sections
-
-
-def forecast_sections(predictions: pd.DataFrame, settings: dict) -> list[Section]:
-    """Forecast against realized returns, rolling IC, the threshold, volatility and the gate, per bar type."""
-    horizon = settings.get("horizon")
-    thresholds = settings.get("entry_threshold", {})
-    groups = predictions.groupby("bar_type") if "bar_type" in predictions else [(next(iter(thresholds), ""), predictions)]
-    forecast, gate, volatility = [], [], []
-    for bar_type, own in groups:
-        if not own.index.is_monotonic_increasing:  # a sorted copy only where needed: a run's rows are in time order
-            own = own.sort_index()
-        point = point_column(own.columns)
-        threshold = thresholds.get(bar_type)
-        label = f" ({bar_type})" if bar_type else ""
-        forecast.append(threshold_histogram(own[point], threshold, f"Forecasts against the entry threshold{label}"))
-        if horizon:
-            realized = realized_returns(own["close"], horizon)
-            forecast.append(forecast_scatter(own[point], realized, threshold, f"Forecast against realized {horizon}-bar return{label}"))
-            forecast.append(rolling_ic({point: (own[point], realized)}, ic_window(own.index), f"Rolling IC{label}"))
-            if "volatility" in own:
-                volatility.append(volatility_lines({"lstm": own["volatility"]}, realized_volatility(own["close"], horizon),
-                                                   f"Volatility forecast against realized{label}", f"std of the {horizon}-bar log return"))
-        gate.append(reasons_figure(own["reason"], f"Why each bar's decision was taken{label}"))
-        if "volatility" in own:
-            gate.append(gate_figure(own["volatility"], own["reason"], f"The volatility gate{label}"))
-    sections = [Section(
-        "Forecasts and the entry threshold",
-        "A forecast trades only when it clears the entry threshold (dashed): the round-trip taker fee plus a margin, "
-        "unless set. The histogram shows how many forecasts could ever trade; the scatter and the rolling IC whether "
-        "they knew anything about the return that followed." + ("" if horizon else
-                                                                 " (This folder's stats.json names no horizon: "
-                                                                 "realized returns cannot be lined up.)"),
-        forecast)]
-    if volatility:
-        sections.append(Section("Volatility", "The network's forecast of the std of the h-bar log return beside the "
-                                "volatility realized over those h bars.", volatility))
-    sections.append(Section("Decisions and the risk gate", "Each forecast bar's decision, by its logged reason "
-                            "(predictions.parquet); the gate keeps new positions out while the volatility forecast "
-                            "exceeds a multiple of its trailing median.", gate))
-    return sections
 
 
 def _equity_figure(equity: EquityFile, names: list[str]) -> go.Figure:
@@ -134,15 +86,15 @@ def _equity_figure(equity: EquityFile, names: list[str]) -> go.Figure:
     main, *benchmarks = names
     compare = "buy_and_hold" if "buy_and_hold" in benchmarks else (benchmarks[0] if benchmarks else None)
     fig = create_equity_curve(
-        _compounded(equity[f"return_{main}"], period),
-        benchmark_returns=_compounded(equity[f"return_{compare}"], period) if compare else None,
+        equity.compounded(f"return_{main}", period),
+        benchmark_returns=equity.compounded(f"return_{compare}", period) if compare else None,
         benchmark_name=compare or "Benchmark",
         title="Equity / starting equity",
     )
     fig.data[0].name = main
     for name in benchmarks:
         if name != compare:
-            line = (1 + _compounded(equity[f"return_{name}"], period)).cumprod()
+            line = (1 + equity.compounded(f"return_{name}", period)).cumprod()
             fig.add_trace(go.Scatter(x=line.index, y=line.to_numpy(), mode="lines", name=name))
     fig.update_layout(showlegend=True, height=450, xaxis_title="time (UTC)")
     return fig
@@ -151,14 +103,14 @@ def _equity_figure(equity: EquityFile, names: list[str]) -> go.Figure:
 def _drawdown_figure(equity: EquityFile, names: list[str]) -> go.Figure:
     fig = figure("Drawdown (%)", "time (UTC)", "fall from the running peak (%)", height=320)
     for name in names:
-        fall = -100.0 * thin(drawdown(equity[f"equity_{name}"]))
+        fall = -100.0 * equity.thinned_drawdown(f"equity_{name}")
         fig.add_trace(go.Scatter(x=fall.index, y=fall.to_numpy(), mode="lines", name=name,
                                  fill="tozeroy" if name == names[0] else None))
     return fig
 
 
 def _fills_figure(equity: EquityFile, instrument: str, fills: pd.DataFrame) -> go.Figure:
-    close = thin(equity[f"close_{instrument}"])
+    close = equity.thinned(f"close_{instrument}")
     fig = figure(f"{instrument}: close and fills", "time (UTC)", "price")
     fig.add_trace(go.Scatter(x=close.index, y=close.to_numpy(), mode="lines", name="close", line={"width": 1}))
     own = fills[fills["instrument_id"] == instrument] if "instrument_id" in fills else fills
@@ -193,11 +145,6 @@ def _period(span: pd.Timedelta) -> str:
     return "7D"
 
 
-def _compounded(returns: pd.Series, period: str) -> pd.Series:
-    """Bar returns compounded over each period ending at its right edge (equity at period ends)."""
-    return (1 + returns).resample(period, closed="right", label="right").prod() - 1
-
-
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{path} not found: not a report folder of `nautilus-lstm backtest`")
@@ -205,20 +152,53 @@ def _read_json(path: Path) -> dict:
 
 
 class EquityFile:
-    """equity.parquet, each column read when a figure asks for it (a Series on the close times): the
-    frame of every column at once (13 columns for a backtest and its five benchmarks, 12.9 MB over
-    three months of minutes) was the largest thing the report held."""
+    """equity.parquet, read a row group at a time (``backtests.report.write_equity`` writes
+    ``EQUITY_ROWS`` rows to each): each figure keeps a bounded part of a column (compounded per
+    period, thinned), so what the report holds of the file does not grow with its range. Read whole,
+    the close times and each column of a year of minutes were 4 MB apiece, and reading them, the
+    compounding and the drawdowns of a backtest and its five benchmarks took report.html's peak up
+    by 150 MB at 512,751 bars."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         stored = pq.ParquetFile(path)
         self.rows = stored.metadata.num_rows
         self.columns = [name for name in stored.schema_arrow.names if name != "close_time"]
-        times = pd.read_parquet(path, columns=[]).index  # the close times alone
-        self.span = times[-1] - times[0] if len(times) else pd.Timedelta(0)
+        # The first and last close times, from the first and last row groups alone.
+        ends = [stored.read_row_group(group, columns=["close_time"]).column(0).to_pandas()
+                for group in (0, stored.num_row_groups - 1) if self.rows]
+        self.start = ends[0].iloc[0] if self.rows else None
+        self.span = ends[-1].iloc[-1] - self.start if self.rows else pd.Timedelta(0)
 
-    def __getitem__(self, column: str) -> pd.Series:
-        return pd.read_parquet(self.path, columns=[column])[column]
+    def chunks(self, column: str) -> Iterator[pd.Series]:
+        """The column, a row group at a time, on the close times."""
+        for frame in file_frames(self.path, [column]):
+            yield frame[column]
+
+    def compounded(self, column: str, period: str) -> pd.Series:
+        """The bar returns of ``column`` compounded over each period ending at its right edge (equity at period ends):
+        ``(1 + returns).resample(period, closed="right", label="right").prod() - 1``, a row group at a time."""
+        origin = self.start.floor("D")  # resample's own ("start_day"), for every row group alike
+        parts = [(1 + chunk).resample(period, closed="right", label="right", origin=origin).prod() for chunk in self.chunks(column)]
+        if not parts:
+            return pd.Series(dtype=float)
+        # A period two row groups share is the product of both parts; one between them without a bar grows by nothing.
+        return pd.concat(parts).groupby(level=0).prod().asfreq(period, fill_value=1.0) - 1
+
+    def thinned(self, column: str) -> pd.Series:
+        """The column thinned for a line (``reporting.page.thin``)."""
+        thinner = Thinner(self.rows, MAX_LINE_POINTS)
+        for chunk in self.chunks(column):
+            thinner.add(chunk.dropna())
+        return thinner.line()
+
+    def thinned_drawdown(self, column: str) -> pd.Series:
+        """The drawdown of the equity ``column`` (``backtests.stats.drawdown``), thinned for a line."""
+        thinner, peak = Thinner(self.rows, MAX_LINE_POINTS), -np.inf
+        for chunk in self.chunks(column):
+            thinner.add(drawdown(chunk, peak).dropna())
+            peak = max(peak, chunk.max())
+        return thinner.line()
 
 
 def _read_equity(folder: Path) -> EquityFile:

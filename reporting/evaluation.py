@@ -21,7 +21,7 @@ from reporting.forecasts import (
     threshold_histogram,
     volatility_lines,
 )
-from reporting.page import Section, figure, paragraph, table
+from reporting.page import Section, figure, paragraph, table, thin
 
 # Drawn beside the network in the forecast charts; the rest are in the tables.
 SHOWN_BASELINES = ("ridge", "lightgbm", "momentum")
@@ -79,10 +79,10 @@ def _forecast_sections(forecasts: pd.DataFrame, horizon) -> list[Section]:
         sections.append(Section(f"Return forecasts, {bar_type}", f"{horizon}-bar log return forecasts of the test rows "
                                 "(first seed) against the return that followed.", parts))
         volatility = {c.removeprefix("log_volatility_"): c for c in own if c.startswith("log_volatility_")}
-        chosen = {name: np.exp(own[column]) for name, column in volatility.items() if name == "lstm" or name in SHOWN_VOLATILITY}
+        chosen = {name: thin(np.exp(own[column])) for name, column in volatility.items() if name == "lstm" or name in SHOWN_VOLATILITY}
         if chosen:
             sections.append(Section(f"Volatility forecasts, {bar_type}", "The std of the h-bar log return: each "
                                     "model's forecast beside the realized volatility of those h bars.",
-                                    [volatility_lines(chosen, np.exp(own["realized_log_volatility"]),
+                                    [volatility_lines(chosen, thin(np.exp(own["realized_log_volatility"])),
                                                       "Volatility forecasts against realized", "std of the h-bar log return")]))
     return sections

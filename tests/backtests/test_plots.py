@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from marketdata.klines import read_klines, to_bars_frame
-from backtests.plots import plot_equity, plot_trades, thin_out
+from backtests.plots import Thinner, plot_equity, plot_trades, thin_out
 from backtests.stats import FILL_COLUMNS, equity_curve
 from marketdata.timeframes import parse_timeframe
 from tests.conftest import FIXTURE_7D
@@ -72,3 +72,17 @@ def test_thin_out_keeps_each_stretch_extremes_and_both_ends(close):
     assert thinned.max() == close.max() and thinned.min() == close.min()
     short = close.iloc[:100]
     assert thin_out(short, 500).equals(short)
+
+
+@pytest.mark.parametrize("max_points", [7, 40, 500, 5_000])
+def test_a_series_thinned_a_chunk_at_a_time_gives_the_whole_series_line(close, max_points):
+    rng = np.random.default_rng(max_points)
+    series = close.iloc[:3_001]
+    cuts = np.sort(rng.integers(0, len(series), size=9))
+    thinner = Thinner(len(series), max_points)
+    for part in np.split(np.arange(len(series)), cuts):
+        thinner.add(series.iloc[part])
+    line = thinner.line()
+    assert line.equals(thin_out(series, max_points))
+    assert line.index[0] == series.index[0] and line.index[-1] == series.index[-1]
+    assert line.min() == series.min() and line.max() == series.max() and len(line) <= max_points + 2

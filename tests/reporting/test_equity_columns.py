@@ -1,18 +1,9 @@
-"""The backtest report reads equity.parquet a column at a time (reporting.backtest.EquityFile)."""
+"""An equity file without rows is refused (reporting.backtest._read_equity)."""
 
 import pandas as pd
 import pytest
 
-from reporting.backtest import EquityFile, _read_equity
-
-
-def test_each_column_read_alone_is_the_whole_frames(backtest_folder):
-    whole = pd.read_parquet(backtest_folder / "equity.parquet")
-    equity = EquityFile(backtest_folder / "equity.parquet")
-    assert equity.columns == list(whole.columns) and equity.rows == len(whole) > 0
-    assert equity.span == whole.index[-1] - whole.index[0]
-    for column in whole:
-        pd.testing.assert_series_equal(equity[column], whole[column])
+from reporting.backtest import _read_equity
 
 
 def test_an_equity_file_without_rows_is_refused_naming_it(tmp_path):
