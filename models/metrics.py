@@ -101,27 +101,65 @@ def directional_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, flo
     points, chosen in hindsight, so it bounds what any constant-direction guess scores there.
     NaN for both when no point calls a direction.
     """
+    return directional_from_counts(direction_counts(y_true, y_pred))
+
+
+def direction_counts(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The points that call a direction, those whose sign is right, and those whose outcome is up:
+    what :func:`directional_metrics` is made of, summable over chunks of the points."""
     pred_sign, true_sign = np.sign(y_pred), np.sign(y_true)
     calls = (pred_sign != 0) & (true_sign != 0)
-    count = int(calls.sum())
+    return np.array([calls.sum(), (calls & (pred_sign == true_sign)).sum(), (calls & (true_sign > 0)).sum()], dtype=np.int64)
+
+
+def directional_from_counts(counts: np.ndarray) -> dict[str, float]:
+    """:func:`directional_metrics` from :func:`direction_counts` (summed)."""
+    count, hits, ups = (int(value) for value in counts)
     if count == 0:
         return {"directional_accuracy": math.nan, "majority_rate": math.nan, "n_directional": 0.0}
-    up_share = float(np.mean(true_sign[calls] > 0))
-    return {
-        "directional_accuracy": float(np.mean(pred_sign[calls] == true_sign[calls])),
-        "majority_rate": max(up_share, 1.0 - up_share),
-        "n_directional": float(count),
-    }
+    up_share = ups / count
+    return {"directional_accuracy": hits / count, "majority_rate": max(up_share, 1.0 - up_share), "n_directional": float(count)}
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation; NaN when either side is constant (a constant forecast has no IC)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    # Tested on the raw values: a constant's mean is inexact, so its centered values need not be 0.
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    x, y = x - x.mean(), y - y.mean()
-    return float(x @ y / math.sqrt(float(x @ x) * float(y @ y)))
+    return Comoments().add(x, y).pearson()
+
+
+class Comoments:
+    """The count, means, least and greatest values, and centered sums of squares and products of
+    pairs (x, y) given a chunk at a time, chunks merged as Chan, Golub & LeVeque (1979) do: for
+    :func:`pearson` over points never held at once. One chunk gives pearson's centered sums exactly."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = np.zeros(2)
+        self.sums = np.zeros(3)  # Σ(x - x̄)², Σ(y - ȳ)², Σ(x - x̄)(y - ȳ)
+        self.low, self.high = np.full(2, np.inf), np.full(2, -np.inf)
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> Comoments:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if not x.size:
+            return self
+        mean = np.array([x.mean(), y.mean()])
+        xc, yc = x - mean[0], y - mean[1]
+        sums = np.array([xc @ xc, yc @ yc, xc @ yc])
+        self.low = np.minimum(self.low, [x.min(), y.min()])
+        self.high = np.maximum(self.high, [x.max(), y.max()])
+        if self.n:
+            n, gap = self.n + x.size, mean - self.mean
+            weight = self.n * x.size / n
+            sums = self.sums + sums + weight * np.array([gap[0] * gap[0], gap[1] * gap[1], gap[0] * gap[1]])
+            mean = self.mean + gap * x.size / n
+        self.n, self.mean, self.sums = self.n + x.size, mean, sums
+        return self
+
+    def pearson(self) -> float:
+        # Constancy is tested on the raw values: a constant's mean is inexact, so its centered values need not be 0.
+        if self.n < 2 or self.low[0] == self.high[0] or self.low[1] == self.high[1]:
+            return math.nan
+        xx, yy, xy = self.sums
+        return float(xy / math.sqrt(float(xx) * float(yy)))
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -181,24 +219,68 @@ def diebold_mariano(
     n = y_true.size
     if n < max(2, 2 * horizon):
         return math.nan, math.nan
-    loss_diff = loss(y_true, pred_a) - loss(y_true, pred_b)
-    mean = float(np.mean(loss_diff))
-    if np.all(loss_diff == loss_diff[0]):
-        # No variation: equal losses are no evidence; a constant gap is certain.
-        return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
-    correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n
-    statistic = mean / math.sqrt(_long_run_variance(loss_diff, horizon - 1) / n) * math.sqrt(correction)
-    return statistic, student_t_two_sided_pvalue(statistic, n - 1)
+    return LossDifferential(horizon).add(loss(y_true, pred_a) - loss(y_true, pred_b)).test()
 
 
-def _long_run_variance(values: np.ndarray, lags: int) -> float:
-    centered = values - values.mean()
-    n = centered.size
-    autocov = np.array([centered[k:] @ centered[: n - k] / n for k in range(lags + 1)])
+class LossDifferential:
+    """The loss differential d_t of two h-step forecasts, given a chunk at a time in time order, kept
+    as what :func:`diebold_mariano` needs of it: its count, sum, least and greatest value, the lagged
+    products Σ d_t d_{t-k} for k = 0..h-1, and its first and last h-1 values (which the centered
+    autocovariances' sums leave out). So a test over a year of bars holds no array of them."""
+
+    def __init__(self, horizon: int) -> None:
+        check_horizon(horizon)
+        self.horizon = horizon
+        self.n, self.total = 0, 0.0
+        self.low, self.high = math.inf, -math.inf
+        self.products = np.zeros(horizon)
+        self.head, self.tail = np.zeros(0), np.zeros(0)  # the first and last (up to) h-1 values
+
+    def add(self, differential: np.ndarray) -> LossDifferential:
+        d = np.asarray(differential, dtype=np.float64)
+        if not d.size:
+            return self
+        lags = self.horizon - 1
+        joined = np.concatenate([self.tail, d])  # with the values before, for the products across the chunks' seam
+        for k in range(min(lags, joined.size - 1) + 1):
+            start = max(self.tail.size, k)  # each product once: its later value in this chunk
+            self.products[k] += joined[start:] @ joined[start - k : joined.size - k]
+        self.head = np.concatenate([self.head, d[: lags - self.head.size]])
+        self.tail = joined[max(0, joined.size - lags) :] if lags else self.tail
+        self.n += d.size
+        self.total += float(d.sum())
+        self.low, self.high = min(self.low, float(d.min())), max(self.high, float(d.max()))
+        return self
+
+    def autocovariances(self) -> np.ndarray:
+        """γ_k = Σ_{t=k}^{n-1} (d_t - d̄)(d_{t-k} - d̄) / n, k = 0..h-1, from the sums kept."""
+        n, mean = self.n, self.total / self.n
+        lags = np.arange(self.horizon)
+        # Σ_{t≥k} d_t and Σ_{t<n-k} d_t: the sum without the first k values, and without the last k.
+        without_first = self.total - np.concatenate([[0.0], np.cumsum(self.head)])[lags]
+        without_last = self.total - np.concatenate([[0.0], np.cumsum(self.tail[::-1])])[lags]
+        return (self.products - mean * (without_first + without_last) + (n - lags) * mean * mean) / n
+
+    def test(self) -> tuple[float, float]:
+        """:func:`diebold_mariano`'s (statistic, p-value) of the differential so far."""
+        n, horizon = self.n, self.horizon
+        if n < max(2, 2 * horizon):
+            return math.nan, math.nan
+        mean = self.total / n
+        if self.low == self.high:
+            # No variation: equal losses are no evidence; a constant gap is certain.
+            return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
+        correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n
+        statistic = mean / math.sqrt(_long_run_variance(self.autocovariances()) / n) * math.sqrt(correction)
+        return statistic, student_t_two_sided_pvalue(statistic, n - 1)
+
+
+def _long_run_variance(autocov: np.ndarray) -> float:
+    """DM's uniform sum of the autocovariances at lags 0..h-1, or Newey–West's Bartlett weights where it is not positive."""
     uniform = autocov[0] + 2 * autocov[1:].sum()
     if uniform > 0:
         return float(uniform)
-    bartlett = 1 - np.arange(1, autocov.size) / (lags + 1)
+    bartlett = 1 - np.arange(1, autocov.size) / autocov.size
     return float(autocov[0] + 2 * (bartlett * autocov[1:]).sum())
 
 

@@ -113,8 +113,14 @@ class EWMAVolatility(VolatilityBaseline):
         return self
 
     def predict(self, returns: np.ndarray) -> np.ndarray:
-        next_variance = _filter(returns, self.initial_variance_, 0.0, 1 - self.decay, self.decay)
-        return log_vol(self.horizon * next_variance, self.horizon)
+        return self.predict_from(returns, self.initial_variance_)[0]
+
+    def predict_from(self, returns: np.ndarray, variance: float) -> tuple[np.ndarray, float]:
+        """:meth:`predict` with the filter started from ``variance`` (the σ² that the rows before
+        left), and the σ² it leaves: the same forecasts, a chunk of rows at a time."""
+        next_variance = _filter(returns, variance, 0.0, 1 - self.decay, self.decay)
+        filtered = next_variance[np.isfinite(next_variance)]
+        return log_vol(self.horizon * next_variance, self.horizon), float(filtered[-1]) if filtered.size else variance
 
 
 class HARVolatility(VolatilityBaseline):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtests.predictions_file import write_frames
 from backtests.verdict import FORECAST_COLUMNS, forecast_check, verdict
 from strategies.decision_log import read_predictions_parquet
 
@@ -122,3 +123,19 @@ def write_report(folder, rows: pd.DataFrame, in_sample: bool = False) -> None:
     }
     (folder / "stats.json").write_text(json.dumps(stats))
     rows.to_parquet(folder / "predictions.parquet")
+
+
+def test_a_file_is_scored_a_row_group_at_a_time_as_its_whole_frame(tmp_path):
+    rows = pd.concat([predictions("informed", n=300), predictions("noise", n=250, seed=1, bar_type="ETHUSDT.BINANCE-1-HOUR-LAST-EXTERNAL")])
+    path = tmp_path / "predictions.parquet"
+    write_frames(path, (rows.iloc[start : start + 7] for start in range(0, len(rows), 7)))
+    whole, chunked = forecast_check(rows, HORIZON), forecast_check(path, HORIZON)
+    assert whole["rows"] == chunked["rows"] == (300 - HORIZON) + (250 - HORIZON)
+    for part in ("returns", "volatility"):
+        assert chunked[part] == pytest.approx(whole[part], rel=1e-9)
+
+
+def test_forecasts_out_of_time_order_are_refused():
+    rows = predictions("informed", n=100)
+    with pytest.raises(ValueError, match="not in time order"):
+        forecast_check(pd.concat([rows.iloc[50:], rows.iloc[:50]]), HORIZON)

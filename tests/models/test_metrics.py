@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from models.metrics import (
+    Comoments,
+    LossDifferential,
     aggregate_over_seeds,
     cumulative_ic,
     diebold_mariano,
@@ -253,3 +255,38 @@ def test_aggregate_over_seeds_takes_forecast_metrics_dicts():
     summary = aggregate_over_seeds(runs)
     assert set(summary) == BASE_KEYS
     assert summary["n"] == {"mean": 100.0, "std": 0.0}
+
+
+def chunks(values: np.ndarray, seed: int) -> list[np.ndarray]:
+    """``values`` cut at random places, some pieces empty or of one value."""
+    cuts = np.sort(np.random.default_rng(seed).integers(0, values.size, size=12))
+    return np.split(values, cuts)
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 5])
+def test_a_loss_differential_given_in_chunks_is_tested_as_the_whole(horizon):
+    rng = np.random.default_rng(horizon)
+    d = 1e-6 * (rng.standard_normal(400) + 0.2)  # a loss differential's scale and a small mean
+    centered, n = d - d.mean(), d.size
+    # Its autocovariances by their definition, and the HLN-corrected statistic of DM's uniform sum.
+    autocov = np.array([centered[k:] @ centered[: n - k] / n for k in range(horizon)])
+    correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n
+    expected = d.mean() / math.sqrt((autocov[0] + 2 * autocov[1:].sum()) / n) * math.sqrt(correction)
+    summed = LossDifferential(horizon)
+    for piece in chunks(d, horizon):
+        summed.add(piece)
+    np.testing.assert_allclose(summed.autocovariances(), autocov, rtol=1e-9, atol=1e-25)
+    statistic, pvalue = summed.test()
+    assert statistic == pytest.approx(expected, rel=1e-9)
+    assert pvalue == pytest.approx(student_t_two_sided_pvalue(expected, n - 1), rel=1e-9)
+
+
+def test_comoments_in_chunks_give_the_whole_correlation():
+    rng = np.random.default_rng(11)
+    x = 1e-4 * rng.standard_normal(500) + 3e-5
+    y = 0.1 * x + 1e-4 * rng.standard_normal(500)
+    moments = Comoments()
+    for a, b in zip(chunks(x, 1), chunks(y, 1)):
+        moments.add(a, b)
+    assert moments.pearson() == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12)
+    assert math.isnan(Comoments().add(x, np.full(500, 0.1)).pearson())  # a constant side: no correlation

@@ -196,3 +196,14 @@ def test_all_baselines_beat_a_constant_on_real_bars(shared_data):
     for name in ("ewma", "har", "garch"):
         assert scores[name]["qlike"] < scores["constant"]["qlike"], scores
         assert scores[name]["mz_r2"] > 0.1, scores
+
+
+def test_ewma_a_chunk_at_a_time_gives_the_whole_rows_forecasts():
+    returns = np.random.default_rng(4).normal(0, 1e-3, 300)
+    returns[[0, 50, 51]] = np.nan  # the first bar has no return; NaN rows leave the filter as it was
+    model = EWMAVolatility(3).fit(returns, None)
+    parts, variance = [], model.initial_variance_
+    for piece in np.split(returns, [1, 51, 52, 200]):
+        forecast, variance = model.predict_from(piece, variance)
+        parts.append(forecast)
+    np.testing.assert_array_equal(np.concatenate(parts), model.predict(returns))
