@@ -11,7 +11,7 @@ step of report.html, and grew with the range: +91 MB for reading the file alone 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,35 +113,22 @@ def _of_bar_type(frame: pd.DataFrame, bar_type: str, default: str) -> pd.DataFra
     return frame[(frame["bar_type"] == bar_type).to_numpy(dtype=bool, na_value=False)]
 
 
-@dataclass
 class _BarTypeFigures:
     """What one bar type's figures keep of its rows, added a chunk at a time (each with its context)."""
 
-    point: str
-    horizon: int | None
-    threshold: float | None
-    rows: _Rows
-    volatility: bool
-    window: int = 0
-    seen: int = 0  # rows added so far
-    histogram: ForecastHistogram = None
-    scatter_rows: np.ndarray = None  # the positions of the scatter's sample, chosen beforehand
-    scatter: list = field(default_factory=list)
-    ic: Thinner = None
-    realized_volatility: Thinner = None
-    volatility_forecast: Thinner = None
-    blocked: list = field(default_factory=list)
-    reasons: dict = None
-
-    def __post_init__(self) -> None:
-        count = self.rows.count
-        self.window = bars_window(self.rows.step, count)
-        self.histogram = ForecastHistogram(self.rows.low, self.rows.high) if np.isfinite(self.rows.low) else ForecastHistogram(0.0, 0.0)
-        # At random but reproducibly, in order, as reporting.page.sample draws; chosen among all the rows,
-        # so the few without a realized return yet (the last h) are left out of it.
+    def __init__(self, point: str, horizon: int | None, threshold: float | None, rows: _Rows, volatility: bool) -> None:
+        self.point, self.horizon, self.threshold, self.volatility = point, horizon, threshold, volatility
+        count = rows.count
+        self.window = bars_window(rows.step, count)  # the rolling IC's
+        self.seen = 0  # rows added so far
+        self.histogram = ForecastHistogram(rows.low, rows.high) if np.isfinite(rows.low) else ForecastHistogram(0.0, 0.0)
+        # The scatter's rows, at random but reproducibly, in order, as reporting.page.sample draws; chosen
+        # among all the rows, so the few without a realized return yet (the last h) are left out of it.
         self.scatter_rows = (np.sort(np.random.default_rng(0).choice(count, size=MAX_SCATTER_POINTS, replace=False))
                              if count > MAX_SCATTER_POINTS else np.arange(count))
+        self.scatter: list[pd.DataFrame] = []
         self.ic, self.realized_volatility, self.volatility_forecast = (Thinner(count, MAX_LINE_POINTS) for _ in range(3))
+        self.blocked: list[pd.Series] = []  # the volatility forecast where the gate kept an entry out
         self.reasons = kind_counts(pd.Series([], dtype=str))
 
     def add(self, frame: pd.DataFrame, new: slice) -> None:
