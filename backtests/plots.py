@@ -18,6 +18,7 @@ from backtests.stats import drawdown
 
 DPI = 120
 DEFAULT_MAX_POINTS = 4_000
+BLOCK_ROWS = 65_536  # rows a Thinner pads and reduces at a time
 
 
 def plot_equity(curves: dict[str, pd.Series], path: str | Path, title: str = "Equity",
@@ -30,20 +31,52 @@ def plot_equity(curves: dict[str, pd.Series], path: str | Path, title: str = "Eq
     """
     if not curves:
         raise ValueError("no equity curves to plot")
+    lines = EquityLines(list(curves), len(next(iter(curves.values()))), max_points)
+    for name, equity in curves.items():
+        lines.add(name, equity)
+    return plot_equity_lines(lines, path, title)
+
+
+class EquityLines:
+    """:func:`plot_equity`'s lines, each curve given a chunk at a time in time order: normalized to
+    its first equity and thinned (:class:`Thinner`), and the first curve's drawdown thinned."""
+
+    def __init__(self, names: list[str], count: int, max_points: int = DEFAULT_MAX_POINTS) -> None:
+        self.names = names
+        self._lines = {name: Thinner(count, max_points) for name in names}
+        self._first: dict[str, float] = {}
+        self._fall, self._peak = Thinner(count, max_points), -np.inf
+
+    def add(self, name: str, equity: pd.Series) -> None:
+        if not len(equity):
+            return
+        first = self._first.setdefault(name, float(equity.iloc[0]))
+        self._lines[name].add(equity / first)
+        if name == self.names[0]:
+            self._fall.add(-100.0 * drawdown(equity, self._peak))
+            self._peak = max(self._peak, float(equity.max()))
+
+    def lines(self) -> dict[str, pd.Series]:
+        return {name: thinner.line() for name, thinner in self._lines.items()}
+
+    def fall(self) -> pd.Series:
+        return self._fall.line()
+
+
+def plot_equity_lines(lines: EquityLines, path: str | Path, title: str = "Equity") -> Figure:
+    """:func:`plot_equity` of lines made a chunk at a time."""
     figure = _figure(height=6.5)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for name, equity in curves.items():
-        line = thin_out(equity / equity.iloc[0], max_points)
+    for name, line in lines.lines().items():
         top.plot(_times(line.index), line.to_numpy(), linewidth=1.2, label=name)
     top.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     top.set_ylabel("equity / starting equity")
     top.set_title(title)
     top.legend(loc="best")
 
-    strategy, equity = next(iter(curves.items()))
-    fall = thin_out(-100.0 * drawdown(equity), max_points)
+    fall = lines.fall()
     bottom.fill_between(_times(fall.index), fall.to_numpy(), 0.0, color="tab:red", alpha=0.4, linewidth=0)
-    bottom.set_ylabel(f"drawdown (%)\n{strategy}")
+    bottom.set_ylabel(f"drawdown (%)\n{lines.names[0]}")
     bottom.set_xlabel("time (UTC)")
     _date_axis(bottom)
     return _save(figure, path)
@@ -107,7 +140,9 @@ class Thinner:
             series = pd.concat([self._open, series])
         self._rows = start + len(series)
         whole = len(series) // self.stretch * self.stretch
-        self._keep(series.iloc[:whole], start)
+        block = self.stretch * max(1, BLOCK_ROWS // self.stretch)  # whole stretches: a long series' copy made a block at a time
+        for first in range(0, whole, block):
+            self._keep(series.iloc[first : min(first + block, whole)], start + first)
         self._open, self._last = series.iloc[whole:], series.iloc[-1:]
 
     def line(self) -> pd.Series:

@@ -39,7 +39,7 @@ from nautilus_trader.trading.strategy import Strategy
 from backtests.benchmarks import VolTargetBuyAndHold, benchmark_strategies
 from backtests.feed import BarFeed, load_feed
 from backtests.plots import plot_equity, plot_trades
-from backtests.report import training_overlap, write_equity, write_run_files
+from backtests.report import row_groups_of, training_overlap, write_equity, write_run_files
 from backtests.runner import (
     BacktestSettings,
     StrategyRun,
@@ -166,7 +166,7 @@ def write_pooled_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], 
         },
     }
     write_run_files(out, report, runs[main])
-    write_equity(out, curves, {name: settings.starting_balance for name in runs}, closes)
+    write_equity(out, row_groups_of(curves), {name: settings.starting_balance for name in runs}, closes)
     plot_equity(curves, out / "equity.png", title=f"One account: {main} and benchmarks, {', '.join(closes)}")
     for key, close in closes.items():
         plot_trades(close, fills[main][key], out / f"trades-{key.split('.')[0]}.png", title=f"{key}: {main} fills")

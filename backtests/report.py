@@ -23,20 +23,22 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 from nautilus_trader.model.data import BarType
 
 from backtests.feed import BarFeed
-from backtests.plots import plot_equity, plot_trades
+from backtests.plots import EquityLines, plot_equity_lines, plot_trades
 from backtests.predictions_file import write_frames
 from backtests.runner import BacktestSettings, StrategyRun, decision_settings
 from backtests.stats import (
-    equity_curve,
+    CurveSummary,
+    curve_stats,
+    equity_chunks,
     fills_from_nautilus,
     opening_equity,
-    performance_stats,
 )
 from models.artifact import load_artifact
 from models.jsonio import replacing, write_json
@@ -70,11 +72,24 @@ def write_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], setting
     out.mkdir(parents=True, exist_ok=True)
     close = bars.close()
     training = training if training is not None else [training_overlap(settings.model_path, close.index, settings.bar_type)]
-    stats, curves, fills = {}, {}, {}
-    for name, run in runs.items():
-        fills[name] = fills_from_nautilus(run.fills)
-        curves[name] = equity_curve(fills[name], close, settings.starting_balance)
-        stats[name] = performance_stats(curves[name], fills[name], close, run.seconds)
+    fills = {name: fills_from_nautilus(run.fills) for name, run in runs.items()}
+    # Each equity curve is made EQUITY_ROWS bars at a time, as equity.parquet is written, and summed up for the
+    # statistics and the plot as it goes: the curves of the whole range were the report's largest allocation.
+    starts = {name: opening_equity(next(equity_chunks(fills[name], close, settings.starting_balance, 1))[0], fills[name], close)
+              for name in runs}
+    summaries = {name: CurveSummary(starts[name]) for name in runs}
+    lines = EquityLines(list(runs), len(close))
+
+    def row_groups():
+        chunks = [equity_chunks(fills[name], close, settings.starting_balance, EQUITY_ROWS) for name in runs]
+        for parts in zip(*chunks):
+            for name, (equity, position) in zip(runs, parts):
+                summaries[name].add(equity, position != 0.0)
+                lines.add(name, equity)
+            yield {name: equity for name, (equity, _) in zip(runs, parts)}
+
+    write_equity(out, row_groups(), starts, {str(BarType.from_str(settings.bar_type).instrument_id): close})
+    stats = {name: curve_stats(summaries[name], [fills[name]], run.seconds, None) for name, run in runs.items()}
 
     main, *benchmarks = runs
     report = {
@@ -93,9 +108,7 @@ def write_report(out: Path, bars: BarFeed, runs: dict[str, StrategyRun], setting
         },
     }
     write_run_files(out, report, runs[main])
-    starts = {name: opening_equity(curves[name], fills[name], close) for name in runs}
-    write_equity(out, curves, starts, {str(BarType.from_str(settings.bar_type).instrument_id): close})
-    plot_equity(curves, out / "equity.png", title=f"Equity: {main} and benchmarks, {settings.bar_type}")
+    plot_equity_lines(lines, out / "equity.png", title=f"Equity: {main} and benchmarks, {settings.bar_type}")
     plot_trades(close, fills[main], out / "trades.png", title=f"{settings.bar_type}: {main} fills")
     return report
 
@@ -110,32 +123,42 @@ def write_run_files(out: Path, report: dict, run: StrategyRun) -> None:
             shutil.copyfile(run.predictions_file, staging)
 
 
-def write_equity(out: Path, curves: dict[str, pd.Series], starts: dict[str, float], closes: dict[str, pd.Series]) -> None:
-    """equity.parquet (the module docstring): each curve and its bar returns, ``starts`` the equity
-    before any fill, and each instrument's close carried onto the curves' bar closes.
-
-    Written ``EQUITY_ROWS`` rows at a time, a row group each, through a staging file: the frame of
-    every column at once (about 160 bytes a bar for a backtest and its five benchmarks) was the
-    largest thing the report's files made.
+def write_equity(out: Path, row_groups: Iterable[dict[str, pd.Series]], starts: dict[str, float],
+                 closes: dict[str, pd.Series]) -> None:
+    """equity.parquet (the module docstring), a row group at a time: ``row_groups`` gives each
+    curve's equity over the next rows (one dict per row group, in order; :func:`row_groups_of`
+    cuts whole curves), ``starts`` the equity before any fill; each instrument's close is carried
+    onto the curves' bar closes. Written through a staging file: the frame of every column at once
+    (about 160 bytes a bar for a backtest and its five benchmarks) was the largest thing the
+    report's files made.
     """
-    index = next(iter(curves.values())).index.rename("close_time")
-    closes = {key: close.reindex(index).ffill().bfill() for key, close in closes.items()}
+    before = dict(starts)  # each curve's equity before the row group's first row
+    carried: dict[str, float] = {}  # each instrument's close at the row group's end
 
-    def row_groups():
-        for start in range(0, len(index), EQUITY_ROWS):
-            rows = slice(start, start + EQUITY_ROWS)
+    def frames():
+        for curves in row_groups:
+            index = next(iter(curves.values())).index.rename("close_time")
             columns = {}
-            for name, equity in curves.items():
-                part = equity.iloc[rows]
-                before = float(equity.iloc[start - 1]) if start else starts[name]
+            for name, part in curves.items():
                 columns[f"equity_{name}"] = part
-                columns[f"return_{name}"] = part / part.shift(1, fill_value=before) - 1.0
+                columns[f"return_{name}"] = part / part.shift(1, fill_value=before[name]) - 1.0
+                before[name] = float(part.iloc[-1]) if len(part) else before[name]
             for key, close in closes.items():
-                columns[f"close_{key}"] = close.iloc[rows]
-            yield pd.DataFrame(columns, index=index[rows])
+                # The last close at or before each bar; before the instrument's first bar, its first close.
+                here = close.reindex(index).ffill().fillna(carried.get(key, float(close.iloc[0])))
+                carried[key] = float(here.iloc[-1]) if len(here) else carried.get(key, float(close.iloc[0]))
+                columns[f"close_{key}"] = here
+            yield pd.DataFrame(columns, index=index)
 
     with replacing(Path(out) / EQUITY_FILE) as staging:
-        write_frames(staging, row_groups())
+        write_frames(staging, frames())
+
+
+def row_groups_of(curves: dict[str, pd.Series]) -> Iterator[dict[str, pd.Series]]:
+    """Whole curves (on one index) cut into :func:`write_equity`'s row groups of ``EQUITY_ROWS`` rows."""
+    index = next(iter(curves.values())).index
+    for start in range(0, max(len(index), 1), EQUITY_ROWS):
+        yield {name: equity.iloc[start : start + EQUITY_ROWS] for name, equity in curves.items()}
 
 
 def stats_table(report: dict) -> str:

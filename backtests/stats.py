@@ -47,6 +47,7 @@ bars has a zero return.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -119,9 +120,25 @@ def equity_curve(fills: pd.DataFrame, close: pd.Series, starting_equity: float) 
     the open position, so after a spot fill that flips long to short its USDT balance falls short
     of this curve by the opening leg's notional. Spot strategies should not flip.
     """
-    cash = starting_equity + _per_bar(_cash_flows(fills), fills, close.index).cumsum()
-    position = position_series(fills, close.index).to_numpy()
-    return pd.Series(cash + position * close.to_numpy(dtype=float), index=close.index, name="equity")
+    equity, _ = next(equity_chunks(fills, close, starting_equity, max(len(close), 1)))
+    return equity
+
+
+def equity_chunks(fills: pd.DataFrame, close: pd.Series, starting_equity: float, rows: int) -> Iterator[tuple[pd.Series, np.ndarray]]:
+    """:func:`equity_curve` ``rows`` bars at a time, with the position held after each bar: the same
+    values (the running sums carried from chunk to chunk, added in the same order), none of the
+    whole range held at once."""
+    bars, flows, signed, tolerance = _bar_numbers(fills, close.index), _cash_flows(fills), _signed_quantity(fills), _flat_tolerance(fills)
+    cash, traded = 0.0, 0.0  # the running sums at the end of the chunk before
+    for start in range(0, max(len(close), 1), rows):
+        part = close.iloc[start : start + rows]
+        here = (bars >= start) & (bars < start + len(part))
+        cash_sums = np.cumsum(np.concatenate([[cash], np.bincount(bars[here] - start, weights=flows[here], minlength=len(part))]))[1:]
+        traded_sums = np.cumsum(np.concatenate([[traded], np.bincount(bars[here] - start, weights=signed[here], minlength=len(part))]))[1:]
+        if len(part):
+            cash, traded = float(cash_sums[-1]), float(traded_sums[-1])
+        position = np.where(np.abs(traded_sums) <= tolerance, 0.0, traded_sums)
+        yield pd.Series(starting_equity + cash_sums + position * part.to_numpy(dtype=float), index=part.index, name="equity"), position
 
 
 def performance_stats(
@@ -139,8 +156,9 @@ def performance_stats(
     """
     if not equity.index.equals(close.index):
         raise ValueError("equity and close must share one bar index")
-    exposed = position_series(fills, close.index) != 0.0
-    return _stats(equity, opening_equity(equity, fills, close), [fills], exposed, run_seconds, periods_per_year)
+    exposed = (position_series(fills, close.index) != 0.0).to_numpy()
+    start = opening_equity(equity, fills, close)
+    return curve_stats(CurveSummary(start).add(equity, exposed), [fills], run_seconds, periods_per_year)
 
 
 def account_stats(equity: pd.Series, fills: dict[str, pd.DataFrame], closes: dict[str, pd.Series], starting_equity: float,
@@ -155,7 +173,7 @@ def account_stats(equity: pd.Series, fills: dict[str, pd.DataFrame], closes: dic
     exposed = np.zeros(len(equity), dtype=bool)
     for key, close in closes.items():
         exposed |= (position_series(fills[key], close.index) != 0.0).to_numpy()
-    return _stats(equity, starting_equity, list(fills.values()), pd.Series(exposed, index=equity.index), run_seconds, None)
+    return curve_stats(CurveSummary(starting_equity).add(equity, exposed), list(fills.values()), run_seconds, None)
 
 
 def account_equity(fills: dict[str, pd.DataFrame], closes: dict[str, pd.Series], starting_equity: float) -> pd.Series:
@@ -170,12 +188,51 @@ def account_equity(fills: dict[str, pd.DataFrame], closes: dict[str, pd.Series],
     return total
 
 
-def _stats(equity: pd.Series, start: float, fills: list[pd.DataFrame], exposed: pd.Series, run_seconds: float,
-           periods_per_year: int | None) -> dict:
+class CurveSummary:
+    """What the statistics read of an equity curve, given a chunk at a time in time order: its bars,
+    its last equity, the equity at each UTC day's end, its largest drawdown from the running peak
+    (``start``, the equity before any fill, included) and the bars ending with a position open.
+    Chunks give the figures the whole curve gives (the same values compared and kept)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.bars = self.exposed = 0
+        self.first_close: pd.Timestamp | None = None
+        self.end = math.nan
+        self.peak, self.max_drawdown = start, 0.0
+        self._day_ends: list[pd.Series] = []
+
+    def add(self, equity: pd.Series, exposed: np.ndarray | None = None) -> CurveSummary:
+        """The next bars' ``equity``; ``exposed``: whether each ends with a position open."""
+        if not len(equity):
+            return self
+        if self.first_close is None:
+            self.first_close = equity.index[0]
+        self.max_drawdown = max(self.max_drawdown, float(drawdown(equity, self.peak).max()))
+        self.peak = max(self.peak, float(equity.max()))
+        self._day_ends.append(equity.resample(_DAY, closed="right", label="right").last())
+        self.bars += len(equity)
+        self.exposed += int(np.count_nonzero(exposed)) if exposed is not None else 0
+        self.end = float(equity.iloc[-1])
+        return self
+
+    def daily_returns(self) -> pd.Series:
+        """Returns of the equity at each UTC midnight, the first against ``start`` (:func:`daily_returns`)."""
+        if not self._day_ends:
+            return pd.Series(dtype=float, name="daily_return")
+        # A day two chunks share ends with the later one's last bar; a day between them without a bar carries the last.
+        day_ends = pd.concat(self._day_ends).groupby(level=0).last().asfreq(_DAY).ffill()
+        # A run whose first bar closes at midnight has a day end at its start: not a day of trading.
+        day_ends = day_ends[day_ends.index > self.first_close]
+        levels = np.concatenate([[self.start], day_ends.to_numpy()])
+        return pd.Series(levels[1:] / levels[:-1] - 1.0, index=day_ends.index, name="daily_return")
+
+
+def curve_stats(curve: CurveSummary, fills: list[pd.DataFrame], run_seconds: float, periods_per_year: int | None) -> dict:
+    """The statistics (``STAT_KEYS``, the module docstring) of a curve summed up, and its fills."""
     per_year = periods_per_year or DAYS_PER_YEAR
-    end = float(equity.iloc[-1])
-    daily = daily_returns(equity, start)
-    max_dd = max_drawdown(pd.concat([pd.Series([start]), equity], ignore_index=True))
+    start, end, max_dd = curve.start, curve.end, curve.max_drawdown
+    daily = curve.daily_returns()
     growth = float(CAGR(period=per_year).calculate_from_returns(_by_day(daily))) if len(daily) else math.nan
     trips = [pnl for each in fills for pnl in round_trip_pnls(each)]
     return {
@@ -191,8 +248,8 @@ def _stats(equity: pd.Series, start: float, fills: list[pd.DataFrame], exposed: 
         "trades": len(trips),
         "turnover": sum(float((each["quantity"] * each["price"]).sum()) for each in fills) / start,
         "fees": sum(float(each["fee"].sum()) for each in fills),
-        "exposure": float(exposed.mean()),
-        "bars": len(equity),
+        "exposure": curve.exposed / curve.bars,
+        "bars": curve.bars,
         "run_seconds": run_seconds,
     }
 
@@ -207,21 +264,13 @@ def opening_equity(equity: pd.Series, fills: pd.DataFrame, close: pd.Series) -> 
 
 def daily_returns(equity: pd.Series, start: float) -> pd.Series:
     """Returns of the equity at each UTC midnight, the first against ``start`` (equity before any fill)."""
-    day_ends = equity.resample(_DAY, closed="right", label="right").last().ffill()
-    # A run whose first bar closes at midnight has a day end at its start: not a day of trading.
-    day_ends = day_ends[day_ends.index > equity.index[0]]
-    levels = np.concatenate([[start], day_ends.to_numpy()])
-    return pd.Series(levels[1:] / levels[:-1] - 1.0, index=day_ends.index, name="daily_return")
+    return CurveSummary(start).add(equity).daily_returns()
 
 
 def drawdown(equity: pd.Series, peak_before: float = -np.inf) -> pd.Series:
     """Fall below the running peak at each point, as a positive fraction of the peak; ``peak_before``:
     the peak before the first point (a later part of a curve)."""
     return 1.0 - equity / np.maximum(equity.cummax(), peak_before)
-
-
-def max_drawdown(equity: pd.Series) -> float:
-    return float(drawdown(equity).max())
 
 
 def round_trip_pnls(fills: pd.DataFrame) -> list[float]:

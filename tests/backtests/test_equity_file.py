@@ -63,7 +63,7 @@ def test_equity_parquet_written_a_few_rows_at_a_time_equals_the_whole_frame(tmp_
               "buy_and_hold": pd.Series(np.cos(np.arange(11.0)) + 50.0, index=index)}
     starts = {"lstm": 999.0, "buy_and_hold": 50.5}
     close = pd.Series(np.arange(11.0) + 1.0, index=index).drop(index[[0, 5, 6]])  # bars missing: carried
-    report.write_equity(tmp_path, curves, starts, {"BTCUSDT.BINANCE": close})
+    report.write_equity(tmp_path, report.row_groups_of(curves), starts, {"BTCUSDT.BINANCE": close})
 
     written = pd.read_parquet(tmp_path / report.EQUITY_FILE)
     whole = {}

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from marketdata.klines import read_klines, to_bars_frame
-from backtests.plots import Thinner, plot_equity, plot_trades, thin_out
+from backtests.plots import EquityLines, Thinner, plot_equity, plot_trades, thin_out
 from backtests.stats import FILL_COLUMNS, equity_curve
 from marketdata.timeframes import parse_timeframe
 from tests.conftest import FIXTURE_7D
@@ -75,7 +75,8 @@ def test_thin_out_keeps_each_stretch_extremes_and_both_ends(close):
 
 
 @pytest.mark.parametrize("max_points", [7, 40, 500, 5_000])
-def test_a_series_thinned_a_chunk_at_a_time_gives_the_whole_series_line(close, max_points):
+def test_a_series_thinned_a_chunk_at_a_time_gives_the_whole_series_line(close, max_points, monkeypatch):
+    monkeypatch.setattr("backtests.plots.BLOCK_ROWS", 61)  # a long series reduced a block at a time, too
     rng = np.random.default_rng(max_points)
     series = close.iloc[:3_001]
     cuts = np.sort(rng.integers(0, len(series), size=9))
@@ -86,3 +87,16 @@ def test_a_series_thinned_a_chunk_at_a_time_gives_the_whole_series_line(close, m
     assert line.equals(thin_out(series, max_points))
     assert line.index[0] == series.index[0] and line.index[-1] == series.index[-1]
     assert line.min() == series.min() and line.max() == series.max() and len(line) <= max_points + 2
+
+
+def test_equity_lines_made_a_chunk_at_a_time_are_the_whole_curves_lines(close, fills):
+    curves = {"scripted": equity_curve(fills, close, 10_000.0), "buy and hold": 10_000.0 * close / close.iloc[0]}
+    whole, chunked = EquityLines(list(curves), len(close), 300), EquityLines(list(curves), len(close), 300)
+    for name, equity in curves.items():
+        whole.add(name, equity)
+        for start in range(0, len(equity), 997):
+            chunked.add(name, equity.iloc[start : start + 997])
+    for name in curves:
+        assert chunked.lines()[name].equals(whole.lines()[name])
+        assert chunked.lines()[name].iloc[0] == 1.0 and len(whole.lines()[name]) <= 302
+    assert chunked.fall().equals(whole.fall()) and chunked.fall().min() < 0

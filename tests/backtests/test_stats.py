@@ -22,8 +22,11 @@ from backtests.stats import (
     FILL_COLUMNS,
     opening_equity,
     STAT_KEYS,
+    CurveSummary,
+    curve_stats,
     daily_returns,
     empty_fills,
+    equity_chunks,
     equity_curve,
     fills_from_nautilus,
     performance_stats,
@@ -284,3 +287,27 @@ def test_equity_matches_the_nautilus_cash_account(week):
 def test_an_empty_nautilus_report_is_no_fills():
     table = fills_from_nautilus(pd.DataFrame())
     assert list(table.columns) == FILL_COLUMNS and table.empty
+
+
+@pytest.mark.parametrize("rows", [1, 7, 997, 1_440, 20_000])
+def test_curves_and_statistics_made_in_chunks_are_the_whole_ones_exactly(week, rows):
+    """What the report writes a row group at a time: the equity, the positions and every statistic
+    are the values the whole curve gives, not merely close to them (days split across chunks too)."""
+    close = to_bars_frame(week, M1)["close"]
+    rng = np.random.default_rng(rows)
+    times = close.index[np.sort(rng.choice(len(close), size=60, replace=False))] - pd.Timedelta(seconds=30)
+    # Long, flat, short and flips, with fees: every kind of step the sums carry.
+    trades = fills(*((t, side, q, float(close.asof(t)) if t >= close.index[0] else float(close.iloc[0]), 0.02 * q)
+                     for t, side, q in zip(times, rng.choice(["BUY", "SELL"], size=60), rng.uniform(0.01, 0.2, 60).round(3))))
+    whole = equity_curve(trades, close, 10_000.0)
+    parts = list(equity_chunks(trades, close, 10_000.0, rows))
+    pd.testing.assert_series_equal(pd.concat([equity for equity, _ in parts]), whole, check_exact=True)
+    np.testing.assert_array_equal(np.concatenate([position for _, position in parts]), position_series(trades, close.index).to_numpy())
+    summary = CurveSummary(opening_equity(whole, trades, close))
+    for equity, position in parts:
+        summary.add(equity, position != 0.0)
+    chunked, expected = curve_stats(summary, [trades], 0.0, None), performance_stats(whole, trades, close, run_seconds=0.0)
+    assert chunked.keys() == expected.keys()
+    for key, value in expected.items():
+        assert chunked[key] == value or (math.isnan(value) and math.isnan(chunked[key])), key
+    pd.testing.assert_series_equal(summary.daily_returns(), daily_returns(whole, summary.start), check_exact=True)
