@@ -45,7 +45,7 @@ class EquityLines:
         self.names = names
         self._lines = {name: Thinner(count, max_points) for name in names}
         self._first: dict[str, float] = {}
-        self._fall, self._peak = Thinner(count, max_points), -np.inf
+        self._fall = DrawdownLine(count, max_points)
 
     def add(self, name: str, equity: pd.Series) -> None:
         if not len(equity):
@@ -53,14 +53,30 @@ class EquityLines:
         first = self._first.setdefault(name, float(equity.iloc[0]))
         self._lines[name].add(equity / first)
         if name == self.names[0]:
-            self._fall.add(-100.0 * drawdown(equity, self._peak))
-            self._peak = max(self._peak, float(equity.max()))
+            self._fall.add(equity)
 
     def lines(self) -> dict[str, pd.Series]:
         return {name: thinner.line() for name, thinner in self._lines.items()}
 
     def fall(self) -> pd.Series:
         return self._fall.line()
+
+
+class DrawdownLine:
+    """An equity curve's fall from its running peak in percent (-100 x ``backtests.stats.drawdown``),
+    the curve given a chunk at a time in time order, thinned (:class:`Thinner`; NaNs dropped)."""
+
+    def __init__(self, count: int, max_points: int) -> None:
+        self._thinner, self._peak = Thinner(count, max_points), -np.inf
+
+    def add(self, equity: pd.Series) -> None:
+        if not len(equity):
+            return
+        self._thinner.add(-100.0 * drawdown(equity, self._peak).dropna())
+        self._peak = max(self._peak, float(equity.max()))
+
+    def line(self) -> pd.Series:
+        return self._thinner.line()
 
 
 def plot_equity_lines(lines: EquityLines, path: str | Path, title: str = "Equity") -> Figure:

@@ -72,3 +72,32 @@ def with_context(frames: Iterable[pd.DataFrame], before: int = 0, after: int = 0
             held, given = held.iloc[start:], ready - start
     if held is not None and len(held) > given:
         yield held, slice(given, len(held))
+
+
+def bar_type_groups(frame: pd.DataFrame, default: str | None = None) -> Iterable[tuple[str | None, pd.DataFrame]]:
+    """A frame's rows by its ``bar_type`` column, in order of first appearance; all of them under
+    ``default`` where it has none (a run of one bar type)."""
+    return frame.groupby("bar_type", sort=False) if "bar_type" in frame else [(default, frame)]
+
+
+def rows_of_bar_type(frame: pd.DataFrame, bar_type: str | None) -> pd.DataFrame:
+    """``frame``'s rows of ``bar_type``; all of them where it names none."""
+    if "bar_type" not in frame:
+        return frame
+    return frame[(frame["bar_type"] == bar_type).to_numpy(dtype=bool, na_value=False)]
+
+
+class TimeOrder:
+    """That each bar type's rows come in time order, chunk after chunk of a file (``what`` names it
+    in the error): what reading a chunk at a time relies on, where a whole frame could be sorted."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._last: dict = {}  # each bar type's last close time so far
+
+    def check(self, bar_type: str | None, times: pd.DatetimeIndex) -> None:
+        last = self._last.get(bar_type)
+        if not times.is_monotonic_increasing or (last is not None and len(times) and times[0] < last):
+            raise ValueError(f"{self.what}: the rows of {bar_type or 'its bar type'} are not in time order")
+        if len(times):
+            self._last[bar_type] = times[-1]

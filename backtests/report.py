@@ -133,7 +133,8 @@ def write_equity(out: Path, row_groups: Iterable[dict[str, pd.Series]], starts: 
     report's files made.
     """
     before = dict(starts)  # each curve's equity before the row group's first row
-    carried: dict[str, float] = {}  # each instrument's close at the row group's end
+    # Each instrument's close before the row group: before its first bar, its first close.
+    carried = {key: float(close.iloc[0]) for key, close in closes.items()}
 
     def frames():
         for curves in row_groups:
@@ -144,9 +145,8 @@ def write_equity(out: Path, row_groups: Iterable[dict[str, pd.Series]], starts: 
                 columns[f"return_{name}"] = part / part.shift(1, fill_value=before[name]) - 1.0
                 before[name] = float(part.iloc[-1]) if len(part) else before[name]
             for key, close in closes.items():
-                # The last close at or before each bar; before the instrument's first bar, its first close.
-                here = close.reindex(index).ffill().fillna(carried.get(key, float(close.iloc[0])))
-                carried[key] = float(here.iloc[-1]) if len(here) else carried.get(key, float(close.iloc[0]))
+                here = close.reindex(index).ffill().fillna(carried[key])  # the last close at or before each bar
+                carried[key] = float(here.iloc[-1]) if len(here) else carried[key]
                 columns[f"close_{key}"] = here
             yield pd.DataFrame(columns, index=index)
 

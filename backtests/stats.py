@@ -108,9 +108,8 @@ def empty_fills() -> pd.DataFrame:
 
 def position_series(fills: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
     """Signed base position held after each bar (long > 0), exactly 0.0 when flat."""
-    traded = _per_bar(_signed_quantity(fills), fills, index).cumsum()
-    flat = np.abs(traded) <= _flat_tolerance(fills)
-    return pd.Series(np.where(flat, 0.0, traded), index=index, name="position")
+    traded = _running_sums(_signed_quantity(fills), _bar_numbers(fills, index), 0, len(index), 0.0)
+    return pd.Series(_held(traded, _flat_tolerance(fills)), index=index, name="position")
 
 
 def equity_curve(fills: pd.DataFrame, close: pd.Series, starting_equity: float) -> pd.Series:
@@ -132,12 +131,11 @@ def equity_chunks(fills: pd.DataFrame, close: pd.Series, starting_equity: float,
     cash, traded = 0.0, 0.0  # the running sums at the end of the chunk before
     for start in range(0, max(len(close), 1), rows):
         part = close.iloc[start : start + rows]
-        here = (bars >= start) & (bars < start + len(part))
-        cash_sums = np.cumsum(np.concatenate([[cash], np.bincount(bars[here] - start, weights=flows[here], minlength=len(part))]))[1:]
-        traded_sums = np.cumsum(np.concatenate([[traded], np.bincount(bars[here] - start, weights=signed[here], minlength=len(part))]))[1:]
+        cash_sums = _running_sums(flows, bars, start, len(part), cash)
+        traded_sums = _running_sums(signed, bars, start, len(part), traded)
         if len(part):
             cash, traded = float(cash_sums[-1]), float(traded_sums[-1])
-        position = np.where(np.abs(traded_sums) <= tolerance, 0.0, traded_sums)
+        position = _held(traded_sums, tolerance)
         yield pd.Series(starting_equity + cash_sums + position * part.to_numpy(dtype=float), index=part.index, name="equity"), position
 
 
@@ -327,9 +325,18 @@ def _bar_numbers(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
     return bars
 
 
-def _per_bar(values: np.ndarray, fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
-    """Sum of per-fill ``values`` over the fills applied at each bar."""
-    return np.bincount(_bar_numbers(fills, index), weights=values, minlength=len(index))
+def _running_sums(values: np.ndarray, bars: np.ndarray, start: int, length: int, before: float) -> np.ndarray:
+    """The running sum, from ``before``, of per-fill ``values`` (``bars``: each fill's bar) over the bars
+    ``start`` to ``start + length``: the same additions, in the same order, as one cumulative sum over
+    every bar, so a curve made in chunks equals the whole one."""
+    here = (bars >= start) & (bars < start + length)
+    per_bar = np.bincount(bars[here] - start, weights=values[here], minlength=length)
+    return np.cumsum(np.concatenate([[before], per_bar]))[1:]
+
+
+def _held(traded: np.ndarray, tolerance: float) -> np.ndarray:
+    """The position from the running sum of signed quantities: exactly 0.0 within ``tolerance`` of flat."""
+    return np.where(np.abs(traded) <= tolerance, 0.0, traded)
 
 
 def _flat_tolerance(fills: pd.DataFrame) -> float:

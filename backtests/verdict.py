@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from backtests.predictions_file import file_frames, with_context
+from backtests.predictions_file import TimeOrder, bar_type_groups, file_frames, rows_of_bar_type, with_context
 from models.artifact import load_artifact
 from models.metrics import Comoments, LossDifferential, direction_counts, directional_from_counts, squared_error
 from models.volatility import EWMAVolatility, bar_log_returns, log_realized_vol, qlike_loss
@@ -45,15 +45,14 @@ def forecast_check(predictions: Path | pd.DataFrame, horizon: int) -> dict:
     if isinstance(predictions, pd.DataFrame):
         def frames(columns):
             return [predictions[[c for c in columns if c in predictions]]]
-        has_volatility = "volatility" in predictions
+        has_volatility, what = "volatility" in predictions, "the forecasts"
     else:
         def frames(columns):
             return file_frames(predictions, columns)
-        has_volatility = "volatility" in pq.read_schema(predictions).names
+        has_volatility, what = "volatility" in pq.read_schema(predictions).names, str(predictions)
     returns, volatility = _ReturnScores(horizon), _VolatilityScores(horizon)
-    for bar_type, mean_squared_return in _survey(frames(["close", "bar_type"])).items():
-        own = (rows if bar_type is None else rows[(rows["bar_type"] == bar_type).to_numpy(dtype=bool, na_value=False)]
-               for rows in frames(FORECAST_COLUMNS))
+    for bar_type, mean_squared_return in _survey(frames(["close", "bar_type"]), TimeOrder(what)).items():
+        own = (rows_of_bar_type(rows, bar_type) for rows in frames(FORECAST_COLUMNS))
         ewma = EWMAVolatility(horizon)
         variance = mean_squared_return  # the filter's start (EWMAVolatility.fit on these rows)
         for frame, new in with_context(own, before=1, after=horizon):
@@ -74,25 +73,22 @@ def forecast_check(predictions: Path | pd.DataFrame, horizon: int) -> dict:
     return check
 
 
-def _survey(frames: Iterable[pd.DataFrame]) -> dict:
+def _survey(frames: Iterable[pd.DataFrame], order: TimeOrder) -> dict:
     """Each bar type (None: the rows name none) in order of its first row, and the mean squared bar
-    return of its rows (EWMA's start, as EWMAVolatility.fit over them); a ValueError if a bar
-    type's rows are not in time order."""
-    found = {}  # bar type: [Σr², returns, last close, last close time]
+    return of its rows (EWMA's start, as EWMAVolatility.fit over them); ``order`` checks that each
+    one's rows are in time order."""
+    found = {}  # bar type: [Σr², returns, last close]
     for frame in frames:
-        groups = frame.groupby("bar_type", sort=False) if "bar_type" in frame else [(None, frame)]
-        for bar_type, rows in groups:
-            seen = found.setdefault(bar_type, [0.0, 0, np.nan, None])
-            if not rows.index.is_monotonic_increasing or (seen[3] is not None and len(rows) and rows.index[0] < seen[3]):
-                raise ValueError(f"the forecasts of {bar_type or 'the bar type'} are not in time order")
+        for bar_type, rows in bar_type_groups(frame):
+            order.check(bar_type, rows.index)
+            seen = found.setdefault(bar_type, [0.0, 0, np.nan])
             close = np.concatenate([[seen[2]], rows["close"].to_numpy(np.float64)])  # the close before: the seam's return
             squared = bar_log_returns(close)[1:] ** 2
             squared = squared[np.isfinite(squared)]
             seen[0] += float(squared.sum())
             seen[1] += squared.size
-            if len(rows):
-                seen[2], seen[3] = close[-1], rows.index[-1]
-    return {bar_type: total / count if count else np.nan for bar_type, (total, count, _, _) in found.items()}
+            seen[2] = close[-1]
+    return {bar_type: total / count if count else np.nan for bar_type, (total, count, _) in found.items()}
 
 
 class _ReturnScores:
@@ -108,12 +104,13 @@ class _ReturnScores:
     def add(self, outcome: np.ndarray, forecast: np.ndarray) -> None:
         keep = np.isfinite(outcome) & np.isfinite(forecast)
         y, f = outcome[keep], forecast[keep]
+        errors = squared_error(y, f)
         self.rows += y.size
-        self.squared_error += float(squared_error(y, f).sum())
+        self.squared_error += float(errors.sum())
         self.squared_outcome += float((y * y).sum())
         self.directions += direction_counts(y, f)
         self.moments.add(f, y)
-        self.differential.add(squared_error(y, f) - squared_error(y, np.zeros_like(y)))
+        self.differential.add(errors - squared_error(y, np.zeros_like(y)))
         self.any_forecast |= bool(np.any(f != 0))
 
     def scores(self) -> dict:

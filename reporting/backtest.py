@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow.parquet as pq
@@ -25,10 +24,10 @@ from nautilus_trader.analysis.tearsheet import (
     create_monthly_returns_heatmap,
 )
 
-from backtests.plots import Thinner
+from backtests.plots import DrawdownLine, Thinner
 from backtests.predictions_file import file_frames
 from backtests.report import EQUITY_FILE
-from backtests.stats import STAT_KEYS, drawdown
+from backtests.stats import STAT_KEYS
 from reporting.forecast_file import forecast_sections
 from reporting.page import MAX_LINE_POINTS, Section, figure, paragraph, table
 
@@ -103,7 +102,7 @@ def _equity_figure(equity: EquityFile, names: list[str]) -> go.Figure:
 def _drawdown_figure(equity: EquityFile, names: list[str]) -> go.Figure:
     fig = figure("Drawdown (%)", "time (UTC)", "fall from the running peak (%)", height=320)
     for name in names:
-        fall = -100.0 * equity.thinned_drawdown(f"equity_{name}")
+        fall = equity.thinned_fall(f"equity_{name}")
         fig.add_trace(go.Scatter(x=fall.index, y=fall.to_numpy(), mode="lines", name=name,
                                  fill="tozeroy" if name == names[0] else None))
     return fig
@@ -192,13 +191,12 @@ class EquityFile:
             thinner.add(chunk.dropna())
         return thinner.line()
 
-    def thinned_drawdown(self, column: str) -> pd.Series:
-        """The drawdown of the equity ``column`` (``backtests.stats.drawdown``), thinned for a line."""
-        thinner, peak = Thinner(self.rows, MAX_LINE_POINTS), -np.inf
+    def thinned_fall(self, column: str) -> pd.Series:
+        """The fall of the equity ``column`` from its running peak, in percent, thinned for a line (``DrawdownLine``)."""
+        fall = DrawdownLine(self.rows, MAX_LINE_POINTS)
         for chunk in self.chunks(column):
-            thinner.add(drawdown(chunk, peak).dropna())
-            peak = max(peak, chunk.max())
-        return thinner.line()
+            fall.add(chunk)
+        return fall.line()
 
 
 def _read_equity(folder: Path) -> EquityFile:

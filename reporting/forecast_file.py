@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from backtests.plots import Thinner
-from backtests.predictions_file import file_frames, with_context
+from backtests.predictions_file import TimeOrder, bar_type_groups, file_frames, rows_of_bar_type, with_context
 from reporting.forecasts import (
     ForecastHistogram,
     bars_window,
@@ -36,8 +36,7 @@ from reporting.forecasts import (
     volatility_lines,
 )
 from reporting.page import MAX_LINE_POINTS, MAX_SCATTER_POINTS, Section
-
-GATE = "volatility gate"  # the reason the gate gives (strategies.volatility)
+from strategies.volatility import GATE_REASON
 
 
 @dataclass
@@ -47,7 +46,6 @@ class _Rows:
     count: int = 0
     low: float = np.inf
     high: float = -np.inf
-    last: pd.Timestamp | None = None
     step: pd.Timedelta = pd.NaT  # the median step between the rows of its first row group
 
 
@@ -62,7 +60,7 @@ def forecast_sections(path: Path, settings: dict) -> list[Section]:
     for bar_type, rows in (_survey(path, point, default) or {default: _Rows()}).items():
         figures = _BarTypeFigures(point, horizon, thresholds.get(bar_type), rows, "volatility" in names)
         columns = [point, "close", "reason", "bar_type"] + (["volatility"] if figures.volatility else [])
-        own_rows = (_of_bar_type(frame, bar_type, default) for frame in file_frames(path, columns))
+        own_rows = (rows_of_bar_type(frame, bar_type) for frame in file_frames(path, columns))
         for frame, new in with_context(own_rows, before=figures.window - 1, after=horizon or 0):
             figures.add(frame, new)
         label = f" ({bar_type})" if bar_type else ""
@@ -89,28 +87,19 @@ def forecast_sections(path: Path, settings: dict) -> list[Section]:
 def _survey(path: Path, point: str, default: str) -> dict[str, _Rows]:
     """Each bar type's rows, in the file's order; a ValueError naming the file if one's are not in time order."""
     found: dict[str, _Rows] = {}
+    order = TimeOrder(str(path))
     for frame in file_frames(path, [point, "bar_type"]):
-        groups = frame.groupby("bar_type", sort=False, observed=True) if "bar_type" in frame else [(default, frame)]
-        for bar_type, own in groups:
+        for bar_type, own in bar_type_groups(frame, default):
             rows = found.setdefault(bar_type, _Rows())
-            times = own.index
-            if not times.is_monotonic_increasing or (rows.last is not None and len(times) and times[0] < rows.last):
-                raise ValueError(f"{path}: the rows of {bar_type or 'its bar type'} are not in time order")
+            order.check(bar_type, own.index)
             values = own[point].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             if len(values):
                 rows.low, rows.high = min(rows.low, values.min()), max(rows.high, values.max())
-            if pd.isna(rows.step) and len(times) >= 8:
-                rows.step = pd.Series(times).diff().median()
+            if pd.isna(rows.step) and len(own) >= 8:
+                rows.step = pd.Series(own.index).diff().median()
             rows.count += len(own)
-            rows.last = times[-1] if len(times) else rows.last
     return found
-
-
-def _of_bar_type(frame: pd.DataFrame, bar_type: str, default: str) -> pd.DataFrame:
-    if "bar_type" not in frame:
-        return frame
-    return frame[(frame["bar_type"] == bar_type).to_numpy(dtype=bool, na_value=False)]
 
 
 class _BarTypeFigures:
@@ -145,7 +134,7 @@ class _BarTypeFigures:
                 self.realized_volatility.add(realized_volatility(frame["close"], self.horizon).iloc[new].dropna())
         if self.volatility:
             self.volatility_forecast.add(own["volatility"].dropna())
-            gated = own["reason"].str.contains(GATE, regex=False).to_numpy(dtype=bool, na_value=False)
+            gated = own["reason"].str.contains(GATE_REASON, regex=False).to_numpy(dtype=bool, na_value=False)
             self.blocked.append(own["volatility"][gated])
         kind_counts(own["reason"], self.reasons)
         self.seen += len(own)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from models.features import forward_log_return
 from models.volatility import log_realized_vol
 from reporting.page import figure, sample, thin
+from strategies.volatility import GATE_REASON
 
 # Log returns on axes as percentages to 3 significant digits (0.036%), not SI prefixes (360µ).
 RETURN_TICKS = ".3~%"
@@ -29,7 +30,7 @@ IC_CHUNK_ROWS = 50_000  # rows of a rolling IC computed at a time (rolling_corr)
 # The decision log's reasons (strategies.decision, strategies.volatility, strategies.safety), by what they mean.
 # Checked in order: a composed reason ("...; volatility gate: ...") goes to its first match.
 REASON_KINDS = [
-    ("volatility gate", "blocked by the volatility gate"),
+    (GATE_REASON, "blocked by the volatility gate"),
     ("minimum bars", "held for the minimum holding time"),
     ("cannot short", "short signal, but the venue cannot short"),
     ("quantile band", "blocked by the quantile gate"),

@@ -27,6 +27,7 @@ import numpy as np
 from strategies.decision import FLAT, Reason
 
 YEAR_NS = 365 * 24 * 3600 * 1_000_000_000
+GATE_REASON = "volatility gate"  # what each reason the gate gives starts with (the report counts and marks them by it)
 # The target of the backtests' volatility-targeted buy-and-hold when the strategy sets none: 50% a
 # year, about bitcoin's long-run annualized volatility, so its position averages near the base notional.
 DEFAULT_TARGET_VOLATILITY = 0.5
@@ -145,8 +146,8 @@ class VolatilityRisk:
             return None
         sigma, median = self._over
         if math.isnan(sigma):
-            return "volatility gate: the forecast is not finite"
-        return f"volatility gate: forecast {sigma:.6f} > {self._multiple:g} × trailing median {median:.6f}"
+            return f"{GATE_REASON}: the forecast is not finite"
+        return f"{GATE_REASON}: forecast {sigma:.6f} > {self._multiple:g} × trailing median {median:.6f}"
 
     def gate(self, target: int, reason: Reason, side: int) -> tuple[int, Reason]:
         """The decided ``target`` with no new exposure while the gate is shut: a reversal only closes."""

@@ -79,7 +79,7 @@ def test_the_equity_file_gives_each_figure_what_the_whole_column_gives(backtest_
         expected = (1 + whole["return_lstm"]).resample(period, closed="right", label="right").prod() - 1
         pd.testing.assert_series_equal(equity.compounded("return_lstm", period), expected, check_names=False, check_freq=False,
                                        rtol=1e-12)
-    pd.testing.assert_series_equal(equity.thinned_drawdown("equity_buy_and_hold"), thin(drawdown(whole["equity_buy_and_hold"])),
+    pd.testing.assert_series_equal(equity.thinned_fall("equity_buy_and_hold"), -100.0 * thin(drawdown(whole["equity_buy_and_hold"])),
                                    check_names=False)
     pd.testing.assert_series_equal(equity.thinned("close_BTCUSDT.BINANCE"), thin(whole["close_BTCUSDT.BINANCE"]), check_names=False)
 
