@@ -5,7 +5,10 @@
   comes, or the request times out, the strategy gets all of them at once in close-time order and
   feeds those it has not seen. So a live bar that beats the history is neither lost nor
   double-counted, and the first live bar is forecast by a warm model. Nautilus's Binance adapter
-  sends no answer at all when the venue has no bars, hence the timeout.
+  sends no answer at all when the venue has no bars, hence the timeout. A request asks for the bars
+  closing up to the moment it goes out; bars the live stream missed after that (a stream still
+  connecting at the start, or cut again during a back-fill) are asked for next
+  (:meth:`CatchUp.hold_unasked`), not taken for a gap the venue could not fill.
 - :class:`StaleFeed`: whether bars stopped coming (no bar for ``stale_feed_bars`` intervals).
 """
 
@@ -17,6 +20,9 @@ from datetime import timedelta
 import msgspec
 import pandas as pd
 from nautilus_trader.model.data import Bar
+
+from marketdata.timeframes import bar_close_ns
+from strategies.decision_log import iso_time
 
 
 class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -67,6 +73,7 @@ class CatchUp:
     def __init__(self, strategy, bar_type, timeout_s: float, answered: Answered) -> None:
         self._strategy, self._bar_type, self._timeout_s, self._answered = strategy, bar_type, timeout_s, answered
         self.why: str | None = None  # what the request out is for (None: none is out)
+        self.asked_until_ns = 0  # the end of the latest request: the moment it went out
         self._number = 0
         self._history: list[Bar] = []
         self._held: list[Bar] = []
@@ -78,10 +85,17 @@ class CatchUp:
         number = self._number
         clock = self._strategy.clock
         now = clock.utc_now()
+        self.asked_until_ns = now.value
         clock.set_time_alert(f"history-{number}", now + timedelta(seconds=self._timeout_s),
                              callback=lambda event: self._done(number, timed_out=True))
         self._strategy.request_bars(self._bar_type, start=pd.Timestamp(start_ns, unit="ns", tz="UTC"), end=now,
                                     callback=lambda request_id: self._done(number, timed_out=False))
+
+    def back_fill(self, last_ns: int, close_ns: int, interval_ns: int) -> None:
+        """Ask for the bars missing between the last bar fed (closing ``last_ns``) and a held one (``close_ns``)."""
+        missing = (close_ns - last_ns) // interval_ns - 1
+        self._strategy.log.warning(f"{missing} bars missing before {iso_time(close_ns)}: back-filling them from the venue")
+        self.request(last_ns, "back-fill")
 
     def history_bar(self, bar: Bar) -> None:
         """A bar of the answer (``on_historical_data``)."""
@@ -91,6 +105,18 @@ class CatchUp:
     def hold(self, bar: Bar) -> None:
         """A live bar to feed once the request is answered."""
         self._held.append(bar)
+
+    def hold_unasked(self, bars: list[Bar], last_ns: int, interval_ns: int) -> int:
+        """Hold, for the next request, the bars of an answer (history and held bars in close-time
+        order, fed after ``last_ns``) that come after a gap of bars all closing after this request
+        went out: it could not have had those. How many were held (0: feed them all)."""
+        for index, bar in enumerate(bars):
+            close = bar_close_ns(bar.ts_event)
+            if last_ns and close - interval_ns > max(last_ns, self.asked_until_ns):
+                self._held.extend(bars[index:])
+                return len(bars) - index
+            last_ns = max(last_ns, close)
+        return 0
 
     def _done(self, number: int, timed_out: bool) -> None:
         if number != self._number or self.why is None:

@@ -212,22 +212,24 @@ class LSTMStrategy(Strategy):
     def _history_answered(self, why: str, history: list[Bar], held: list[Bar], timed_out: bool) -> None:
         if timed_out:
             self.log.warning(f"no answer to the {why} request in {self.config.feed.request_timeout_s:g}s: going on with the bars at hand")
-        first = None
-        for bar in sorted(history + held, key=lambda bar: bar.ts_event):
-            close = bar_close_ns(bar.ts_event)
-            if first is None and close > self._last_ts:
-                first = close
-            self._feed(bar, trade=close >= self._start_ns, backfilled=why == "back-fill", ts=close)
+        bars = sorted(history + held, key=lambda bar: bar.ts_event)
+        unasked = self.catch_up.hold_unasked(bars, self._last_ts, self._interval_ns) if self.config.feed.backfill_gaps else 0
+        first = last = None
+        for bar in bars[:len(bars) - unasked]:
+            last = bar_close_ns(bar.ts_event)
+            first = first or (last if last > self._last_ts else None)
+            self._feed(bar, trade=last >= self._start_ns, backfilled=why == "back-fill", ts=last)
         if self.barrier:
             self.barrier.caught_up(str(self.config.bar_type))
-        fed = f"{iso_time(first)} to {iso_time(close)}" if first else "none"
+        fed = f"{iso_time(first)} to {iso_time(last)}" if first else "none"
         summary = f"{len(history)} bars from the venue, {len(held)} live bars held meanwhile; new bars fed: {fed}"
         if why == "back-fill":
             self.log.info(f"back-fill done: {summary}")
-            return
-        self.warmup_range = (first, close) if first else None
-        self.ready = True
-        self.log.info(f"{why} done: {summary}; ready")
+        else:
+            self.warmup_range, self.ready = (first, last) if first else None, True
+            self.log.info(f"{why} done: {summary}; ready")
+        if unasked:  # the live stream missed bars after the request went out: ask for them
+            self.catch_up.back_fill(self._last_ts, bar_close_ns(bars[-unasked].ts_event), self._interval_ns)
 
     def on_bar(self, bar: Bar) -> None:
         if self.feed.arrived(self.clock.timestamp_ns()):
@@ -237,10 +239,8 @@ class LSTMStrategy(Strategy):
             return
         close = bar_close_ns(bar.ts_event)
         if self.config.feed.backfill_gaps and self._last_ts and close - self._last_ts > self._interval_ns:
-            missing = (close - self._last_ts) // self._interval_ns - 1
-            self.log.warning(f"{missing} bars missing before {iso_time(close)}: back-filling them from the venue")
             self.catch_up.hold(bar)
-            self.catch_up.request(self._last_ts, "back-fill")
+            self.catch_up.back_fill(self._last_ts, close, self._interval_ns)
             return
         if self.config.measure_latency:
             started = time.perf_counter_ns()

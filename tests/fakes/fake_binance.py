@@ -154,13 +154,17 @@ class FakeBinance:
 
     ``now_ms`` freezes the server clock (``/time``, ``serverTime``, and which bars have opened);
     by default it is the wall clock. ``demo`` answers as Binance's futures demo environment does
-    where it differs: ``symbolConfig`` reports leverage 0 for a symbol the account never set. ``delay_s`` paces every klines answer. Klines requests are
+    where it differs: ``symbolConfig`` reports leverage 0 for a symbol the account never set. ``delay_s`` paces every klines answer
+    (``first_delay_s``, if set, the first one instead). ``subscribe_lag_s``: a market stream sends nothing for that long after
+    it is subscribed to (in the URL or by SUBSCRIBE), as a stream slow to start does. Klines requests are
     numbered from 1, 429s included; those whose number is in ``throttle_requests``, or a
     multiple of ``throttle_every``, are answered with HTTP 429 and code -1003.
     """
 
     now_ms: int | None = None
     delay_s: float = 0.0
+    first_delay_s: float | None = None
+    subscribe_lag_s: float = 0.0
     throttle_every: int | None = None
     throttle_requests: frozenset[int] = frozenset()
     demo: bool = False
@@ -372,8 +376,9 @@ class FakeBinance:
         with self._lock:
             self._klines_count += 1
             number = self._klines_count
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        delay = self.first_delay_s if number == 1 and self.first_delay_s is not None else self.delay_s
+        if delay:
+            time.sleep(delay)
         if number in self.throttle_requests or (self.throttle_every and number % self.throttle_every == 0):
             raise BinanceError(HTTPStatus.TOO_MANY_REQUESTS, -1003, TOO_MANY_REQUESTS)
         symbol, interval = _required(params, "symbol"), _required(params, "interval")
@@ -623,6 +628,7 @@ class _Connection:
     route: str = MARKET
     listen_key: str | None = None  # a futures user-data stream's
     session: Session | None = None  # a WebSocket API connection's
+    live_from_ms: dict[str, int] = field(default_factory=dict)  # a stream -> the fake clock from which it is sent
 
 
 class _StreamServer:
@@ -734,8 +740,14 @@ class _StreamServer:
             streams = {name for name in request.query.get("streams", "").split("/") if name}
         else:
             streams = {request.match_info["stream"]}
-        await self._serve(_Connection(ws, market, combined, streams, route), self._request)
+        connection = _Connection(ws, market, combined, streams, route)
+        self._subscribe(connection, streams)
+        await self._serve(connection, self._request)
         return ws
+
+    def _subscribe(self, connection: _Connection, streams) -> None:
+        connection.streams.update(streams)
+        connection.live_from_ms.update(dict.fromkeys(streams, self.fake.clock_ms() + int(self.fake.subscribe_lag_s * 1000)))
 
     async def _user_stream(self, request: web.Request) -> web.StreamResponse:
         """A futures user-data stream on the /private route, named by its listen key."""
@@ -775,7 +787,7 @@ class _StreamServer:
             await connection.ws.send_str(json.dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
             return
         if method == "SUBSCRIBE":
-            connection.streams.update(params)
+            self._subscribe(connection, params)
             self.fake._record("subscribe", connection.market, list(params), route=connection.route)
             result = None
         elif method == "UNSUBSCRIBE":
@@ -853,9 +865,10 @@ class _StreamServer:
 
     async def _send(self, market: str, stream: str, data: dict) -> int:
         """Send a market-data message on ``stream`` to the connections of the route that carries it."""
-        sent = 0
+        sent, now = 0, self.fake.clock_ms()
         for connection in list(self.connections):
-            if connection.market == market and connection.route == MARKET and stream in connection.streams:
+            if (connection.market == market and connection.route == MARKET and stream in connection.streams
+                    and now >= connection.live_from_ms.get(stream, 0)):
                 sent += await self._send_to(connection, {"stream": stream, "data": data} if connection.combined else data)
         return sent
 

@@ -77,7 +77,10 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
                       + "[node]\ntimeout_post_stop = 1.0\n")
     run_dir = tmp_path / "run"
 
-    fake = FakeBinance(delay_s=1.0)  # every history answer comes a second late: live bars beat it
+    # Every history answer comes a second late, the warm-up's four: live bars beat it. The stream starts
+    # two seconds after the node subscribes, so it misses bars that closed after the warm-up request
+    # went out: the strategy asks for those next, and they are no gap.
+    fake = FakeBinance(delay_s=1.0, first_delay_s=4.0, subscribe_lag_s=2.0)
     fake.add_klines(replay, interval="1s")
     with fake:
         # Session 1: warm up, trade, survive a dropped stream, a silent one and an outage; SIGINT.
@@ -85,6 +88,7 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
         node = start_node(paper_command(model, fake, run_dir, config), out1)
         try:
             wait_for(lambda: len(decisions(run_dir)) >= 10, 60, "10 decisions", node, out1)
+            before_drop = fake.klines_requests()
             fake.drop_streams(refuse_s=3.0)
             dropped = len(decisions(run_dir))
             wait_for(lambda: len(decisions(run_dir)) >= dropped + 12, 30, "bars after the drop", node, out1)
@@ -123,13 +127,17 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
 
     # Warm-up: history arrived after live bars (the race); neither lost nor double-counted, and
     # the first bar after the start was already forecast by the warm model.
-    warmed = re.search(r"warm-up done: (\d+) bars from the venue, (\d+) live bars held meanwhile", log1)
+    warmed = re.search(r"warm-up done: (\d+) bars from the venue, (\d+) live bars held meanwhile; new bars fed: \S+ to (\S+);", log1)
     assert warmed and int(warmed.group(1)) >= 543 and int(warmed.group(2)) >= 1, log1[-3000:]
     assert run["sessions"][0]["ready"] and run["sessions"][1]["ready"]
     assert both.index.is_unique
     started = pd.Timestamp(run["sessions"][0]["started"])
     assert started <= first.index[0] < started + 10 * SECOND
-    assert log1.count("gap of") == 1  # the outage's, and no other: not between warm-up and live bars
+    # The bars the slow stream missed came from the venue right after the warm-up: no gap there.
+    backfill = [r for r in before_drop if int(r.params["startTime"]) == pd.Timestamp(warmed.group(3)).value // 1_000_000]
+    assert backfill and backfill[0].body, [r.params for r in before_drop]
+    gaps = [line for line in log1.splitlines() if "gap of" in line or "missing before" in line or "done:" in line]
+    assert log1.count("gap of") == 1, gaps  # the outage's, and no other: not between warm-up and live bars
     # No lost bar: session 1 decided on every bar the exchange has from its first decision to its last.
     expected = closes.loc[first.index[0]:first.index[-1]].index
     assert first.index.equals(expected)
@@ -170,9 +178,12 @@ def test_paper_node_end_to_end(second_bars_model, real_bars, tmp_path):
         assert decided <= filled < decided + 3 * SECOND
     for filled, price in zip(fill_times, fills1["last_px"]):
         assert price == pytest.approx(closes.loc[:filled].iloc[-1], abs=1e-8)
+    # A buy is sized at its decision bar's close (the fill may come a bar later, at another price):
+    # the notional there, rounded down to the size step (0.00001).
     buys = fills1[fills1["order_side"] == "BUY"]
-    bought = buys["last_px"] * buys["last_qty"]  # the notional, rounded down to the size step (0.00001)
-    assert (bought <= strategy["order_notional"]).all() and (bought > strategy["order_notional"] - buys["last_px"] * 1e-5).all()
+    decided_at = closes.loc[changes.index[changes == 1]].to_numpy()
+    bought = decided_at * buys["last_qty"].to_numpy()
+    assert (bought <= strategy["order_notional"]).all() and (bought > strategy["order_notional"] - decided_at * 1e-5).all()
     assert len(positions1) and (positions1["side"] == "FLAT").all()
 
     # SIGINT left a complete run folder.

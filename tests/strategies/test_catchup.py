@@ -45,6 +45,7 @@ def test_bars_wait_while_a_request_is_out_and_come_back_together():
     catch_up = CatchUp(strategy, "bars", 60.0, lambda *answer: answers.append(answer))
     catch_up.request(0, "warm-up")
     assert catch_up.why == "warm-up" and len(strategy.requests) == 1
+    assert catch_up.asked_until_ns == strategy.clock.utc_now().value  # what the answer can hold: bars closed by then
     catch_up.history_bar(bar(1))
     catch_up.history_bar(bar(2, bar_type="other bars"))  # not ours
     catch_up.hold(bar(3))
@@ -56,6 +57,34 @@ def test_bars_wait_while_a_request_is_out_and_come_back_together():
     catch_up.request(1, "back-fill")
     strategy.requests[1][2]("request-id")
     assert answers[-1][1] == []
+
+
+def test_bars_the_stream_missed_after_the_request_went_out_are_held_for_the_next_one():
+    # Bars close every 10 s; the last one fed before the answer closed at 20 s, the request went out at 50 s.
+    def hold(closes, last=20, asked_until=50):
+        strategy, answers = Strategy(), []
+        catch_up = CatchUp(strategy, "bars", 60.0, lambda *answer: answers.append(answer))
+        catch_up.asked_until_ns = asked_until * SECOND
+        held = catch_up.hold_unasked([bar(close * SECOND) for close in closes], last * SECOND, 10 * SECOND)
+        assert [b.ts_event for b in catch_up._held] == [close * SECOND for close in closes[len(closes) - held:]]
+        return held
+
+    assert hold([30, 40, 50, 60, 70]) == 0  # the answer, then live bars from the next one on
+    assert hold([30, 40, 50, 80, 90]) == 2  # 60 and 70 closed after the request: ask for them
+    assert hold([30, 40, 90]) == 1  # 50 was asked for and not answered, 60 to 80 were not asked for
+    assert hold([30, 60, 70]) == 0  # 40 and 50 were asked for and are missing: a gap the venue could not fill
+    assert hold([20, 30, 30, 40, 50, 60]) == 0  # bars seen already, and twice, are no gap
+    assert hold([80]) == 1  # a timed-out request's held bars after bars never asked for
+    assert hold([80], last=0) == 0  # nothing fed yet: no gap to speak of
+
+
+def test_a_back_fill_asks_from_the_last_bar_fed_and_says_how_many_are_missing():
+    strategy, warnings = Strategy(), []
+    strategy.log = SimpleNamespace(warning=warnings.append)
+    catch_up = CatchUp(strategy, "bars", 60.0, lambda *answer: None)
+    catch_up.back_fill(20 * SECOND, 60 * SECOND, 10 * SECOND)
+    assert catch_up.why == "back-fill" and strategy.requests[0][1].value == 20 * SECOND
+    assert warnings == ["3 bars missing before 1970-01-01T00:01:00+00:00: back-filling them from the venue"]
 
 
 def test_a_request_without_answer_times_out_and_a_late_answer_is_ignored():
