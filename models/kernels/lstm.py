@@ -44,19 +44,27 @@ def tanh32(x):
     return x * p / q
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _affine(wt, x, b, out):
     """out = W @ x + b, with W (len(out), len(x)) given transposed, flattened row-major in ``wt``.
 
-    Column by column (out += x[i] * W[:, i]): each output sums its terms in order, and the loop
-    over the outputs vectorizes without reordering any sum (no fastmath). Measured as fast as a
-    reassociated dot product here: the step is bound by reading the weights from L2.
+    Four columns at a time (out += x[i] * W[:, i] + ... + x[i+3] * W[:, i+3]): each output still
+    sums its terms in order, so the loop over the outputs vectorizes without reordering any sum
+    (only ``contract``: each multiply-add one fused instruction, rounded once). A column at a time
+    loads and stores ``out`` for every column; four at a time does so a quarter as often.
     """
-    n = out.size
+    n, m = out.size, x.size
     for j in range(n):
         out[j] = b[j]
-    for i in range(x.size):
-        xi, column = x[i], i * n  # indexing wt directly: a slice per column costs ~8 ns, felt when n is small
+    i = 0
+    while i + 4 <= m:
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        c0, c1, c2, c3 = i * n, (i + 1) * n, (i + 2) * n, (i + 3) * n  # indexing wt directly: a slice costs ~8 ns
+        for j in range(n):
+            out[j] = out[j] + wt[c0 + j] * x0 + wt[c1 + j] * x1 + wt[c2 + j] * x2 + wt[c3 + j] * x3
+        i += 4
+    for i in range(i, m):
+        xi, column = x[i], i * n
         for j in range(n):
             out[j] += wt[column + j] * xi
 
