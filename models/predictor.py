@@ -102,9 +102,9 @@ class OnlinePredictor:
         self.volatility_index = decoded_volatility_index(artifact.lstm)
         scaler = aligned(np.stack([scaling.scaler.mean, scaling.scaler.std]).astype(np.float64))
         heads = aligned(kernel_heads(artifact.lstm, scaling.scales, artifact.feature_spec, artifact.config.training.horizon))
-        self._out = aligned(np.zeros(len(output_names(artifact.lstm))))
+        self.out = aligned(np.zeros(len(output_names(artifact.lstm))))  # the latest bar's decoded outputs
         # Everything predict_bar takes after the bar, bound once: no attribute lookups per bar.
-        self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self._out)
+        self._arrays = (*self.features._kernel_arrays, scaler, *self.network._kernel_arrays, heads, self.out)
         # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.
         self._predict_bar = entry_point(PREDICT_BAR[artifact.lstm.architecture], 0, 1.0, 1.0, 1.0, 1.0, *self._arrays)
 
@@ -121,12 +121,14 @@ class OnlinePredictor:
         at, one_hot = self._one_hot
         self.network._x[at] = one_hot
 
+    def forecast(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> bool:
+        """Feed one closed bar; whether it has a forecast (False during warm-up), its decoded outputs
+        (``output_columns``) then in ``out``: what the strategy's per-bar path reads."""
+        return self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays)
+
     def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
-        """Feed one closed bar; returns the decoded outputs (``output_columns``; None during warm-up),
-        as a new list: what the strategy reads, and cheaper on its per-bar path than an array copy."""
-        if self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays):
-            return self._out.tolist()
-        return None
+        """:meth:`forecast`, returning the decoded outputs as a new list (None during warm-up)."""
+        return self.out.tolist() if self.forecast(close_time_ns, high, low, close, volume) else None
 
     def set_cross(self, row: np.ndarray) -> None:
         """The cross-asset columns of the next bar (``models.pooling.CrossReturns.row``), before its ``update``."""
@@ -153,6 +155,11 @@ class OnlineBenchmark:
 
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)
+        self.out = np.zeros(1)  # the latest bar's forecast
+
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
+        """:meth:`forecast`, returning the forecast as a new list (None during warm-up)."""
+        return self.out.tolist() if self.forecast(close_time_ns, high, low, close, volume) else None
 
     @property
     def warmup_bars(self) -> int:
@@ -176,11 +183,12 @@ class OnlineRidge(OnlineBenchmark):
         self._coef = np.asarray(artifact.ridge["coef"], dtype=np.float64)
         self._intercept = float(artifact.ridge["intercept"])
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
+    def forecast(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> bool:
         row = self.features.update(close_time_ns, high, low, close, volume)
         if row is None:
-            return None
-        return [float(row @ self._coef + self._intercept)]
+            return False
+        self.out[0] = row @ self._coef + self._intercept
+        return True
 
 
 class OnlineLightGBM(OnlineBenchmark):
@@ -190,18 +198,15 @@ class OnlineLightGBM(OnlineBenchmark):
     def __init__(self, artifact: Artifact):
         super().__init__(artifact)
         self._booster = SingleRowBooster(artifact.lightgbm, len(artifact.feature_spec.columns))
-        self._out = np.zeros(1)
-        self._arrays = (*self.features._kernel_arrays, self._booster.fast_config, np.zeros(1, dtype=np.int64), self._out)
+        self._arrays = (*self.features._kernel_arrays, self._booster.fast_config, np.zeros(1, dtype=np.int64), self.out)
         # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.
         self._predict_bar = entry_point(predict_bar_lightgbm, 0, 1.0, 1.0, 1.0, 1.0, *self._arrays)
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
+    def forecast(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> bool:
         status = self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays)
-        if status < 0:
-            return None
-        if status:
+        if status > 0:
             _safe_call(status)  # raises LightGBM's last error
-        return self._out.tolist()
+        return status == 0
 
 
 OnlineForecaster = OnlinePredictor | OnlineRidge | OnlineLightGBM

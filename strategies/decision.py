@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+import numpy as np
 
-LONG, FLAT, SHORT = 1, 0, -1
+from models.kernels import entry_point
+# The sides and DEFER are defined with the compiled rule (strategies.kernel); the rest imports them from here.
+from strategies.kernel import BAND, DEFER, FLAT, HELD_REASON, LONG, NOT_FINITE, RULE_REASONS, SHORT, decide_bar, rule_core  # noqa: F401
 
 
 class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -113,27 +116,45 @@ def decide(rule: DecisionRule, point: float, band: tuple[float, float] | None, s
     """The side to hold next (LONG, FLAT or SHORT) and why (a Reason).
 
     ``point`` is the point forecast, ``band`` the lowest and highest quantile forecasts (or
-    None), ``side`` the side held now and ``bars_held`` for how many bars.
+    None), ``side`` the side held now and ``bars_held`` for how many bars. The rule itself is
+    ``strategies.kernel.rule_core``, which the strategy's compiled per-bar call runs too.
     """
-    if not math.isfinite(point) or (band is not None and not all(math.isfinite(b) for b in band)):
-        return side, "forecast is not finite: no trade"
-    threshold = rule.threshold
-    wanted, reason = FLAT, ("forecast {:+.6f} inside ±{:.6f}", point, threshold)
-    if point > threshold:
-        wanted, reason = LONG, ("forecast {:+.6f} > {:.6f}", point, threshold)
-    elif point < -threshold:
-        if rule.allow_short:
-            wanted, reason = SHORT, ("forecast {:+.6f} < -{:.6f}", point, threshold)
-        else:
-            reason = ("forecast {:+.6f} < -{:.6f} but this venue cannot short", point, threshold)
-    if wanted != FLAT and rule.quantile_gate and band is not None:
-        low, high = band
-        clears = low > threshold if wanted == LONG else high < -threshold
-        if not clears:
-            wanted, reason = FLAT, ("quantile band [{:+.6f}, {:+.6f}] does not clear {:.6f}", low, high, threshold)
-    if side != FLAT and wanted != side and bars_held < rule.min_holding_bars:
-        return side, ("{}; held {} of {} minimum bars", reason, bars_held, rule.min_holding_bars)
-    return wanted, reason
+    low, high = band if band is not None else (math.nan, math.nan)
+    target, code, held = rule_core(point, low, high, band is not None, side, bars_held, rule.threshold, rule.allow_short,
+                                   rule.quantile_gate, rule.min_holding_bars)
+    reason = rule_reason(code, point, low, high, rule.threshold)
+    if held:
+        return side, (HELD_REASON, reason, bars_held, rule.min_holding_bars)
+    return target, reason
+
+
+def rule_reason(code: int, point: float, low: float, high: float, threshold: float) -> Reason:
+    """The rule's reason of ``code`` (strategies.kernel.RULE_REASONS) with its numbers."""
+    if code == NOT_FINITE:
+        return RULE_REASONS[code]
+    if code == BAND:
+        return (RULE_REASONS[code], low, high, threshold)
+    return (RULE_REASONS[code], point, threshold)
+
+
+class BarDecision:
+    """The rule, the gate and the record of a strategy's bars compiled in one call (strategies.kernel.decide_bar),
+    bound to its forecaster, rule, gate (strategies.volatility.VolatilityRisk) and decision log's staging:
+    ``call(ts, close, out, trade, side, bars_held, *arrays)``, past numba's dispatcher (models.kernels.entry_point).
+    ``band``: where the forecaster's lowest and highest quantile are, or None."""
+
+    def __init__(self, predictor, band: tuple[int, int] | None, rule: DecisionRule, risk, staged: tuple) -> None:
+        self.point_index, self.band, self.rule, self.risk = predictor.point_index, band, rule, risk
+        low, high = band or (-1, -1)
+        at = np.array([self.point_index, low, high, -1 if risk.index is None else risk.index], np.int64)
+        settings = np.array([rule.threshold, rule.allow_short, rule.quantile_gate, rule.min_holding_bars], np.float64)
+        self.arrays = (at, settings, risk.median.ring, risk.median.state, risk.gate_state, *staged)
+        self.call = entry_point(decide_bar, 0, 1.0, predictor.out, True, 0, 0, *self.arrays)
+
+    def in_words(self, outputs: list[float], side: int, bars_held: int) -> tuple[int, Reason]:
+        """The rule and the gate in Python, with the reason: what the compiled call decides, or left to Python."""
+        band = (outputs[self.band[0]], outputs[self.band[1]]) if self.band else None
+        return self.risk.gate(*decide(self.rule, outputs[self.point_index], band, side, bars_held), side)
 
 
 def stop_triggered(side: int, entry_price: float, close: float, stop_loss: float | None, take_profit: float | None) -> str | None:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from models.jsonio import scratch_file
 from strategies.decision import FLAT, LONG, SHORT, Reason, reason_text
+from strategies.kernel import BAND, NOT_FINITE, ROWS, RULE_REASONS
 
 SIDE_NAMES = {LONG: "LONG", FLAT: "FLAT", SHORT: "SHORT"}
 # The frame's reasons are put into words this many at a time, each chunk one Arrow UTF-8 array: as
@@ -32,6 +33,8 @@ _NO_NUMBERS = (math.nan, math.nan)  # the two numbers of a reason that is not th
 # A spilling log's records held in memory at most: each time it holds this many, they go to its
 # scratch file as one row group (about 3 ms each, the first 50 ms: 0.06 µs a record on average).
 SPILL_ROWS = 4 * REASON_CHUNK
+# Rows the strategy's compiled per-bar call (strategies.kernel.decide_bar) may write before the log takes them in.
+STAGED_ROWS = REASON_CHUNK
 
 
 def prediction_columns(output_names: list[str]) -> list[str]:
@@ -51,6 +54,10 @@ class DecisionLog:
     nearly every bar's, as its template's number and the two floats (17 bytes); a text as its number;
     any other (the gate's and the minimum hold's, which hold a reason) as itself. Wording each as the
     run went cost 1.2 µs a bar, a seventh of the strategy's work; holding the tuples, 96 bytes.
+    The strategy's compiled per-bar call writes the rule's records into ``staged`` (times, closes,
+    outputs, sides, reason codes, numbers and the rows count: strategies.kernel.decide_bar), whose
+    codes are the kinds of the rule's reasons; the log takes them in before anything else reads or
+    adds a record. A log with a file stages nothing: each record goes to the file as it comes.
     ``keep`` False: none is kept (only the file gets them), for a run whose frame nobody reads.
     ``spill`` True: the kept records go to a scratch file ``SPILL_ROWS`` at a time, as they are (the
     reasons still a kind and two numbers), so that a backtest of years holds a flat amount of them;
@@ -64,6 +71,8 @@ class DecisionLog:
         self._texts: list[tuple[str, bool]] = []  # by kind: (template or text, whether a template)
         self._template_kinds: dict[str, int] = {}  # the rule's pairs' templates, by kind
         self._text_kinds: dict[str, int] = {}
+        for code, text in enumerate(RULE_REASONS[:BAND]):  # kinds 0 to 4: the compiled rule's reason codes
+            self._kind(text, code != NOT_FINITE, text)
         self._clear_held()
         self._spill_at = SPILL_ROWS if spill and keep else -1  # records held when they go to the scratch file
         self._scratch: Path | None = None  # made with the first spill
@@ -82,9 +91,13 @@ class DecisionLog:
             self._writer = csv.writer(self._file)
             if new:
                 self._writer.writerow(prediction_columns(output_names))
+        staged = 0 if path else STAGED_ROWS
+        self.staged = (np.zeros(staged, np.int64), np.zeros(staged), np.zeros((staged, len(output_names))), np.zeros(staged, np.int8),
+                       np.zeros(staged, np.uint8), np.zeros((staged, 2)), np.array([0, staged, int(keep)], np.int64))
 
     def record(self, ts: int, close: float, outputs: list[float], side: int, reason: Reason) -> None:
         if self.keep:
+            self._take_staged()
             if len(self._times) == self._spill_at:
                 self._spill_held()
             self._times.append(ts)
@@ -102,6 +115,20 @@ class DecisionLog:
         if self._writer is not None:
             self._writer.writerow([iso_time(ts), repr(close), *map(repr, outputs), side, reason_text(reason)])
             self._file.flush()
+
+    def _take_staged(self) -> None:
+        """The rows the compiled call staged, after those held (spilling at ``SPILL_ROWS`` as record does)."""
+        times, closes, outputs, sides, codes, numbers, rows = self.staged
+        count, start = int(rows[ROWS]), 0
+        while start < count:
+            if len(self._times) == self._spill_at:
+                self._spill_held()
+            end = count if self._spill_at < 0 else min(count, start + self._spill_at - len(self._times))
+            for held, staged in ((self._times, times), (self._closes, closes), (self._outputs, outputs), (self._sides, sides),
+                                 (self._kinds, codes), (self._numbers, numbers)):
+                held.frombytes(staged[start:end].tobytes())
+            start = end
+        rows[ROWS] = 0
 
     def line(self, ts: int, outputs: list[float], held: int, target: int, reason: Reason) -> str:
         """One line per decision: bar time, prediction, quantiles, other outputs, action and reason."""
@@ -189,6 +216,7 @@ class DecisionLog:
             raise ValueError("this run's decisions were not kept (DecisionLog keep=False): there is no frame of them")
         if self._released:
             raise ValueError("this log's records were released (DecisionLog.release): the run's predictions file holds them")
+        self._take_staged()
         if self._scratch_writer is not None:
             self._scratch_writer.close()  # the file complete, to be read; any later records are held in memory
             self._scratch_writer, self._spill_at = None, -1
@@ -221,6 +249,7 @@ class DecisionLog:
             self._scratch.unlink(missing_ok=True)
         self._scratch = self._scratch_writer = None
         self._released = True
+        self.staged[-1][ROWS] = 0
         self._clear_held()
 
     def _chunk(self, times: np.ndarray, closes: np.ndarray, outputs: np.ndarray, sides: np.ndarray, kinds: np.ndarray,

@@ -31,7 +31,7 @@ from models.predictor import OnlineForecaster, online_forecaster, output_columns
 from strategies.account import AccountView
 from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
-from strategies.decision import FLAT, LONG, SHORT, DecisionRule, decide, stop_triggered
+from strategies.decision import DEFER, FLAT, LONG, SHORT, BarDecision, DecisionRule, stop_triggered
 from strategies.decision_log import SIDE_NAMES, DecisionLog, iso_time
 from strategies.safety import ProposedOrder, SafetyRails
 from strategies.volatility import VolatilityRisk
@@ -96,9 +96,11 @@ class LSTMStrategy(Strategy):
         outputs = output_columns(artifact, config.forecaster)
         self.log_book = DecisionLog(outputs, self.predictor.point_index, config.predictions_path, self.keep_decisions, self.spill_decisions)
         quantiles = len(artifact.lstm.quantiles) if config.forecaster == "lstm" else 0
-        self._band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
+        band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
         self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, artifact.config.training.horizon)
+        self.decision = BarDecision(self.predictor, band, self.rule, self.risk, self.log_book.staged)
+        self._decide_bar, self._bar_arrays, self._out = self.decision.call, self.decision.arrays, self.predictor.out
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
         self._warmup = config.feed.warmup_bars or default_warmup_bars(self.predictor, artifact.lstm)
@@ -106,9 +108,8 @@ class LSTMStrategy(Strategy):
                       f"short {'on' if self.rule.allow_short else 'off'}, warm-up {self._warmup} bars")
 
     def on_stop(self) -> None:
-        for timer in (_STALE_FEED_TIMER, _SAFETY_TIMER):
-            if timer in self.clock.timer_names:
-                self.clock.cancel_timer(timer)
+        for timer in {_STALE_FEED_TIMER, _SAFETY_TIMER} & set(self.clock.timer_names):
+            self.clock.cancel_timer(timer)
         if self.config.close_positions_on_stop and self.account is not None:
             self._flatten("stopping")  # and the saved state says flat
         if self.log_book is not None:
@@ -259,26 +260,27 @@ class LSTMStrategy(Strategy):
         if ts <= self._last_ts:
             return  # seen already (history overlapping the live stream)
         if self._last_ts and ts - self._last_ts > self._interval_ns:
-            missing = (ts - self._last_ts) // self._interval_ns - 1
-            unfilled = " the venue could not fill" if backfilled else ""
+            missing, unfilled = (ts - self._last_ts) // self._interval_ns - 1, " the venue could not fill" if backfilled else ""
             self.log.warning(f"gap of {missing} bars{unfilled} before {iso_time(ts)}: "
                              f"no trading for {self.config.feed.gap_cooldown_bars} bars")
             self._bars_since_gap = 0
         self._last_ts = ts
         self._bars_since_gap += 1
         close = bar.close.as_double()
-        outputs = self.predictor.update(ts, bar.high.as_double(), bar.low.as_double(), close, bar.volume.as_double())
-        if self._side != FLAT:
-            self._bars_held += 1
-        if outputs is None:
+        forecast = self.predictor.forecast(ts, bar.high.as_double(), bar.low.as_double(), close, bar.volume.as_double())
+        self._bars_held += self._side != FLAT  # one more bar held, if any
+        if not forecast:
             return
-        self.risk.update(outputs)  # warm-up bars too: the gate's trailing median
+        checked = self._checks(close, ts) if trade else None  # None: the rule decides, compiled (strategies.kernel)
+        target = self._decide_bar(ts, close, self._out, trade and checked is None, self._side, self._bars_held, *self._bar_arrays)
         if not trade:
             return
-        point = outputs[self.predictor.point_index]
-        band = (outputs[self._band[0]], outputs[self._band[1]]) if self._band else None
-        target, reason = self._decide(point, band, close, ts)
-        self.log_book.record(ts, close, outputs, target, reason)
+        outputs = self._out.tolist() if checked or target == DEFER or target != self._side or self.config.log_decisions else None
+        if checked or target == DEFER:
+            target, reason = checked or self.decision.in_words(outputs, self._side, self._bars_held)
+            self.log_book.record(ts, close, outputs, target, reason)
+        elif outputs:  # the compiled call's decision, to log: the same rule and gate, in words
+            reason = self.decision.in_words(outputs, self._side, self._bars_held)[1]
         if target != self._side or self.config.log_decisions:
             self.log.info(self.log_book.line(ts, outputs, self._side, target, reason))
         if target != self._side:
@@ -286,23 +288,21 @@ class LSTMStrategy(Strategy):
 
     # -- decisions and orders ----------------------------------------------------------------
 
-    def _decide(self, point: float, band, close: float, ts: int) -> tuple[int, str | tuple]:  # a decision.Reason
+    def _checks(self, close: float, ts: int) -> tuple[int, str] | None:
+        """What decides before the rule: the kill switch, a stop, an order in flight, a stale bar or a recent gap."""
         if self.rails.drawdown_halted:
             return FLAT, "halted by the drawdown kill switch"
-        breached = self.rails.drawdown_breached(self.account.equity(close))
-        if breached:
+        if self.config.limits.max_drawdown is not None and (breached := self.rails.drawdown_breached(self.account.equity(close))):
             self.log.error(f"{breached}: flattening and halting")
             return FLAT, "drawdown kill switch"
         rule = self.config.rule
-        stop = stop_triggered(self._side, self._entry_price, close, rule.stop_loss, rule.take_profit)
-        if stop is not None:
+        if self._side != FLAT and (stop := stop_triggered(self._side, self._entry_price, close, rule.stop_loss, rule.take_profit)):
             return FLAT, stop
-        if self.account.in_flight:
-            # The venue has not finished with the last order yet: the position it leaves is unknown.
+        if self.account.in_flight:  # the venue has not finished with the last order: the position it leaves is unknown
             return self._side, "an order is still in flight: no new decision"
         if wait := self.config.feed.no_trade((self.clock.timestamp_ns() - ts) / self._interval_ns, self._bars_since_gap):
             return self._side, wait
-        return self.risk.gate(*decide(self.rule, point, band, self._side, self._bars_held), self._side)
+        return None
 
     def _move_to(self, target: int, close: float) -> None:
         """Bring the net position to ``target`` with one market order per leg."""

@@ -19,12 +19,12 @@ reads 0.002 * sqrt(525,600 / 15) = 37% a year.
 from __future__ import annotations
 
 import math
-from array import array
 
 import msgspec
 import numpy as np
 
 from strategies.decision import FLAT, Reason
+from strategies.kernel import COUNT, OVER_MEDIAN, OVER_SIGMA, SHUT, SIGMA, gate_update, median_then_push
 
 YEAR_NS = 365 * 24 * 3600 * 1_000_000_000
 GATE_REASON = "volatility gate"  # what each reason the gate gives starts with (the report counts and marks them by it)
@@ -60,61 +60,51 @@ def annualizer(interval_ns: int, horizon: int) -> float:
 class TrailingMedian:
     """The median of the last ``window`` values, recomputed every ``refresh`` values.
 
-    Per value it only writes the ring (a fraction of a microsecond); every ``refresh`` values it
-    takes the median of the window (``_median``: about 8 µs for a day of minutes). A sorted ring kept exact
-    on every bar, measured inside the strategy on the 3-month 1m file, cost 3-5 µs a bar; a median
-    of 1,440 forecasts moves little in 60 more. Nothing after a value enters its median.
+    Per value it only writes the ring; every ``refresh`` values it takes the median of the window
+    (about 8 µs for a day of minutes). A sorted ring kept exact on every bar, measured inside the
+    strategy on the 3-month 1m file, cost 3-5 µs a bar; a median of 1,440 forecasts moves little in
+    60 more. Nothing after a value enters its median. The step is compiled
+    (``strategies.kernel.median_then_push``), for the strategy's per-bar call; ``ring`` and
+    ``state`` (COUNT, MEDIAN, REFRESH) are its arrays.
     """
 
     def __init__(self, window: int, refresh: int = 1) -> None:
-        self._ring = array("d", bytes(8 * window))  # a Python float goes in without NumPy's per-item cost
-        self._refresh = refresh
-        self._count = 0  # values pushed; the next goes to slot count % window
-        self._median = math.nan
+        self.ring = np.zeros(window)
+        self.state = np.array([0.0, math.nan, refresh])
 
     @property
     def window(self) -> int:
-        return len(self._ring)
+        return self.ring.size
 
     def median_then_push(self, value: float) -> float:
         """The median of the ``window`` values before this one as of its last refresh (NaN until
         there are that many), then ``value`` among them."""
-        count, window = self._count, len(self._ring)
-        if count >= window and (count - window) % self._refresh == 0:
-            self._median = _median(np.frombuffer(self._ring))
-        self._ring[count % window] = value
-        self._count = count + 1
-        return self._median
+        return float(median_then_push(value, self.ring, self.state))
 
     def values(self) -> list[float]:
         """The values held, oldest first."""
-        window = len(self._ring)
-        held = min(self._count, window)
-        return np.roll(np.frombuffer(self._ring), -(self._count % window))[-held:].tolist() if held else []
-
-
-def _median(values: np.ndarray) -> float:
-    """np.median of finite ``values``, the same number, by one partition: np.median's checks and
-    reductions around it cost it 40 µs against 8 for 1,440 values on this project's machine."""
-    half = values.size // 2
-    if values.size % 2:
-        return float(np.partition(values, half)[half])
-    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
-    return float((low + high) / 2)  # np.median's mean of the middle two
+        count, window = int(self.state[COUNT]), self.ring.size
+        held = min(count, window)
+        return np.roll(self.ring, -(count % window))[-held:].tolist() if held else []
 
 
 class VolatilityRisk:
     """The strategy's use of the forecast volatility: the latest forecast, annualized for sizing,
-    and whether the gate is shut. Without a volatility forecast (``index`` None) it does nothing."""
+    and whether the gate is shut. Without a volatility forecast (``index`` None) it does nothing.
+
+    Its state is arrays (``median``'s, and ``gate_state``: strategies.kernel's SIGMA ... MULTIPLE), which
+    the strategy's compiled per-bar call updates in place (strategies.kernel.decide_bar) as
+    :meth:`update` does.
+    """
 
     def __init__(self, gate: VolatilityGateConfig, index: int | None, interval_ns: int, horizon: int) -> None:
         self.index = index
-        self.annual: float | None = None  # the latest forecast, annualized (None: no forecast)
-        self._over: tuple[float, float] | None = None  # (forecast, median) while the gate is shut
         self._annualizer = annualizer(interval_ns, horizon)
         self._multiple = gate.volatility_gate
         window = gate.volatility_gate_window
-        self._median = TrailingMedian(window, refresh=max(1, window // 24)) if index is not None and self._multiple is not None else None
+        gated = index is not None and self._multiple is not None
+        self.median = TrailingMedian(window if gated else 0, refresh=max(1, window // 24))
+        self.gate_state = np.array([math.nan, 0.0, math.nan, math.nan, self._multiple or 0.0])
 
     @classmethod
     def of(cls, config, volatility_index: int | None, interval_ns: int, horizon: int) -> VolatilityRisk:
@@ -127,39 +117,36 @@ class VolatilityRisk:
 
     def update(self, outputs: list[float]) -> None:
         """Take a bar's outputs: the forecast against the median of those before it, then into the window."""
-        if self.index is None:
-            return
-        sigma = outputs[self.index]
-        self.annual = sigma * self._annualizer
-        if self._median is None:
-            return
-        if not math.isfinite(sigma):
-            self._over = (math.nan, math.nan)
-            return
-        median = self._median.median_then_push(sigma)
-        self._over = (sigma, median) if sigma > self._multiple * median else None  # never while the median is NaN
+        if self.index is not None:
+            gate_update(outputs[self.index], self.median.ring, self.median.state, self.gate_state)
+
+    @property
+    def annual(self) -> float | None:
+        """The latest forecast, annualized (None: none yet, or no volatility forecast)."""
+        sigma = self.gate_state[SIGMA]
+        return None if self.index is None or math.isnan(sigma) else float(sigma * self._annualizer)
 
     @property
     def shut(self) -> str | None:
         """Why the gate is shut now (None: open); in words only when asked, off the per-bar path."""
-        if self._over is None:
+        if not self.gate_state[SHUT]:
             return None
-        sigma, median = self._over
+        sigma, median = self.gate_state[OVER_SIGMA], self.gate_state[OVER_MEDIAN]
         if math.isnan(sigma):
             return f"{GATE_REASON}: the forecast is not finite"
         return f"{GATE_REASON}: forecast {sigma:.6f} > {self._multiple:g} × trailing median {median:.6f}"
 
     def gate(self, target: int, reason: Reason, side: int) -> tuple[int, Reason]:
         """The decided ``target`` with no new exposure while the gate is shut: a reversal only closes."""
-        if self._over is not None and target not in (FLAT, side):
+        if self.gate_state[SHUT] and target not in (FLAT, side):
             return FLAT, ("{}; {}: no new exposure", reason, self.shut)
         return target, reason
 
     def state(self) -> list[float] | None:
-        return self._median.values() if self._median is not None else None
+        return self.median.values() if self.median.window else None
 
     def restore(self, values: list[float] | None) -> None:
         """Refill the window from :meth:`state` (the gate knows its median after a restart)."""
-        if self._median is not None and values:
-            for value in values[-self._median.window:]:
-                self._median.median_then_push(float(value))
+        if self.median.window and values:
+            for value in values[-self.median.window:]:
+                self.median.median_then_push(float(value))

@@ -1,14 +1,18 @@
 """What the strategy decided: records, the CSV file as it goes, one line per decision."""
 
 import gc
+import math
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from strategies import decision_log
-from strategies.decision import FLAT, LONG, SHORT, reason_text
+from strategies.decision import FLAT, LONG, SHORT, BarDecision, DecisionRule, reason_text
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
+from strategies.kernel import DEFER, ROWS
+from strategies.volatility import VolatilityGateConfig, VolatilityRisk
 
 NOON = pd.Timestamp("2025-08-18 12:00", tz="UTC").value
 
@@ -134,3 +138,30 @@ def test_a_spilling_log_makes_no_file_until_it_spills_and_with_no_records_gives_
     assert spilled._scratch is None  # fewer records than a row group: all held, no file
     empty = DecisionLog(["prediction"], point_index=0, path=None, spill=True)
     pd.testing.assert_frame_equal(empty.frame(), DecisionLog(["prediction"], point_index=0, path=None).frame())
+
+
+def test_rows_the_compiled_call_staged_come_in_order_before_a_record_and_only_if_kept():
+    class Forecaster:
+        point_index, out = 0, np.array([0.0])
+
+    def decider(log):
+        risk = VolatilityRisk(VolatilityGateConfig(volatility_gate=None), None, 60 * 10**9, 15)
+        return BarDecision(Forecaster, None, DecisionRule(0.0025, allow_short=False, min_holding_bars=0), risk, log.staged)
+
+    log = DecisionLog(["prediction"], point_index=0, path=None)
+    compiled = decider(log)
+    for i, point in enumerate([0.003, -0.003, 0.0]):
+        Forecaster.out[0] = point
+        assert compiled.call(NOON + i * 60 * 10**9, 100.0 + i, Forecaster.out, True, FLAT, 0, *compiled.arrays) == [LONG, FLAT, FLAT][i]
+    log.record(NOON + 3 * 60 * 10**9, 103.0, [math.nan], FLAT, "forecast is not finite: no trade")
+    log.staged[-1][ROWS] = log.staged[-1][1]  # full: the strategy's Python decides and records
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, *compiled.arrays) == DEFER
+    log.staged[-1][ROWS] = 0
+    frame = log.frame()
+    assert frame["close"].tolist() == [100.0, 101.0, 102.0, 103.0] and frame["side"].tolist() == [LONG, FLAT, FLAT, FLAT]
+    assert frame["reason"].tolist() == ["forecast +0.003000 > 0.002500", "forecast -0.003000 < -0.002500 but this venue cannot short",
+                                        "forecast +0.000000 inside ±0.002500", "forecast is not finite: no trade"]
+    kept_none = DecisionLog(["prediction"], point_index=0, path=None, keep=False)
+    unkept = decider(kept_none)
+    assert unkept.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, *unkept.arrays) == FLAT
+    assert kept_none.staged[-1][ROWS] == 0

@@ -1,0 +1,135 @@
+"""The strategy's per-bar decision as compiled code: the rule, the volatility gate's window, the record.
+
+On every bar the strategy ran about ten small Python calls after the forecast (the gate's window,
+the rule, the gate, the decision log's record). Inside a backtest each cost several times what it
+costs in a tight loop, the engine's own work between bars leaving the caches cold: about 10 µs a
+bar in all, against 4 for the forecast's compiled call (README, Performance). :func:`decide_bar`
+does them in one compiled call. The rule (:func:`rule_core`) and the gate's window
+(:func:`gate_update`) are written here once: ``strategies.decision.decide`` and
+``strategies.volatility`` call the same functions, and only put their codes into words.
+
+What the compiled call does not decide it leaves to the strategy's Python (:data:`DEFER`): a
+reason that wraps another (the minimum hold, the gate), a quantile band's, a full staging buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+LONG, FLAT, SHORT = 1, 0, -1
+
+# The rule's reasons, by code: (template, whether a template of two numbers, point and threshold).
+NOT_FINITE, INSIDE, ABOVE, BELOW, NO_SHORT, BAND = range(6)
+RULE_REASONS = (
+    "forecast is not finite: no trade",
+    "forecast {:+.6f} inside ±{:.6f}",
+    "forecast {:+.6f} > {:.6f}",
+    "forecast {:+.6f} < -{:.6f}",
+    "forecast {:+.6f} < -{:.6f} but this venue cannot short",
+    "quantile band [{:+.6f}, {:+.6f}] does not clear {:.6f}",
+)
+HELD_REASON = "{}; held {} of {} minimum bars"
+DEFER = -2  # decide_bar: the strategy's Python decides this bar
+
+# The rule's settings as decide_bar reads them: threshold, allow_short, quantile_gate, min_holding_bars.
+RULE_FIELDS = 4
+# The gate's state: the latest forecast, whether it is over its multiple of the median (1/0), that
+# forecast and median, the multiple. The trailing median's: values pushed, the median, the refresh.
+SIGMA, SHUT, OVER_SIGMA, OVER_MEDIAN, MULTIPLE = range(5)
+COUNT, MEDIAN, REFRESH = range(3)
+# A staging buffer's count: rows written, rows it holds, whether rows are kept at all (1/0).
+ROWS, CAPACITY, KEEP = range(3)
+
+
+@njit(cache=True, error_model="numpy")
+def rule_core(point, low, high, has_band, side, bars_held, threshold, allow_short, quantile_gate, min_holding):
+    """The rule (strategies.decision.decide): (target, reason code, whether the minimum hold kept ``side``)."""
+    if not math.isfinite(point) or (has_band and not (math.isfinite(low) and math.isfinite(high))):
+        return side, NOT_FINITE, False
+    wanted, code = FLAT, INSIDE
+    if point > threshold:
+        wanted, code = LONG, ABOVE
+    elif point < -threshold:
+        if allow_short:
+            wanted, code = SHORT, BELOW
+        else:
+            code = NO_SHORT
+    if wanted != FLAT and quantile_gate and has_band:
+        clears = low > threshold if wanted == LONG else high < -threshold
+        if not clears:
+            wanted, code = FLAT, BAND
+    if side != FLAT and wanted != side and bars_held < min_holding:
+        return side, code, True
+    return wanted, code, False
+
+
+@njit(cache=True, error_model="numpy")
+def median_then_push(value, ring, median):
+    """strategies.volatility.TrailingMedian's step on its ring and ``median`` state (COUNT, MEDIAN, REFRESH)."""
+    count, window = int(median[COUNT]), ring.size
+    if count >= window and (count - window) % int(median[REFRESH]) == 0:
+        half = window // 2  # np.median's number, by one partition: its checks cost 5 times the partition
+        if window % 2:
+            median[MEDIAN] = np.partition(ring, half)[half]
+        else:
+            middle = np.partition(ring, (half - 1, half))
+            median[MEDIAN] = (middle[half - 1] + middle[half]) / 2
+    ring[count % window] = value
+    median[COUNT] = count + 1
+    return median[MEDIAN]
+
+
+@njit(cache=True, error_model="numpy")
+def gate_update(sigma, ring, median, gate):
+    """strategies.volatility.VolatilityRisk.update on its arrays: the latest forecast, and whether it
+    is over the gate's multiple of the trailing median of those before it (never while that is NaN).
+    A gate of no window (``ring`` empty) only keeps the forecast."""
+    gate[SIGMA] = sigma
+    if ring.size == 0:
+        return
+    if not math.isfinite(sigma):
+        gate[SHUT], gate[OVER_SIGMA], gate[OVER_MEDIAN] = 1.0, math.nan, math.nan
+        return
+    before = median_then_push(sigma, ring, median)
+    if sigma > gate[MULTIPLE] * before:
+        gate[SHUT], gate[OVER_SIGMA], gate[OVER_MEDIAN] = 1.0, sigma, before
+    else:
+        gate[SHUT] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def decide_bar(ts, close, out, trade, side, bars_held, at, rule, ring, median, gate,
+               times, closes, outputs, sides, codes, numbers, rows) -> int:
+    """One forecast bar after the forecast (``out``, the forecaster's outputs): the gate's window,
+    then, if ``trade``, the rule and the gate, recorded in the staging buffer (times ... numbers,
+    ``rows``: ROWS, CAPACITY, KEEP). Returns the side to hold, ``side`` when not trading, or DEFER.
+
+    ``at``: where in ``out`` the point forecast, the lowest and highest quantile and the volatility
+    are (-1: none); ``rule``: RULE_FIELDS; ``ring``, ``median``, ``gate``: the gate's arrays.
+    """
+    if at[3] >= 0:
+        gate_update(out[at[3]], ring, median, gate)
+    if not trade:
+        return side
+    point = out[at[0]]
+    has_band = at[1] >= 0
+    low = out[at[1]] if has_band else math.nan
+    high = out[at[2]] if has_band else math.nan
+    target, code, held = rule_core(point, low, high, has_band, side, bars_held, rule[0], rule[1] > 0, rule[2] > 0, rule[3])
+    if held or code == BAND or (gate[SHUT] > 0 and target != FLAT and target != side):
+        return DEFER  # a reason that holds another, or three numbers: the Python record keeps them
+    if rows[KEEP] == 0:
+        return target
+    row = rows[ROWS]
+    if row == rows[CAPACITY]:
+        return DEFER  # full: the Python record empties it first
+    times[row], closes[row], sides[row], codes[row] = ts, close, target, code
+    for i in range(out.size):
+        outputs[row, i] = out[i]
+    numbers[row, 0], numbers[row, 1] = (point, rule[0]) if code != NOT_FINITE else (math.nan, math.nan)
+    rows[ROWS] = row + 1
+    return target
+
