@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from nautilus_trader.model.enums import OrderSide, PriceType
 from nautilus_trader.model.events import OrderFilled
 
 from strategies.decision import SizingConfig, instrument_order_quantity
+from strategies.kernel import CALLS, CASH, EQUITY_REFRESH_BARS, UNITS
 from strategies.safety import ProposedOrder
-
-EQUITY_REFRESH_BARS = 60
 
 
 class AccountView:
@@ -25,8 +25,9 @@ class AccountView:
     def __init__(self, portfolio, cache, instrument) -> None:
         self._portfolio, self._cache, self._instrument = portfolio, cache, instrument
         self.in_flight: set = set()  # client order ids of our orders the venue has not finished with
-        self._parts: tuple[float, float] | None = None  # (cash, units)
-        self._calls_since_refresh = 0
+        # Cash, units (NaN: to be read) and calls since read (strategies.kernel's CASH, UNITS, CALLS): an
+        # array, which the strategy's compiled per-bar call reads and counts for the kill switch.
+        self.parts = np.array([math.nan, math.nan, 0.0])
 
     def sent(self, client_order_id) -> None:
         self.in_flight.add(client_order_id)
@@ -39,7 +40,7 @@ class AccountView:
         if order is not None and order.is_closed:
             self.in_flight.discard(event.client_order_id)
         if isinstance(event, OrderFilled):
-            self._parts = None  # balances and position changed
+            self.parts[CASH] = math.nan  # balances and position changed
 
     def net_position(self) -> float:
         return float(self._portfolio.net_position(self._instrument.id))
@@ -80,12 +81,12 @@ class AccountView:
 
     def equity(self, close: float) -> float:
         """Account equity in quote currency, marked at ``close`` (NaN without an account)."""
-        if self._parts is None or self._calls_since_refresh >= EQUITY_REFRESH_BARS:
-            self._parts = self._read_parts()
-            self._calls_since_refresh = 0
-        self._calls_since_refresh += 1
-        cash, units = self._parts
-        return cash + units * close
+        parts = self.parts
+        if math.isnan(parts[CASH]) or parts[CALLS] >= EQUITY_REFRESH_BARS:
+            parts[CASH], parts[UNITS] = self._read_parts()
+            parts[CALLS] = 0
+        parts[CALLS] += 1
+        return float(parts[CASH] + parts[UNITS] * close)
 
     def _last_price(self, base) -> float:
         """The last price of the venue's ``base``/our quote instrument (NaN if none is known)."""

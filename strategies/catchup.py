@@ -23,6 +23,7 @@ from nautilus_trader.model.data import Bar
 
 from marketdata.timeframes import bar_close_ns
 from strategies.decision_log import iso_time
+from strategies.kernel import AFTER_GAP, STALE_BAR, wait_core
 
 
 class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,9 +50,10 @@ class FeedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def no_trade(self, bar_age: float, bars_since_gap: int) -> str | None:
         """Why not to trade on a bar closed ``bar_age`` intervals ago, ``bars_since_gap`` bars after a gap; None: trade."""
-        if bar_age > self.max_bar_delay_bars:
+        why = wait_core(bar_age, bars_since_gap, self.max_bar_delay_bars, self.gap_cooldown_bars)  # compiled: strategies.kernel
+        if why == STALE_BAR:
             return f"stale bar ({bar_age:.1f} intervals old): no trade"
-        if bars_since_gap <= self.gap_cooldown_bars:
+        if why == AFTER_GAP:
             return f"{bars_since_gap} bars since a gap: no trade"
         return None
 

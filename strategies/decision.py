@@ -15,7 +15,9 @@ import numpy as np
 
 from models.kernels import entry_point
 # The sides and DEFER are defined with the compiled rule (strategies.kernel); the rest imports them from here.
-from strategies.kernel import BAND, DEFER, FLAT, HELD_REASON, LONG, NOT_FINITE, RULE_REASONS, SHORT, decide_bar, rule_core  # noqa: F401
+from strategies.kernel import (  # noqa: F401
+    BAND, DEFER, FLAT, HELD_REASON, LONG, NOT_FINITE, RULE_REASONS, SHORT, STOP_LOSS, TAKE_PROFIT, decide_bar, rule_core, stop_core,
+)
 
 
 class RuleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -140,16 +142,23 @@ def rule_reason(code: int, point: float, low: float, high: float, threshold: flo
 class BarDecision:
     """The rule, the gate and the record of a strategy's bars compiled in one call (strategies.kernel.decide_bar),
     bound to its forecaster, rule, gate (strategies.volatility.VolatilityRisk) and decision log's staging:
-    ``call(ts, close, out, trade, side, bars_held, *arrays)``, past numba's dispatcher (models.kernels.entry_point).
-    ``band``: where the forecaster's lowest and highest quantile are, or None."""
+    ``call(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars_since_gap, guarded, *arrays)``, past
+    numba's dispatcher (models.kernels.entry_point). ``band``: where the forecaster's lowest and highest quantile
+    are, or None; ``config``: the strategy's (LSTMStrategyConfig), for its stops, feed checks and kill switch;
+    ``account`` (strategies.account.AccountView) and ``rails`` (strategies.safety.SafetyRails): the kill switch's equity and peak."""
 
-    def __init__(self, predictor, band: tuple[int, int] | None, rule: DecisionRule, risk, staged: tuple) -> None:
+    def __init__(self, predictor, band: tuple[int, int] | None, rule: DecisionRule, risk, staged: tuple, config, account, rails) -> None:
         self.point_index, self.band, self.rule, self.risk = predictor.point_index, band, rule, risk
         low, high = band or (-1, -1)
         at = np.array([self.point_index, low, high, -1 if risk.index is None else risk.index], np.int64)
-        settings = np.array([rule.threshold, rule.allow_short, rule.quantile_gate, rule.min_holding_bars], np.float64)
-        self.arrays = (at, settings, risk.median.ring, risk.median.state, risk.gate_state, *staged)
-        self.call = entry_point(decide_bar, 0, 1.0, predictor.out, True, 0, 0, *self.arrays)
+        stops, feed = config.rule, config.feed
+        none = math.nan  # a stop not set
+        settings = np.array([rule.threshold, rule.allow_short, rule.quantile_gate, rule.min_holding_bars,
+                             none if stops.stop_loss is None else stops.stop_loss, none if stops.take_profit is None else stops.take_profit,
+                             feed.max_bar_delay_bars, feed.gap_cooldown_bars, config.bar_type.spec.timedelta.value,
+                             none if config.limits.max_drawdown is None else config.limits.max_drawdown], np.float64)
+        self.arrays = (at, settings, account.parts, rails.peak_equity, risk.median.ring, risk.median.state, risk.gate_state, *staged)
+        self.call = entry_point(decide_bar, 0, 1.0, predictor.out, True, 0, 0, 0.0, 0, 0, False, *self.arrays)
 
     def in_words(self, outputs: list[float], side: int, bars_held: int) -> tuple[int, Reason]:
         """The rule and the gate in Python, with the reason: what the compiled call decides, or left to Python."""
@@ -158,13 +167,12 @@ class BarDecision:
 
 
 def stop_triggered(side: int, entry_price: float, close: float, stop_loss: float | None, take_profit: float | None) -> str | None:
-    """Why a bar's close hits the stop-loss or take-profit of the position, or None."""
-    if side == FLAT or entry_price <= 0:
-        return None
-    move = side * (close / entry_price - 1.0)
-    if stop_loss is not None and move <= -stop_loss:
+    """Why a bar's close hits the stop-loss or take-profit of the position, or None (strategies.kernel.stop_core)."""
+    code, move = stop_core(side, entry_price, close, math.nan if stop_loss is None else stop_loss,
+                           math.nan if take_profit is None else take_profit)
+    if code == STOP_LOSS:
         return f"stop-loss: {move:+.4%} against the position"
-    if take_profit is not None and move >= take_profit:
+    if code == TAKE_PROFIT:
         return f"take-profit: {move:+.4%} with the position"
     return None
 

@@ -9,7 +9,9 @@ does them in one compiled call. The rule (:func:`rule_core`) and the gate's wind
 ``strategies.volatility`` call the same functions, and only put their codes into words.
 
 What the compiled call does not decide it leaves to the strategy's Python (:data:`DEFER`): a
-reason that wraps another (the minimum hold, the gate), a quantile band's, a full staging buffer.
+check before the rule that fires (strategies.decision.stop_triggered and
+strategies.catchup.FeedConfig.no_trade run :func:`stop_core` and :func:`wait_core` too), a reason
+that wraps another (the minimum hold, the gate), a quantile band's, a full staging buffer.
 """
 
 from __future__ import annotations
@@ -34,8 +36,17 @@ RULE_REASONS = (
 HELD_REASON = "{}; held {} of {} minimum bars"
 DEFER = -2  # decide_bar: the strategy's Python decides this bar
 
-# The rule's settings as decide_bar reads them: threshold, allow_short, quantile_gate, min_holding_bars.
-RULE_FIELDS = 4
+# The checks before the rule (strategies.decision.stop_triggered, strategies.catchup.FeedConfig.no_trade), by code.
+STOP_LOSS, TAKE_PROFIT = 1, 2
+STALE_BAR, AFTER_GAP = 1, 2
+# decide_bar's settings: the rule's (threshold, allow_short, quantile_gate, min_holding_bars), the
+# stops' (stop_loss, take_profit: NaN for none), the feed's (max_bar_delay_bars, gap_cooldown_bars),
+# the bar interval in ns and the kill switch's max_drawdown (NaN: none).
+SETTINGS = 10
+# An account's equity parts (strategies.account.AccountView.parts): cash, units (NaN: to be read), calls since
+# read; they are read again after a fill and every EQUITY_REFRESH_BARS calls.
+CASH, UNITS, CALLS = range(3)
+EQUITY_REFRESH_BARS = 60
 # The gate's state: the latest forecast, whether it is over its multiple of the median (1/0), that
 # forecast and median, the multiple. The trailing median's: values pushed, the median, the refresh.
 SIGMA, SHUT, OVER_SIGMA, OVER_MEDIAN, MULTIPLE = range(5)
@@ -64,6 +75,40 @@ def rule_core(point, low, high, has_band, side, bars_held, threshold, allow_shor
     if side != FLAT and wanted != side and bars_held < min_holding:
         return side, code, True
     return wanted, code, False
+
+
+@njit(cache=True, error_model="numpy")
+def stop_core(side, entry_price, close, stop_loss, take_profit):
+    """strategies.decision.stop_triggered: (STOP_LOSS, TAKE_PROFIT or 0, the move with the position);
+    a stop of NaN is none."""
+    if side == FLAT or entry_price <= 0:
+        return 0, 0.0
+    move = side * (close / entry_price - 1.0)
+    if move <= -stop_loss:
+        return STOP_LOSS, move
+    if move >= take_profit:
+        return TAKE_PROFIT, move
+    return 0, move
+
+
+@njit(cache=True, error_model="numpy")
+def drawdown_core(equity, peak, max_drawdown):
+    """strategies.safety.SafetyRails.drawdown_breached: (whether ``equity`` fell ``max_drawdown`` below
+    the peak, the peak with it); a NaN equity is no evidence of one."""
+    if not math.isfinite(equity):
+        return False, peak
+    peak = max(peak, equity)
+    return peak > 0 and equity < peak * (1 - max_drawdown), peak
+
+
+@njit(cache=True, error_model="numpy")
+def wait_core(bar_age, bars_since_gap, max_bar_delay_bars, gap_cooldown_bars):
+    """strategies.catchup.FeedConfig.no_trade: STALE_BAR, AFTER_GAP or 0 (trade)."""
+    if bar_age > max_bar_delay_bars:
+        return STALE_BAR
+    if bars_since_gap <= gap_cooldown_bars:
+        return AFTER_GAP
+    return 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -101,24 +146,39 @@ def gate_update(sigma, ring, median, gate):
 
 
 @njit(cache=True, error_model="numpy")
-def decide_bar(ts, close, out, trade, side, bars_held, at, rule, ring, median, gate,
-               times, closes, outputs, sides, codes, numbers, rows) -> int:
+def decide_bar(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars_since_gap, guarded, at, settings,
+               parts, peak, ring, median, gate, times, closes, outputs, sides, codes, numbers, rows) -> int:
     """One forecast bar after the forecast (``out``, the forecaster's outputs): the gate's window,
-    then, if ``trade``, the rule and the gate, recorded in the staging buffer (times ... numbers,
-    ``rows``: ROWS, CAPACITY, KEEP). Returns the side to hold, ``side`` when not trading, or DEFER.
+    then, if ``trade``, the checks before the rule, the rule and the gate, recorded in the staging
+    buffer (times ... numbers; ``rows``: ROWS, CAPACITY, KEEP). Returns the side to hold, ``side``
+    when not trading, or DEFER.
 
-    ``at``: where in ``out`` the point forecast, the lowest and highest quantile and the volatility
-    are (-1: none); ``rule``: RULE_FIELDS; ``ring``, ``median``, ``gate``: the gate's arrays.
+    ``guarded``: a check only Python makes stops the rule (the kill switch fired, an order is in
+    flight); ``at``: where in ``out`` the point forecast, the lowest and highest quantile and the
+    volatility are (-1: none); ``settings``: SETTINGS; ``parts``: the account's equity parts (CASH,
+    UNITS, CALLS), ``peak`` (1,): the kill switch's peak equity; ``ring``, ``median``, ``gate``: the
+    gate's arrays.
     """
     if at[3] >= 0:
         gate_update(out[at[3]], ring, median, gate)
     if not trade:
         return side
+    if settings[9] == settings[9]:  # the kill switch is set: the equity against its peak, every bar
+        if not parts[CASH] == parts[CASH] or parts[CALLS] >= EQUITY_REFRESH_BARS:
+            return DEFER  # the parts are to be read from the account, in Python
+        parts[CALLS] += 1
+        breached, peak[0] = drawdown_core(parts[CASH] + parts[UNITS] * close, peak[0], settings[9])
+        if breached:
+            return DEFER
+    if (guarded or stop_core(side, entry_price, close, settings[4], settings[5])[0]
+            or wait_core((now_ns - ts) / settings[8], bars_since_gap, settings[6], settings[7])):
+        return DEFER  # a check decides: in Python, with its reason
     point = out[at[0]]
     has_band = at[1] >= 0
     low = out[at[1]] if has_band else math.nan
     high = out[at[2]] if has_band else math.nan
-    target, code, held = rule_core(point, low, high, has_band, side, bars_held, rule[0], rule[1] > 0, rule[2] > 0, rule[3])
+    target, code, held = rule_core(point, low, high, has_band, side, bars_held, settings[0], settings[1] > 0, settings[2] > 0,
+                                   settings[3])
     if held or code == BAND or (gate[SHUT] > 0 and target != FLAT and target != side):
         return DEFER  # a reason that holds another, or three numbers: the Python record keeps them
     if rows[KEEP] == 0:
@@ -129,7 +189,6 @@ def decide_bar(ts, close, out, trade, side, bars_held, at, rule, ring, median, g
     times[row], closes[row], sides[row], codes[row] = ts, close, target, code
     for i in range(out.size):
         outputs[row, i] = out[i]
-    numbers[row, 0], numbers[row, 1] = (point, rule[0]) if code != NOT_FINITE else (math.nan, math.nan)
+    numbers[row, 0], numbers[row, 1] = (point, settings[0]) if code != NOT_FINITE else (math.nan, math.nan)
     rows[ROWS] = row + 1
     return target
-

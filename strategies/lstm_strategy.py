@@ -67,7 +67,6 @@ class LSTMStrategy(Strategy):
 
     def on_start(self) -> None:
         self._load()
-        self.account = AccountView(self.portfolio, self.cache, self.instrument)
         self._take_position_from_venue()
         self._start_rails()
         self._start_ns = now = self.clock.timestamp_ns()
@@ -80,11 +79,12 @@ class LSTMStrategy(Strategy):
             self.clock.set_timer(_STALE_FEED_TIMER, timedelta(microseconds=self._interval_ns / 1000), callback=self._check_feed)
 
     def _load(self) -> None:
-        """The instrument, the model and the rule, or a clear error."""
+        """The instrument, the account, the model and the rule, or a clear error."""
         config = self.config
         self.instrument = self.cache.instrument(config.instrument_id)
         if self.instrument is None:
             raise ValueError(f"instrument {config.instrument_id} is not in the cache: add it before starting the strategy")
+        self.account = AccountView(self.portfolio, self.cache, self.instrument)
         self._interval_ns = config.bar_type.spec.timedelta.value
         torch.set_num_threads(config.inference_threads)
         artifact = load_artifact(Path(config.model_path), bar_type=str(config.bar_type))
@@ -99,7 +99,7 @@ class LSTMStrategy(Strategy):
         band = (0, quantiles - 1) if quantiles else None  # the lowest and highest quantile (decoded first)
         self.rule = DecisionRule.of(config.rule, self.instrument, artifact.config.training.horizon)
         self.risk = VolatilityRisk.of(config, self.predictor.volatility_index, self._interval_ns, artifact.config.training.horizon)
-        self.decision = BarDecision(self.predictor, band, self.rule, self.risk, self.log_book.staged)
+        self.decision = BarDecision(self.predictor, band, self.rule, self.risk, self.log_book.staged, config, self.account, self.rails)
         self._decide_bar, self._bar_arrays, self._out = self.decision.call, self.decision.arrays, self.predictor.out
         if config.rule.allow_short and not self.rule.allow_short:
             self.log.warning(f"allow_short ignored: {self.instrument.id} is a spot pair and cannot be shorted")
@@ -160,9 +160,8 @@ class LSTMStrategy(Strategy):
         return last
 
     def _take_position_from_venue(self) -> None:
-        """Go on from the position the venue holds, counting orders in flight: at start (flat in
-        backtests and a fresh sandbox; reconciled with the venue in a live node), and after an
-        order was refused."""
+        """Go on from the position the venue holds, counting orders in flight: at start (flat in backtests and a
+        fresh sandbox; reconciled with the venue in a live node), and after an order was refused."""
         position = self.account.expected_position()
         side = LONG if position > 0 else SHORT if position < 0 else FLAT
         if side == self._side:
@@ -271,13 +270,14 @@ class LSTMStrategy(Strategy):
         self._bars_held += self._side != FLAT  # one more bar held, if any
         if not forecast:
             return
-        checked = self._checks(close, ts) if trade else None  # None: the rule decides, compiled (strategies.kernel)
-        target = self._decide_bar(ts, close, self._out, trade and checked is None, self._side, self._bars_held, *self._bar_arrays)
+        guarded = self.rails.drawdown_halted or bool(self.account.in_flight)  # checks only Python makes
+        target = self._decide_bar(ts, close, self._out, trade, self._side, self._bars_held, self._entry_price, self.clock.timestamp_ns(),
+                                  self._bars_since_gap, guarded, *self._bar_arrays)  # compiled: strategies.kernel
         if not trade:
             return
-        outputs = self._out.tolist() if checked or target == DEFER or target != self._side or self.config.log_decisions else None
-        if checked or target == DEFER:
-            target, reason = checked or self.decision.in_words(outputs, self._side, self._bars_held)
+        outputs = self._out.tolist() if target != self._side or self.config.log_decisions else None  # DEFER is no side
+        if target == DEFER:  # a check decides, or the rule and gate with a reason the compiled call does not keep
+            target, reason = self._checks(close, ts) or self.decision.in_words(outputs, self._side, self._bars_held)
             self.log_book.record(ts, close, outputs, target, reason)
         elif outputs:  # the compiled call's decision, to log: the same rule and gate, in words
             reason = self.decision.in_words(outputs, self._side, self._bars_held)[1]
@@ -289,10 +289,10 @@ class LSTMStrategy(Strategy):
     # -- decisions and orders ----------------------------------------------------------------
 
     def _checks(self, close: float, ts: int) -> tuple[int, str] | None:
-        """What decides before the rule: the kill switch, a stop, an order in flight, a stale bar or a recent gap."""
+        """What decides before the rule (kill switch, stop, order in flight, stale bar, recent gap), if the compiled call deferred."""
         if self.rails.drawdown_halted:
             return FLAT, "halted by the drawdown kill switch"
-        if self.config.limits.max_drawdown is not None and (breached := self.rails.drawdown_breached(self.account.equity(close))):
+        if breached := self.rails.drawdown_breached(self.account.equity(close)):
             self.log.error(f"{breached}: flattening and halting")
             return FLAT, "drawdown kill switch"
         rule = self.config.rule

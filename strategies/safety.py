@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pandas as pd
+
+from strategies.kernel import drawdown_core
 
 ORDER_RATE_WINDOW_NS = 60_000_000_000
 ORDER_LIMITS = ("max_order_notional", "max_position_notional", "max_orders_per_minute", "daily_loss_limit", "kill_file")
@@ -87,7 +90,7 @@ class SafetyRails:
         self.limits = limits
         self.halted: str | None = None  # why no exposure may be added (a daily loss), until the next UTC day
         self.drawdown_halted = False  # the kill switch fired: flat for good
-        self._peak_equity = 0.0
+        self.peak_equity = np.zeros(1)  # the kill switch's, in an array the strategy's compiled per-bar call updates
         self._sent_ns: deque[int] = deque()
         self._day: str | None = None
         self._day_start_equity = math.nan
@@ -149,14 +152,14 @@ class SafetyRails:
     def drawdown_breached(self, equity: float) -> str | None:
         """Why to flatten and halt for good (equity just fell ``max_drawdown`` below its peak), or None.
         An unknown (NaN) equity is no evidence of a drawdown."""
-        if not math.isfinite(equity):
-            return None
-        self._peak_equity = max(self._peak_equity, equity)
         limit = self.limits.max_drawdown
-        if self.drawdown_halted or limit is None or not self._peak_equity > 0 or equity >= self._peak_equity * (1 - limit):
+        if limit is None:
+            return None
+        breached, self.peak_equity[0] = drawdown_core(equity, self.peak_equity[0], limit)  # strategies.kernel
+        if self.drawdown_halted or not breached:
             return None
         self.drawdown_halted = True
-        return f"equity {equity:.2f} is {1 - equity / self._peak_equity:.2%} below its peak"
+        return f"equity {equity:.2f} is {1 - equity / self.peak_equity[0]:.2%} below its peak"
 
     # -- across restarts -----------------------------------------------------------------------
 

@@ -390,9 +390,9 @@ def test_volatility_sizing_and_gate_trade_real_bars_beside_the_vol_targeted_benc
 def test_the_compiled_per_bar_decision_is_the_python_rules_on_every_bar(setup, vol_model, tmp_path):
     """strategies.kernel.decide_bar decides, gates and records as the rule and gate in Python do. A
     log with a file stages nothing, so with a predictions_path every bar is decided in Python: the
-    two runs must give the same forecasts, sides, reasons and fills, with trades, holds and the gate shut."""
+    two runs must give the same forecasts, sides, reasons and fills, with trades, holds, stops and the gate shut."""
     settings = vol_settings(setup, vol_model)
-    settings = replace(settings, strategy={**settings.strategy, "min_holding_bars": 30})
+    settings = replace(settings, strategy={**settings.strategy, "min_holding_bars": 5, "stop_loss": 0.002, "take_profit": 0.002})
     compiled, _ = lstm_run(settings)
     in_python, _ = lstm_run(replace(settings, strategy={**settings.strategy, "predictions_path": str(tmp_path / "p.csv")}))
     pd.testing.assert_frame_equal(compiled.predictions, in_python.predictions)
@@ -400,7 +400,7 @@ def test_the_compiled_per_bar_decision_is_the_python_rules_on_every_bar(setup, v
     pd.testing.assert_frame_equal(orders(compiled), orders(in_python))
     reasons = compiled.predictions["reason"]
     assert len(compiled.fills) > 10 and (compiled.predictions["side"] != FLAT).mean() > 0.1
-    for kind in ("inside", " > ", "volatility gate", "minimum bars"):
+    for kind in ("inside", " > ", "volatility gate", "minimum bars", "in flight", "stop-loss", "take-profit"):
         assert reasons.str.contains(kind, regex=False).any(), kind
 
 

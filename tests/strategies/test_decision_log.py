@@ -3,18 +3,22 @@
 import gc
 import math
 import sys
+import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from strategies import decision_log
+from strategies.config import parse_strategy_config
 from strategies.decision import FLAT, LONG, SHORT, BarDecision, DecisionRule, reason_text
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
 from strategies.kernel import DEFER, ROWS
+from strategies.safety import SafetyRails
 from strategies.volatility import VolatilityGateConfig, VolatilityRisk
 
 NOON = pd.Timestamp("2025-08-18 12:00", tz="UTC").value
+MINUTE = 60 * 10**9
 
 
 def test_records_file_and_frame_agree(tmp_path):
@@ -146,16 +150,32 @@ def test_rows_the_compiled_call_staged_come_in_order_before_a_record_and_only_if
 
     def decider(log):
         risk = VolatilityRisk(VolatilityGateConfig(volatility_gate=None), None, 60 * 10**9, 15)
-        return BarDecision(Forecaster, None, DecisionRule(0.0025, allow_short=False, min_holding_bars=0), risk, log.staged)
+        config = parse_strategy_config({"instrument_id": "BTCUSDT.BINANCE", "bar_type": "BTCUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL",
+                                        "model_path": "m", "feed": {"gap_cooldown_bars": 0}, "rule": {"stop_loss": 0.02}})
+        account = types.SimpleNamespace(parts=np.array([1000.0, 0.0, 0.0]))  # the kill switch's equity: 1,000 in cash
+        rails = SafetyRails(config.limits)
+        return BarDecision(Forecaster, None, DecisionRule(0.0025, allow_short=False, min_holding_bars=0), risk, log.staged, config,
+                           account, rails)
 
     log = DecisionLog(["prediction"], point_index=0, path=None)
     compiled = decider(log)
     for i, point in enumerate([0.003, -0.003, 0.0]):
         Forecaster.out[0] = point
-        assert compiled.call(NOON + i * 60 * 10**9, 100.0 + i, Forecaster.out, True, FLAT, 0, *compiled.arrays) == [LONG, FLAT, FLAT][i]
+        ts = NOON + i * MINUTE
+        assert compiled.call(ts, 100.0 + i, Forecaster.out, True, FLAT, 0, 0.0, ts, 1, False, *compiled.arrays) == [LONG, FLAT, FLAT][i]
+    # A check before the rule fires, or one only Python makes may: the strategy's Python decides.
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON + 3 * MINUTE, 1, False, *compiled.arrays) == DEFER  # stale
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, True, *compiled.arrays) == DEFER
+    assert compiled.call(NOON, 97.0, Forecaster.out, True, LONG, 9, 100.0, NOON, 1, False, *compiled.arrays) == DEFER  # stop-loss
+    parts = compiled.arrays[2]
+    parts[0] = 700.0  # 30% below the peak of 1,000: the kill switch's
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == DEFER
+    parts[0], parts[2] = 1000.0, 60.0  # the parts are to be read again
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == DEFER
+    parts[2] = 0.0
     log.record(NOON + 3 * 60 * 10**9, 103.0, [math.nan], FLAT, "forecast is not finite: no trade")
     log.staged[-1][ROWS] = log.staged[-1][1]  # full: the strategy's Python decides and records
-    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, *compiled.arrays) == DEFER
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == DEFER
     log.staged[-1][ROWS] = 0
     frame = log.frame()
     assert frame["close"].tolist() == [100.0, 101.0, 102.0, 103.0] and frame["side"].tolist() == [LONG, FLAT, FLAT, FLAT]
@@ -163,5 +183,5 @@ def test_rows_the_compiled_call_staged_come_in_order_before_a_record_and_only_if
                                         "forecast +0.000000 inside ±0.002500", "forecast is not finite: no trade"]
     kept_none = DecisionLog(["prediction"], point_index=0, path=None, keep=False)
     unkept = decider(kept_none)
-    assert unkept.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, *unkept.arrays) == FLAT
+    assert unkept.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *unkept.arrays) == FLAT
     assert kept_none.staged[-1][ROWS] == 0
