@@ -1,17 +1,17 @@
-"""The strategy's per-bar decision as compiled code: the rule, the volatility gate's window, the record.
+"""The strategy's per-bar decision as compiled code: the checks, the rule, the volatility gate, the record.
 
 On every bar the strategy ran about ten small Python calls after the forecast (the gate's window,
-the rule, the gate, the decision log's record). Inside a backtest each cost several times what it
+the checks before the rule, the rule, the gate, the decision log's record). Inside a backtest each cost several times what it
 costs in a tight loop, the engine's own work between bars leaving the caches cold: about 10 µs a
 bar in all, against 4 for the forecast's compiled call (README, Performance). :func:`decide_bar`
-does them in one compiled call. The rule (:func:`rule_core`) and the gate's window
-(:func:`gate_update`) are written here once: ``strategies.decision.decide`` and
+does them in one compiled call. The rule (:func:`rule_core`), the checks (:func:`stop_core`,
+:func:`wait_core`, :func:`drawdown_core`) and the gate's window (:func:`gate_update`) are written
+here once: ``strategies.decision``, ``strategies.catchup``, ``strategies.safety`` and
 ``strategies.volatility`` call the same functions, and only put their codes into words.
 
 What the compiled call does not decide it leaves to the strategy's Python (:data:`DEFER`): a
-check before the rule that fires (strategies.decision.stop_triggered and
-strategies.catchup.FeedConfig.no_trade run :func:`stop_core` and :func:`wait_core` too), a reason
-that wraps another (the minimum hold, the gate), a quantile band's, a full staging buffer.
+check before the rule that fires, the account's equity to be read again, a reason that wraps
+another (the minimum hold, the gate), a quantile band's, a full staging buffer.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from numba import njit
 
 LONG, FLAT, SHORT = 1, 0, -1
 
-# The rule's reasons, by code: (template, whether a template of two numbers, point and threshold).
+# The rule's reasons, by code: a text, or a template of the point forecast and the threshold (the band's: low, high, threshold).
 NOT_FINITE, INSIDE, ABOVE, BELOW, NO_SHORT, BAND = range(6)
 RULE_REASONS = (
     "forecast is not finite: no trade",
@@ -39,10 +39,9 @@ DEFER = -2  # decide_bar: the strategy's Python decides this bar
 # The checks before the rule (strategies.decision.stop_triggered, strategies.catchup.FeedConfig.no_trade), by code.
 STOP_LOSS, TAKE_PROFIT = 1, 2
 STALE_BAR, AFTER_GAP = 1, 2
-# decide_bar's settings: the rule's (threshold, allow_short, quantile_gate, min_holding_bars), the
+# decide_bar's settings, in order: the rule's (threshold, allow_short, quantile_gate, min_holding_bars), the
 # stops' (stop_loss, take_profit: NaN for none), the feed's (max_bar_delay_bars, gap_cooldown_bars),
-# the bar interval in ns and the kill switch's max_drawdown (NaN: none).
-SETTINGS = 10
+# the bar interval in ns and the kill switch's max_drawdown (NaN: none): strategies.decision.BarDecision.
 # An account's equity parts (strategies.account.AccountView.parts): cash, units (NaN: to be read), calls since
 # read; they are read again after a fill and every EQUITY_REFRESH_BARS calls.
 CASH, UNITS, CALLS = range(3)
@@ -155,7 +154,7 @@ def decide_bar(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars
 
     ``guarded``: a check only Python makes stops the rule (the kill switch fired, an order is in
     flight); ``at``: where in ``out`` the point forecast, the lowest and highest quantile and the
-    volatility are (-1: none); ``settings``: SETTINGS; ``parts``: the account's equity parts (CASH,
+    volatility are (-1: none); ``settings``: as above; ``parts``: the account's equity parts (CASH,
     UNITS, CALLS), ``peak`` (1,): the kill switch's peak equity; ``ring``, ``median``, ``gate``: the
     gate's arrays.
     """
