@@ -152,11 +152,10 @@ class BarDecision:
         low, high = band or (-1, -1)
         at = np.array([self.point_index, low, high, -1 if risk.index is None else risk.index], np.int64)
         stops, feed = config.rule, config.feed
-        none = math.nan  # a stop not set
         settings = np.array([rule.threshold, rule.allow_short, rule.quantile_gate, rule.min_holding_bars,
-                             none if stops.stop_loss is None else stops.stop_loss, none if stops.take_profit is None else stops.take_profit,
-                             feed.max_bar_delay_bars, feed.gap_cooldown_bars, config.bar_type.spec.timedelta.value,
-                             none if config.limits.max_drawdown is None else config.limits.max_drawdown], np.float64)
+                             _nan_if_none(stops.stop_loss), _nan_if_none(stops.take_profit), feed.max_bar_delay_bars,
+                             feed.gap_cooldown_bars, config.bar_type.spec.timedelta.value, _nan_if_none(config.limits.max_drawdown)],
+                            np.float64)
         self.arrays = (at, settings, account.parts, rails.peak_equity, risk.median.ring, risk.median.state, risk.gate_state, *staged)
         self.call = entry_point(decide_bar, 0, 1.0, predictor.out, True, 0, 0, 0.0, 0, 0, False, *self.arrays)
 
@@ -166,10 +165,14 @@ class BarDecision:
         return self.risk.gate(*decide(self.rule, outputs[self.point_index], band, side, bars_held), side)
 
 
+def _nan_if_none(limit: float | None) -> float:
+    """A limit as the compiled code reads it (strategies.kernel): NaN for one not set."""
+    return math.nan if limit is None else limit
+
+
 def stop_triggered(side: int, entry_price: float, close: float, stop_loss: float | None, take_profit: float | None) -> str | None:
     """Why a bar's close hits the stop-loss or take-profit of the position, or None (strategies.kernel.stop_core)."""
-    code, move = stop_core(side, entry_price, close, math.nan if stop_loss is None else stop_loss,
-                           math.nan if take_profit is None else take_profit)
+    code, move = stop_core(side, entry_price, close, _nan_if_none(stop_loss), _nan_if_none(take_profit))
     if code == STOP_LOSS:
         return f"stop-loss: {move:+.4%} against the position"
     if code == TAKE_PROFIT:

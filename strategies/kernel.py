@@ -162,8 +162,8 @@ def decide_bar(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars
         gate_update(out[at[3]], ring, median, gate)
     if not trade:
         return side
-    if settings[9] == settings[9]:  # the kill switch is set: the equity against its peak, every bar
-        if not parts[CASH] == parts[CASH] or parts[CALLS] >= EQUITY_REFRESH_BARS:
+    if not math.isnan(settings[9]):  # the kill switch is set: the equity against its peak, every bar
+        if math.isnan(parts[CASH]) or parts[CALLS] >= EQUITY_REFRESH_BARS:
             return DEFER  # the parts are to be read from the account, in Python
         parts[CALLS] += 1
         breached, peak[0] = drawdown_core(parts[CASH] + parts[UNITS] * close, peak[0], settings[9])

@@ -296,7 +296,7 @@ class LSTMStrategy(Strategy):
             self.log.error(f"{breached}: flattening and halting")
             return FLAT, "drawdown kill switch"
         rule = self.config.rule
-        if self._side != FLAT and (stop := stop_triggered(self._side, self._entry_price, close, rule.stop_loss, rule.take_profit)):
+        if stop := stop_triggered(self._side, self._entry_price, close, rule.stop_loss, rule.take_profit):
             return FLAT, stop
         if self.account.in_flight:  # the venue has not finished with the last order: the position it leaves is unknown
             return self._side, "an order is still in flight: no new decision"
