@@ -25,9 +25,9 @@ class AccountView:
     def __init__(self, portfolio, cache, instrument) -> None:
         self._portfolio, self._cache, self._instrument = portfolio, cache, instrument
         self.in_flight: set = set()  # client order ids of our orders the venue has not finished with
-        # Cash, units (NaN: to be read) and calls since read (strategies.kernel's CASH, UNITS, CALLS): an
+        # Cash, units and calls since read (strategies.kernel's CASH, UNITS, CALLS), due to be read: an
         # array, which the strategy's compiled per-bar call reads and counts for the kill switch.
-        self.parts = np.array([math.nan, math.nan, 0.0])
+        self.parts = np.array([math.nan, math.nan, EQUITY_REFRESH_BARS])
 
     def sent(self, client_order_id) -> None:
         self.in_flight.add(client_order_id)
@@ -40,7 +40,7 @@ class AccountView:
         if order is not None and order.is_closed:
             self.in_flight.discard(event.client_order_id)
         if isinstance(event, OrderFilled):
-            self.parts[CASH] = math.nan  # balances and position changed
+            self.parts[CALLS] = EQUITY_REFRESH_BARS  # balances and position changed: read at the next call
 
     def net_position(self) -> float:
         return float(self._portfolio.net_position(self._instrument.id))
@@ -82,11 +82,16 @@ class AccountView:
     def equity(self, close: float) -> float:
         """Account equity in quote currency, marked at ``close`` (NaN without an account)."""
         parts = self.parts
-        if math.isnan(parts[CASH]) or parts[CALLS] >= EQUITY_REFRESH_BARS:
-            parts[CASH], parts[UNITS] = self._read_parts()
-            parts[CALLS] = 0
+        if parts[CALLS] >= EQUITY_REFRESH_BARS:
+            self.read_parts()
         parts[CALLS] += 1
         return float(parts[CASH] + parts[UNITS] * close)
+
+    def read_parts(self) -> None:
+        """Read the equity's parts from the account now; with no account yet (NaN), again at the next call."""
+        parts = self.parts
+        parts[CASH], parts[UNITS] = self._cash_and_units()
+        parts[CALLS] = 0 if math.isfinite(parts[CASH]) else EQUITY_REFRESH_BARS - 1
 
     def _last_price(self, base) -> float:
         """The last price of the venue's ``base``/our quote instrument (NaN if none is known)."""
@@ -97,7 +102,7 @@ class AccountView:
                 return price.as_double() if price is not None else math.nan
         return math.nan
 
-    def _read_parts(self) -> tuple[float, float]:
+    def _cash_and_units(self) -> tuple[float, float]:
         instrument = self._instrument
         account = self._portfolio.account(instrument.id.venue)
         if account is None:

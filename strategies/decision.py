@@ -16,7 +16,8 @@ import numpy as np
 from models.kernels import entry_point
 # The sides and DEFER are defined with the compiled rule (strategies.kernel); the rest imports them from here.
 from strategies.kernel import (  # noqa: F401
-    BAND, DEFER, FLAT, HELD_REASON, LONG, NOT_FINITE, RULE_REASONS, SHORT, STOP_LOSS, TAKE_PROFIT, decide_bar, rule_core, stop_core,
+    BAND, DEFER, FLAT, HELD_REASON, LONG, NOT_FINITE, READ_ACCOUNT, RULE_REASONS, SHORT, STOP_LOSS, TAKE_PROFIT, decide_bar, rule_core,
+    stop_core,
 )
 
 

@@ -10,8 +10,9 @@ here once: ``strategies.decision``, ``strategies.catchup``, ``strategies.safety`
 ``strategies.volatility`` call the same functions, and only put their codes into words.
 
 What the compiled call does not decide it leaves to the strategy's Python (:data:`DEFER`): a
-check before the rule that fires, the account's equity to be read again, a reason that wraps
-another (the minimum hold, the gate), a quantile band's, a full staging buffer.
+check before the rule that fires, a reason that wraps another (the minimum hold, the gate), a
+quantile band's, a full staging buffer. When the account's equity is due to be read again it asks
+for that first (:data:`READ_ACCOUNT`), before it changes anything, and the strategy calls it again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ RULE_REASONS = (
 )
 HELD_REASON = "{}; held {} of {} minimum bars"
 DEFER = -2  # decide_bar: the strategy's Python decides this bar
+READ_ACCOUNT = -3  # decide_bar: nothing done yet; read the account's equity parts (AccountView.read_parts), then call again
 
 # The checks before the rule (strategies.decision.stop_triggered, strategies.catchup.FeedConfig.no_trade), by code.
 STOP_LOSS, TAKE_PROFIT = 1, 2
@@ -42,8 +44,8 @@ STALE_BAR, AFTER_GAP = 1, 2
 # decide_bar's settings, in order: the rule's (threshold, allow_short, quantile_gate, min_holding_bars), the
 # stops' (stop_loss, take_profit: NaN for none), the feed's (max_bar_delay_bars, gap_cooldown_bars),
 # the bar interval in ns and the kill switch's max_drawdown (NaN: none): strategies.decision.BarDecision.
-# An account's equity parts (strategies.account.AccountView.parts): cash, units (NaN: to be read), calls since
-# read; they are read again after a fill and every EQUITY_REFRESH_BARS calls.
+# An account's equity parts (strategies.account.AccountView.parts): cash, units, calls since read; they
+# are read again once the calls reach EQUITY_REFRESH_BARS (a fill sets them there: read at the next call).
 CASH, UNITS, CALLS = range(3)
 EQUITY_REFRESH_BARS = 60
 # The gate's state: the latest forecast, whether it is over its multiple of the median (1/0), that
@@ -150,7 +152,7 @@ def decide_bar(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars
     """One forecast bar after the forecast (``out``, the forecaster's outputs): the gate's window,
     then, if ``trade``, the checks before the rule, the rule and the gate, recorded in the staging
     buffer (times ... numbers; ``rows``: ROWS, CAPACITY, KEEP). Returns the side to hold, ``side``
-    when not trading, or DEFER.
+    when not trading, DEFER, or READ_ACCOUNT having done nothing.
 
     ``guarded``: a check only Python makes stops the rule (the kill switch fired, an order is in
     flight); ``at``: where in ``out`` the point forecast, the lowest and highest quantile and the
@@ -158,13 +160,14 @@ def decide_bar(ts, close, out, trade, side, bars_held, entry_price, now_ns, bars
     UNITS, CALLS), ``peak`` (1,): the kill switch's peak equity; ``ring``, ``median``, ``gate``: the
     gate's arrays.
     """
+    kill_switch = trade and not math.isnan(settings[9])  # the equity against its peak, every traded bar
+    if kill_switch and parts[CALLS] >= EQUITY_REFRESH_BARS:
+        return READ_ACCOUNT  # first, before any state moves: the account is read in Python
     if at[3] >= 0:
         gate_update(out[at[3]], ring, median, gate)
     if not trade:
         return side
-    if not math.isnan(settings[9]):  # the kill switch is set: the equity against its peak, every bar
-        if math.isnan(parts[CASH]) or parts[CALLS] >= EQUITY_REFRESH_BARS:
-            return DEFER  # the parts are to be read from the account, in Python
+    if kill_switch:
         parts[CALLS] += 1
         breached, peak[0] = drawdown_core(parts[CASH] + parts[UNITS] * close, peak[0], settings[9])
         if breached:

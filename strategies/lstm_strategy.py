@@ -31,7 +31,7 @@ from models.predictor import OnlineForecaster, online_forecaster, output_columns
 from strategies.account import AccountView
 from strategies.catchup import CatchUp, StaleFeed, default_warmup_bars
 from strategies.config import LSTMStrategyConfig
-from strategies.decision import DEFER, FLAT, LONG, SHORT, BarDecision, DecisionRule, stop_triggered
+from strategies.decision import DEFER, FLAT, LONG, READ_ACCOUNT, SHORT, BarDecision, DecisionRule, stop_triggered
 from strategies.decision_log import SIDE_NAMES, DecisionLog, iso_time
 from strategies.safety import ProposedOrder, SafetyRails
 from strategies.volatility import VolatilityRisk
@@ -271,8 +271,9 @@ class LSTMStrategy(Strategy):
         if not forecast:
             return
         guarded = self.rails.drawdown_halted or bool(self.account.in_flight)  # checks only Python makes
-        target = self._decide_bar(ts, close, self._out, trade, self._side, self._bars_held, self._entry_price, self.clock.timestamp_ns(),
-                                  self._bars_since_gap, guarded, *self._bar_arrays)  # compiled: strategies.kernel
+        while (target := self._decide_bar(ts, close, self._out, trade, self._side, self._bars_held, self._entry_price,
+                                          self.clock.timestamp_ns(), self._bars_since_gap, guarded, *self._bar_arrays)) == READ_ACCOUNT:
+            self.account.read_parts()  # compiled: strategies.kernel, which first asks for the equity when it is due
         if not trade:
             return
         outputs = self._out.tolist() if target != self._side or self.config.log_decisions else None  # DEFER is no side
@@ -295,8 +296,7 @@ class LSTMStrategy(Strategy):
         if breached := self.rails.drawdown_breached(self.account.equity(close)):
             self.log.error(f"{breached}: flattening and halting")
             return FLAT, "drawdown kill switch"
-        rule = self.config.rule
-        if stop := stop_triggered(self._side, self._entry_price, close, rule.stop_loss, rule.take_profit):
+        if stop := stop_triggered(self._side, self._entry_price, close, self.config.rule.stop_loss, self.config.rule.take_profit):
             return FLAT, stop
         if self.account.in_flight:  # the venue has not finished with the last order: the position it leaves is unknown
             return self._side, "an order is still in flight: no new decision"

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.objects import Currency
 
 from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
@@ -77,6 +78,17 @@ def test_equity_is_reread_every_so_many_calls():
     for _ in range(EQUITY_REFRESH_BARS - 1):
         view.equity(1.0)
     assert view.equity(1.0) == 900.0  # refreshed on the schedule
+    account.totals["USDT"] = 800.0
+    view.order_event(OrderFilled.__new__(OrderFilled))  # a fill: read at the next call
+    assert view.equity(1.0) == 800.0
+
+
+def test_equity_with_no_account_yet_is_nan_and_read_again_at_every_call():
+    venue = Venue(None)
+    view = AccountView(venue, venue, SPOT)
+    assert math.isnan(view.equity(1.0))
+    venue.account_ = Account(True, {"USDT": 1_000.0, "BTC": 0.0})
+    assert view.equity(1.0) == 1_000.0
 
 
 def test_orders_in_flight_count_towards_the_expected_position():

@@ -13,7 +13,7 @@ from strategies import decision_log
 from strategies.config import parse_strategy_config
 from strategies.decision import FLAT, LONG, SHORT, BarDecision, DecisionRule, reason_text
 from strategies.decision_log import DecisionLog, prediction_columns, read_predictions
-from strategies.kernel import DEFER, ROWS
+from strategies.kernel import DEFER, READ_ACCOUNT, ROWS
 from strategies.safety import SafetyRails
 from strategies.volatility import VolatilityGateConfig, VolatilityRisk
 
@@ -170,8 +170,10 @@ def test_rows_the_compiled_call_staged_come_in_order_before_a_record_and_only_if
     parts = compiled.arrays[2]
     parts[0] = 700.0  # 30% below the peak of 1,000: the kill switch's
     assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == DEFER
-    parts[0], parts[2] = 1000.0, 60.0  # the parts are to be read again
-    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == DEFER
+    parts[0], parts[2] = 1000.0, 60.0  # the parts are due to be read again: asked for first, with nothing done
+    assert compiled.call(NOON, 1.0, Forecaster.out, True, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == READ_ACCOUNT
+    assert log.staged[-1][ROWS] == 3 and parts[2] == 60.0
+    assert compiled.call(NOON, 1.0, Forecaster.out, False, FLAT, 0, 0.0, NOON, 1, False, *compiled.arrays) == FLAT  # not traded: no read
     parts[2] = 0.0
     log.record(NOON + 3 * 60 * 10**9, 103.0, [math.nan], FLAT, "forecast is not finite: no trade")
     log.staged[-1][ROWS] = log.staged[-1][1]  # full: the strategy's Python decides and records
