@@ -14,7 +14,7 @@ compare like with like on a noisy machine:
   warm-up). A first round of the three runs before those is not in the figures: in a fresh checkout
   its LSTM run compiles the per-bar kernels, which numba then caches on disk (about 5 s on the 2-core
   machine, as long as its bars take); its ratio is ``cold_ratio``, what a first backtest after install sees;
-- forecast_only: a strategy that only runs the forecast on each bar (``OnlinePredictor.update``,
+- forecast_only: a strategy that only runs the forecast on each bar (``OnlinePredictor.forecast``,
   the compiled kernel the LSTM strategy calls) and decides nothing: its bars/s and ratio to the
   no-op's, the ratio the LSTM strategy would reach if everything it does besides forecasting cost
   nothing (median of the per-run ratios);
@@ -85,8 +85,8 @@ class ForecastOnly(Noop):
         self.predictor = predictor
 
     def on_bar(self, bar: Bar) -> None:
-        self.predictor.update(bar_close_ns(bar.ts_event), bar.high.as_double(), bar.low.as_double(),
-                              bar.close.as_double(), bar.volume.as_double())
+        self.predictor.forecast(bar_close_ns(bar.ts_event), bar.high.as_double(), bar.low.as_double(),
+                                bar.close.as_double(), bar.volume.as_double())
 
 
 class BetweenBars:

@@ -11,7 +11,7 @@ on its own (median and p99 in µs, warm-up bars left out):
 - ``features``: OnlineFeatures.update;
 - ``network_step``: the architecture's streaming network's step (StreamingLSTM or a hybrid) on
   the scaled feature rows;
-- ``predictor_update``: OnlinePredictor.update, what the strategy calls on every bar;
+- ``predictor_update``: OnlinePredictor.update: the strategy's per-bar ``forecast`` and its outputs as a list;
 - ``lightgbm_update``: OnlineLightGBM.update, the LightGBM benchmark's strategy's per-bar call
   (features and LightGBM's fast single-row C path in one compiled call, models.kernels.trees);
 - ``alignment``: OnlinePredictor's compiled call on its arrays as built, each on a 64-byte
