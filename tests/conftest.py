@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from backtests.parallel import THREAD_ENV, limit_threads
 from marketdata.history import import_klines
+
+# The suite runs in two processes on the CI machine's two cores (Makefile: TEST_WORKERS): each on
+# one thread, and so are the nodes, CLIs and Ray workers the tests start (they inherit THREAD_ENV).
+# On two threads, torch's wait at every op's barrier for a core the other process holds: the
+# 4-second training of test_network's `trained` took 365 s in CI, and the paper node fell behind
+# its bars.
+os.environ.update(THREAD_ENV)
+limit_threads()
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_SETTING = "NAUTILUS_LSTM_DATA"
@@ -52,18 +61,6 @@ def shared_data() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return folder
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Torch on one thread for the module: a model this small trains no faster on two, and far slower on a
-    busy two-core machine; and a one-by-one walk-forward then trains as each Ray worker does."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ BENCHMARKS = ["ridge", "lightgbm", "ema_cross", "buy_and_hold", "vol_target_buy_
 
 
 @pytest.fixture(scope="module")
-def walk(catalog, tmp_path_factory, one_thread):
+def walk(catalog, tmp_path_factory):
     """A tiny base model walked forward over three one-day windows; returns (bars, report folder, report)."""
     base = tmp_path_factory.mktemp("base") / "model"
     train_walk_base(catalog, base)

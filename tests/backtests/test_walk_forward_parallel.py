@@ -27,8 +27,8 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @pytest.fixture(scope="module")
-def setup(catalog, tmp_path_factory, one_thread):
-    # one_thread: one-by-one runs train on one torch thread, as each Ray worker does (backtests.walk_forward: Parallel)
+def setup(catalog, tmp_path_factory):
+    # One-by-one runs train on one torch thread (tests/conftest.py), as each Ray worker does (backtests.walk_forward: Parallel)
     """A tiny base model and the settings of a walk of WINDOWS windows."""
     base = tmp_path_factory.mktemp("base") / "model"
     train_walk_base(catalog, base)
@@ -80,8 +80,7 @@ class TestTwoLocalWorkers:
         run_walk_forward(setup, TRAIN_DAYS, TEST_DAYS, tmp_path, two_local_workers)
         assert_same_report(tmp_path, serial)
 
-    def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(self, pooled, one_thread, two_local_workers,  # noqa: F811
-                                                                        tmp_path):
+    def test_a_pooled_walk_on_two_local_workers_gives_the_report_of_one(self, pooled, two_local_workers, tmp_path):  # noqa: F811
         catalog, model, _ = pooled
         settings = BacktestSettings(model_path=model, catalog=catalog, bar_types=(BAR_TYPE, ETH),
                                     end=pd.Timestamp("2025-05-21 12:00", tz="UTC"), strategy={"entry_threshold": 1e-5})

@@ -30,8 +30,8 @@ def store(catalog):
 
 
 @pytest.fixture(scope="module")
-def local_walk(catalog, tmp_path_factory, one_thread):
-    # one_thread: the one-by-one walk trains on one torch thread, as each Ray worker does
+def local_walk(catalog, tmp_path_factory):
+    # The one-by-one walk trains on one torch thread (tests/conftest.py), as each Ray worker does
     """The walk from the local catalog, one by one: its settings and report folder."""
     base = train_walk_base(catalog, tmp_path_factory.mktemp("base") / "model")
     end = load_bars(catalog, BAR_TYPE).index[0] + pd.Timedelta(days=TRAIN_DAYS + WINDOWS * TEST_DAYS, minutes=-1)
@@ -77,7 +77,7 @@ def test_a_sweep_reads_its_range_from_the_url(store, catalog):
 
 
 @pytest.mark.slow
-def test_a_sweep_from_the_url_gives_the_local_sweep(store, catalog, tmp_path, caplog, one_thread):
+def test_a_sweep_from_the_url_gives_the_local_sweep(store, catalog, tmp_path, caplog):
     """The whole sweep (its trial, the locked segment, the report) with [data] catalog the URL, in this
     process: the same trial, objective and locked result as from the local folder, and the secret nowhere
     (Ray workers reading the URL: the walk-forward test above)."""
