@@ -85,6 +85,12 @@ class AccountView:
         if parts[CALLS] >= EQUITY_REFRESH_BARS:
             self.read_parts()
         parts[CALLS] += 1
+        return self.marked(close)
+
+    def marked(self, close: float) -> float:
+        """The equity of the parts as last read, marked at ``close``, neither read nor counted: on a bar
+        the compiled call handed back, which has read them if due and counted the bar already."""
+        parts = self.parts
         return float(parts[CASH] + parts[UNITS] * close)
 
     def read_parts(self) -> None:

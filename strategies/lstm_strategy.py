@@ -293,7 +293,7 @@ class LSTMStrategy(Strategy):
         """What decides before the rule (kill switch, stop, order in flight, stale bar, recent gap), if the compiled call deferred."""
         if self.rails.drawdown_halted:
             return FLAT, "halted by the drawdown kill switch"
-        if breached := self.rails.drawdown_breached(self.account.equity(close)):
+        if breached := self.rails.drawdown_breached(self.account.marked(close)):
             self.log.error(f"{breached}: flattening and halting")
             return FLAT, "drawdown kill switch"
         if stop := stop_triggered(self._side, self._entry_price, close, self.config.rule.stop_loss, self.config.rule.take_profit):

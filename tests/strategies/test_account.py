@@ -12,6 +12,7 @@ from nautilus_trader.model.objects import Currency
 from marketdata.instruments import BUILTIN_MARKETS, instrument_from_market
 from strategies.account import EQUITY_REFRESH_BARS, AccountView
 from strategies.decision import SizingConfig
+from strategies.kernel import CALLS
 
 SPOT = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "spot")], "spot")
 PERP = instrument_from_market(BUILTIN_MARKETS[("BTC/USDT", "futures")], "futures")
@@ -81,6 +82,18 @@ def test_equity_is_reread_every_so_many_calls():
     account.totals["USDT"] = 800.0
     view.order_event(OrderFilled.__new__(OrderFilled))  # a fill: read at the next call
     assert view.equity(1.0) == 800.0
+
+
+def test_equity_marked_from_the_parts_as_read_neither_reads_nor_counts():
+    """On a bar the compiled call handed back, which has counted it: the kill switch's check in Python
+    must not count it again (the read would come a bar early)."""
+    account = Account(True, {"USDT": 1_000.0, "BTC": 0.5})
+    venue = Venue(account)
+    view = AccountView(venue, venue, SPOT)
+    assert view.equity(100.0) == 1_050.0
+    account.totals["USDT"] = 900.0
+    calls = view.parts[CALLS]
+    assert view.marked(200.0) == 1_100.0 and view.parts[CALLS] == calls  # the parts as read, at the new close
 
 
 def test_equity_with_no_account_yet_is_nan_and_read_again_at_every_call():
