@@ -73,15 +73,28 @@ def check_one_instrument_inputs(artifact: Artifact) -> None:
         )
 
 
-class OnlinePredictor:
+class OnlineForecasts:
+    """What every bar-by-bar forecaster shares: ``forecast`` (a subclass's) fills ``out`` and says
+    whether there is a forecast; ``update`` returns it as a new list; ``features`` sets the warm-up."""
+
+    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
+        """``forecast``, returning the decoded outputs as a new list (None during warm-up)."""
+        return self.out.tolist() if self.forecast(close_time_ns, high, low, close, volume) else None
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.features.warmup_bars
+
+
+class OnlinePredictor(OnlineForecasts):
     """Bar-by-bar forecasts with carried state: O(1) work per bar, one compiled call, no pandas.
 
     ``features`` and ``network`` (the artifact's architecture's streaming network) hold the
-    state (reset, get_state/set_state, state); ``update`` runs their kernels together in the
+    state (reset, get_state/set_state, state); ``forecast`` runs their kernels together in the
     architecture's ``predict_bar``. Construction compiles it (or loads it from numba's cache) so
     the first bar is fast. ``bar_type``: which of the artifact's instruments (None: its only
     one); its scaler, target scales and one-hot are used. ``cross_asset``: the caller writes a
-    cross-asset model's columns (``set_cross``) before every ``update``; without it such a model is refused.
+    cross-asset model's columns (``set_cross``) before every ``forecast``; without it such a model is refused.
     """
 
     def __init__(self, artifact: Artifact, bar_type: str | None = None, cross_asset: bool = False):
@@ -108,10 +121,6 @@ class OnlinePredictor:
         # Compiled (or loaded from numba's cache) now, so the first bar is fast; called past the dispatcher.
         self._predict_bar = entry_point(PREDICT_BAR[artifact.lstm.architecture], 0, 1.0, 1.0, 1.0, 1.0, *self._arrays)
 
-    @property
-    def warmup_bars(self) -> int:
-        return self.features.warmup_bars
-
     def reset(self) -> None:
         self.features.reset()
         self.network.reset()
@@ -126,12 +135,8 @@ class OnlinePredictor:
         (``output_columns``) then in ``out``: what the strategy's per-bar path reads."""
         return self._predict_bar(close_time_ns, high, low, close, volume, *self._arrays)
 
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
-        """:meth:`forecast`, returning the decoded outputs as a new list (None during warm-up)."""
-        return self.out.tolist() if self.forecast(close_time_ns, high, low, close, volume) else None
-
     def set_cross(self, row: np.ndarray) -> None:
-        """The cross-asset columns of the next bar (``models.pooling.CrossReturns.row``), before its ``update``."""
+        """The cross-asset columns of the next bar (``models.pooling.CrossReturns.row``), before its ``forecast``."""
         mean, std = self._cross_scaler
         self.network._x[self._cross] = (row - mean) / std
 
@@ -146,7 +151,7 @@ class OnlinePredictor:
         self.network.state = tuple(np.asarray(state[name]) for name in self.network.state_names)
 
 
-class OnlineBenchmark:
+class OnlineBenchmark(OnlineForecasts):
     """A benchmark of the artifact (ridge, LightGBM) on the same online features as the LSTM: its
     point forecast of the h-bar log return, no volatility; its state is the features'."""
 
@@ -156,14 +161,6 @@ class OnlineBenchmark:
     def __init__(self, artifact: Artifact):
         self.features = OnlineFeatures(artifact.feature_spec)
         self.out = np.zeros(1)  # the latest bar's forecast
-
-    def update(self, close_time_ns: int, high: float, low: float, close: float, volume: float) -> list[float] | None:
-        """:meth:`forecast`, returning the forecast as a new list (None during warm-up)."""
-        return self.out.tolist() if self.forecast(close_time_ns, high, low, close, volume) else None
-
-    @property
-    def warmup_bars(self) -> int:
-        return self.features.warmup_bars
 
     def reset(self) -> None:
         self.features.reset()
